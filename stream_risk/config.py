@@ -1,0 +1,70 @@
+"""Configuration: one settings model, read from ``STREAM_RISK_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_risk.schemas.events import EVENT_TYPES
+
+#: Output and internal topics besides the one-per-type input topics.
+OUTPUT_TOPICS = ("warnings", "dead-letters", "profiles")
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable ``STREAM_RISK_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAM_RISK_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for the sinks")
+    app_id: str = Field("stream-risk", description="Faust app id (consumer group, table names)")
+    partitions: int = Field(4, ge=1, description="partitions of every input topic and table")
+    replication_factor: int = Field(1, ge=1, description="replication of created topics")
+    topic_prefix: str = Field("stream-risk", description="prefix of every topic name")
+    topics: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-topic name overrides, e.g. {\"order\": \"erp.orders\"} (JSON)",
+    )
+    base_currency: str = Field("EUR", description="currency every amount is converted into")
+    fx_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="units of base currency per unit of another currency (JSON)",
+    )
+    data_dir: Path = Field(Path("./stream-risk-data"), description="worker-local state directory")
+    web_port: int = Field(6066, description="worker web port")
+    web_enabled: bool = Field(False, description="serve the worker's web interface")
+    log_level: str = Field("info", description="log level of the worker")
+    redis_enabled: bool = Field(True, description="publish profiles and warnings to Redis")
+    redis_prefix: str = Field("risk", description="prefix of every Redis key and channel")
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v > 0]
+        if bad:
+            raise ValueError(f"exchange rates must be positive: {', '.join(sorted(bad))}")
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        known = set(EVENT_TYPES) | set(OUTPUT_TOPICS)
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown topic keys {unknown}; known: {', '.join(sorted(known))}"
+            )
+        return value
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic for an input type (``order``) or an output (``warnings``)."""
+        return self.topics.get(name) or f"{self.topic_prefix}.{name}"
+
+    def input_topics(self) -> dict[str, str]:
+        """Event type -> input topic."""
+        return {t: self.topic(t) for t in EVENT_TYPES}

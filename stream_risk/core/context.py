@@ -1,0 +1,45 @@
+"""What a step needs besides the state and the event: rules, currency and time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from stream_risk.core.rules import BUILTIN_RULES, ThresholdRule
+
+
+class BadEvent(ValueError):
+    """An event that is well-formed JSON of the contract but cannot be applied.
+
+    Drivers send it to the dead-letter topic (or report file:line) with ``str(exc)``
+    as the reason, and go on.
+    """
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything a step may depend on besides state and event.
+
+    ``detected_at`` is the wall-clock stamp for warnings; the driver sets it, so
+    the core itself never reads a clock.
+    """
+
+    base_currency: str = "EUR"
+    #: Units of base currency per unit of another currency.
+    fx_rates: dict[str, float] = field(default_factory=dict)
+    rules: tuple[ThresholdRule, ...] = BUILTIN_RULES
+    #: Event ids remembered per customer for de-duplication.
+    dedup_capacity: int = 256
+    detected_at: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
+
+    def to_base(self, amount: float, currency: str) -> float:
+        """Convert ``amount`` in ``currency`` into the base currency, or raise :class:`BadEvent`."""
+        if currency == self.base_currency:
+            return amount
+        rate = self.fx_rates.get(currency)
+        if rate is None:
+            raise BadEvent(
+                f"currency {currency!r} is not the base currency {self.base_currency!r} "
+                "and has no configured exchange rate"
+            )
+        return amount * rate
