@@ -17,9 +17,11 @@ Timestamp = Annotated[AwareDatetime, Strict()]
 #: An identifier: 1..200 characters.
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 #: A non-negative, finite amount of money.
-Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Amount = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 #: A signed, finite amount of money (a statement balance may be negative).
-SignedAmount = Annotated[float, Field(allow_inf_nan=False)]
+SignedAmount = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+#: A whole number of days, >= 0.
+Days = Annotated[int, Strict(), Field(ge=0)]
 Currency = Annotated[str, Field(min_length=1, max_length=16)]
 
 
@@ -49,7 +51,7 @@ class CustomerEvent(_Event):
     type: Literal["customer"]
     credit_limit: Amount
     currency: Currency
-    payment_terms_days: Annotated[int, Field(ge=0)]
+    payment_terms_days: Days
     segment: Segment | None = None
     rating: str | float | None = None
     financials: dict[str, Any] | None = None
@@ -97,9 +99,9 @@ class StatementEvent(_Event):
     statement_id: Identifier
     balance: SignedAmount
     currency: Currency
-    days_past_due: Annotated[int, Field(ge=0)]
+    days_past_due: Days
     status: Literal["no_balance", "paid_in_full", "revolving", "delinquent"]
-    minimum_due: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    minimum_due: SignedAmount | None = None
 
 
 class OutcomeEvent(_Event):

@@ -41,12 +41,17 @@ class ThresholdRule:
     def reason(self, features: Mapping[str, Any]) -> dict[str, Any]:
         value = features.get(self.feature)
         shown = round(float(value), 4) if isinstance(value, (int, float)) else value
+        text = (
+            f"{self.feature} is not available"
+            if shown is None
+            else self.text.format(value=shown, threshold=self.threshold)
+        )
         return {
             "feature": self.feature,
             "value": shown,
             "op": self.op,
             "threshold": self.threshold,
-            "text": self.text.format(value=shown, threshold=self.threshold),
+            "text": text,
         }
 
 

@@ -63,6 +63,8 @@ class CustomerState:
 
 
 _FIELDS = tuple(CustomerState.__slots__)  # type: ignore[attr-defined]
+#: Fields whose default is an empty container: left out of the encoding when empty.
+_EMPTY_BY_DEFAULT = frozenset({"invoices", "payments", "orders", "seen", "alerts"})
 
 
 def encode(state: CustomerState) -> bytes:
@@ -72,8 +74,9 @@ def encode(state: CustomerState) -> bytes:
         value = getattr(state, name)
         if name == "seen":
             value = list(value)
-        if value is not None and value != [] and value != {}:
-            data[name] = value
+        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+            continue
+        data[name] = value
     return orjson.dumps(data)
 
 
@@ -89,6 +92,9 @@ def decode(raw: bytes | str) -> CustomerState:
     unknown = set(data) - set(_FIELDS)
     if unknown:
         raise ValueError(f"unknown customer state fields: {sorted(unknown)}")
-    state = CustomerState(**data)
-    state.seen = dict.fromkeys(seen)
+    try:
+        state = CustomerState(**data)
+        state.seen = dict.fromkeys(seen)
+    except TypeError as exc:
+        raise ValueError(f"malformed customer state: {exc}") from None
     return state

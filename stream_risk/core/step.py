@@ -35,6 +35,9 @@ from stream_risk.schemas.events import (
     StatementEvent,
 )
 
+#: An invoice with less than this left open is settled (float sums of exact
+#: payments leave dust far below any currency's smallest unit).
+SETTLED_BELOW = 0.005
 #: Settled payments remembered so a later bounce or reversal can be undone.
 PAYMENTS_REMEMBERED = 64
 
@@ -192,13 +195,23 @@ def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> No
         state.payment_terms_days = event.payment_terms_days
         state.segment = event.segment.model_dump(exclude_none=True) if event.segment else None
         state.rating = event.rating
-        state.financials = event.financials
+        state.financials = _plain_numbers(event.financials)
     elif isinstance(event, OutcomeEvent):
         state.last_outcome = event.outcome
     elif isinstance(event, CollectionEvent):
         pass  # collections feedback is remembered by de-duplication only, for now
     else:  # pragma: no cover - the union is exhaustive
         raise BadEvent(f"unsupported event type {type(event).__name__}")
+
+
+def _plain_numbers(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Integers beyond 64 bits become floats, so the state always encodes."""
+    if values is None:
+        return None
+    return {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63 else v
+        for k, v in values.items()
+    }
 
 
 def _order(state: CustomerState, order_id: str, amount: float, status: str, ts: float) -> None:
@@ -224,9 +237,31 @@ def _invoice(state: CustomerState, invoice_id: str, amount: float, due: float, t
         existing[INV_DUE] = due
         return
     state.invoiced = True
-    credit = min(state.unapplied_credit, amount)
-    state.unapplied_credit -= credit
-    state.invoices[invoice_id] = [amount - credit, amount, due, ts]
+    state.invoices[invoice_id] = [amount, amount, due, ts]
+    if state.unapplied_credit > 0:
+        _apply_credit(state, invoice_id)
+
+
+def _apply_credit(state: CustomerState, invoice_id: str) -> None:
+    """Pay ``invoice_id`` from earlier unapplied payments, oldest payment first.
+
+    The allocation is recorded on each payment, so a later bounce of that
+    payment re-opens this invoice too.
+    """
+    inv = state.invoices[invoice_id]
+    for record in state.payments.values():
+        if inv[INV_OPEN] <= 0:
+            break
+        unapplied = record[1]
+        if unapplied <= 0:
+            continue
+        used = min(unapplied, inv[INV_OPEN])
+        record[1] -= used
+        state.unapplied_credit = max(state.unapplied_credit - used, 0.0)
+        inv[INV_OPEN] -= used
+        record[2].append([invoice_id, used, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
+    if inv[INV_OPEN] <= SETTLED_BELOW:
+        del state.invoices[invoice_id]
 
 
 def _oldest_open(state: CustomerState) -> list[str]:
@@ -252,7 +287,7 @@ def _settle(
         inv[INV_OPEN] -= paid
         remaining -= paid
         allocations.append([inv_id, paid, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
-        if inv[INV_OPEN] <= 1e-9:
+        if inv[INV_OPEN] <= SETTLED_BELOW:
             del state.invoices[inv_id]
     state.unapplied_credit += remaining
     state.payments[payment_id] = [ts, remaining, allocations]

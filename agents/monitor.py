@@ -1,0 +1,199 @@
+"""The monitor driver: validate, de-duplicate, run the core, collect what to publish.
+
+Kept free of Faust so the batch logic is testable; the agent in
+:mod:`stream_risk.agents.app` feeds it messages and performs the sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
+from stream_risk.core.state import decode, encode
+from stream_risk.core.timers import TimerQueue
+from stream_risk.replay import validation_reason
+from stream_risk.schemas.events import input_event_adapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Message:
+    """The parts of a Kafka message the monitor needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch publishes: states to write, warnings, profiles, dead letters."""
+
+    #: customer_id -> (partition, encoded state)
+    states: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    warnings: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: customer_id -> (partition, profile)
+    profiles: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+
+
+class MonitorDriver:
+    """Applies batches of input messages to per-customer states.
+
+    ``load`` reads a customer's encoded state (from the Faust table). Timers are
+    kept per partition and fire on that partition's event-time watermark, so a
+    customer's overdue check is written to the same changelog partition as its
+    events.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        topic_types: dict[str, str],
+        load: Callable[[str], bytes | None],
+    ) -> None:
+        self.ctx = ctx
+        self.topic_types = topic_types
+        self.load = load
+        self.timers: dict[int, TimerQueue] = {}
+        self.watermarks: dict[int, float] = {}
+        self.counts: Counter[str] = Counter()
+
+    def rebuild_timers(self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]) -> None:
+        """Re-create the timer queues from stored states (after a restart or rebalance)."""
+        self.timers.clear()
+        for customer_id, raw in items:
+            try:
+                state = decode(raw)
+            except ValueError:
+                log.exception("unreadable state for customer %s", customer_id)
+                continue
+            if state.next_wakeup is not None:
+                self._queue(partition_of(customer_id)).schedule(customer_id, state.next_wakeup)
+
+    def _queue(self, partition: int) -> TimerQueue:
+        queue = self.timers.get(partition)
+        if queue is None:
+            queue = self.timers[partition] = TimerQueue()
+        return queue
+
+    def process(self, messages: Iterable[Message]) -> BatchResult:
+        """Apply ``messages`` in order; return everything to publish for them."""
+        result = BatchResult()
+        cache: dict[str, CustomerState] = {}
+        self.ctx.detected_at = datetime.now(UTC)
+        for msg in messages:
+            self._one(msg, result, cache)
+        for customer_id, (partition, _) in result.states.items():
+            state = cache[customer_id]
+            result.states[customer_id] = (partition, encode(state))
+            result.profiles[customer_id] = (partition, profile_of(state))
+        return result
+
+    def _state(self, customer_id: str, cache: dict[str, CustomerState]) -> CustomerState:
+        state = cache.get(customer_id)
+        if state is None:
+            raw = self.load(customer_id)
+            state = decode(raw) if raw is not None else CustomerState(customer_id)
+            cache[customer_id] = state
+        return state
+
+    def _one(self, msg: Message, result: BatchResult, cache: dict[str, CustomerState]) -> None:
+        expected_type = self.topic_types.get(msg.topic)
+        if msg.value is None:
+            self._dead(msg, "empty message (no value)", result)
+            return
+        try:
+            event = input_event_adapter.validate_json(msg.value)
+        except ValidationError as exc:
+            self._dead(msg, "invalid event: " + validation_reason(exc), result)
+            return
+        if expected_type is not None and event.type != expected_type:
+            self._dead(msg, f"event type {event.type!r} on the {expected_type!r} topic", result)
+            return
+        customer_id = event.customer_id
+        if msg.key is None or msg.key != customer_id.encode():
+            # The key decides the partition; any other key splits a customer's state.
+            self._dead(msg, "message key must be the customer_id", result)
+            return
+        ts = event.occurred_at.timestamp()
+        self._fire_timers(msg.partition, ts, result, cache)
+        state = self._state(customer_id, cache)
+        try:
+            state, out = step(state, event, self.ctx)
+        except BadEvent as exc:
+            self._dead(msg, str(exc), result)
+            return
+        except Exception as exc:  # a bug must not stop the stream; the event is kept
+            log.exception("failed to apply event %s", event.event_id)
+            self._dead(msg, f"internal error: {type(exc).__name__}: {exc}", result)
+            return
+        self.counts[f"events.{event.type}"] += 1
+        # A duplicate still refreshes the profile: after a crash its first
+        # publication may not have happened.
+        result.states[customer_id] = (msg.partition, b"")
+        if out.duplicate:
+            self.counts["duplicates"] += 1
+            return
+        self._collect(msg.partition, state, out.warnings, result)
+
+    def _fire_timers(
+        self, partition: int, now: float, result: BatchResult, cache: dict[str, CustomerState]
+    ) -> None:
+        if now <= self.watermarks.get(partition, float("-inf")):
+            return
+        self.watermarks[partition] = now
+        queue = self.timers.get(partition)
+        if not queue:
+            return
+        for customer_id, wake in queue.due(now):
+            state, out = advance(self._state(customer_id, cache), wake, self.ctx)
+            result.states[customer_id] = (partition, b"")
+            self._collect(partition, state, out.warnings, result)
+
+    def _collect(
+        self, partition: int, state: CustomerState, warnings: list[dict[str, Any]], result: BatchResult
+    ) -> None:
+        for warning in warnings:
+            self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
+            result.warnings.append((partition, warning))
+        self._queue(partition).schedule(state.customer_id, state.next_wakeup)
+
+    def _dead(self, msg: Message, reason: str, result: BatchResult) -> None:
+        self.counts["dead_letters"] += 1
+        raw = msg.value or b""
+        try:
+            text = raw.decode()
+            b64 = None
+        except UnicodeDecodeError:
+            import base64
+
+            text = raw.decode(errors="replace")
+            b64 = base64.b64encode(raw).decode()
+        record = {
+            "reason": reason,
+            "source": msg.topic,
+            "partition": msg.partition,
+            "offset": msg.offset,
+            "key": msg.key.decode(errors="replace") if msg.key is not None else None,
+            "original": text,
+            "original_base64": b64,
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+        result.dead_letters.append((msg.key, record))
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)

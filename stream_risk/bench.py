@@ -1,0 +1,185 @@
+"""``stream-risk bench``: end-to-end worker throughput against a raw-consumer ceiling.
+
+Produces simulated traffic to fresh topics, then, in the same run and on the
+same topics, measures:
+
+* the ceiling: raw aiokafka ``getmany`` + ``json.loads`` of every message;
+* the engine: one ``stream-risk worker`` process from "ready" until its
+  committed offsets reach the end of every input partition.
+
+Numbers are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def produce(bootstrap: str, topics: dict[str, str], events: int, customers: int) -> int:
+    from kafka import KafkaProducer
+
+    from stream_risk.simulate import generate
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
+                             acks=1, compression_type=None)
+    sent = 0
+    days = 3650
+    for event in generate(customers=customers, days=days, seed=11):
+        producer.send(topics[event["type"]], key=event["customer_id"].encode(),
+                      value=json.dumps(event, separators=(",", ":")).encode())
+        sent += 1
+        if sent >= events:
+            break
+    producer.flush()
+    producer.close()
+    return sent
+
+
+async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float:
+    """Seconds for raw aiokafka to fetch and parse ``expected`` messages."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        count = 0
+        started = time.perf_counter()
+        while count < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)
+                    count += 1
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+def _lag(bootstrap: str, group: str, topics: list[str]) -> int | None:
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        committed = admin.list_consumer_group_offsets(group)
+        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = consumer.end_offsets(parts)
+        lag = 0
+        for tp, end in ends.items():
+            meta = committed.get(tp)
+            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_risk.config import Settings
+    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, STREAM_RISK_TOPIC_PREFIX=prefix, STREAM_RISK_APP_ID=f"{prefix}-app",
+               STREAM_RISK_PARTITIONS=str(args.partitions), STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
+               STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false")
+    settings = Settings(topic_prefix=prefix, app_id=f"{prefix}-app", partitions=args.partitions,
+                        kafka_bootstrap=args.bootstrap or Settings().kafka_bootstrap)
+    env["STREAM_RISK_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    try:
+        ensure_topics(settings)
+    except KafkaUnavailable as exc:
+        print(f"stream-risk bench: {exc}", file=sys.stderr)
+        return 1
+    topics = settings.input_topics()
+    print(f"bench: producing {args.events} simulated events to {prefix}.* "
+          f"({args.partitions} partitions)", file=sys.stderr)
+    t0 = time.perf_counter()
+    sent = produce(settings.kafka_bootstrap, topics, args.events, args.customers)
+    produce_s = time.perf_counter() - t0
+
+    raw_s = asyncio.run(raw_ceiling(settings.kafka_bootstrap, list(topics.values()), sent))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env["STREAM_RISK_DATA_DIR"] = tmp
+        log_path = Path(tmp) / "worker.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "stream_risk.cli", "worker"],
+                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while "Worker]: Ready" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None:
+                    print(log_path.read_text()[-3000:], file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+            ready = time.perf_counter()
+            peak_rss = 0.0
+            while True:
+                lag = _lag(settings.kafka_bootstrap, settings.app_id, list(topics.values()))
+                peak_rss = max(peak_rss, _rss_mib(proc.pid))
+                if lag == 0:
+                    break
+                if time.perf_counter() - ready > args.timeout:
+                    print(f"bench: worker did not finish in {args.timeout}s (lag {lag})",
+                          file=sys.stderr)
+                    return 1
+                time.sleep(0.5)
+            worker_s = time.perf_counter() - ready
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    result = {
+        "events": sent,
+        "partitions": args.partitions,
+        "produce_events_per_s": round(sent / produce_s),
+        "raw_aiokafka_json_events_per_s": round(sent / raw_s),
+        "worker_events_per_s": round(sent / worker_s),
+        "worker_seconds": round(worker_s, 2),
+        "worker_peak_rss_mib": round(peak_rss, 1),
+        "redis_sink": bool(args.redis),
+    }
+    print(f"raw aiokafka getmany + json.loads : {result['raw_aiokafka_json_events_per_s']:>9,} events/s")
+    print(f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
+          f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)")
+    print(json.dumps(result))
+    return 0
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events", type=int, default=100_000, help="events to produce (default 100000)")
+    p.add_argument("--customers", type=int, default=2_000, help="simulated customers (default 2000)")
+    p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
+    p.add_argument("--redis", action="store_true", help="also deliver to Redis during the run")
+    p.add_argument("--bootstrap", help="Kafka bootstrap (default STREAM_RISK_KAFKA_BOOTSTRAP)")
+    p.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")

@@ -1,0 +1,148 @@
+"""The ``stream-risk`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from stream_risk import __version__
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from stream_risk.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  STREAM_RISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                 for e in exc.errors()]
+        raise SystemExit("stream-risk: bad configuration:\n" + "\n".join(lines)) from None
+
+
+def _parse_rate(text: str) -> tuple[str, float]:
+    currency, sep, value = text.partition("=")
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not sep or not currency or not rate > 0:
+        raise argparse.ArgumentTypeError(f"expected CURRENCY=RATE with a positive rate, got {text!r}")
+    return currency, rate
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes] | None]:
+    if path is None:
+        yield None
+    elif path == "-":
+        yield sys.stdout.buffer
+    else:
+        import gzip
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fh: IO[bytes] = gzip.open(target, "wb") if target.suffix == ".gz" else target.open("wb")
+        with fh:
+            yield fh
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from stream_risk.core import Context
+    from stream_risk.replay import BadLine, replay
+
+    settings = _settings()
+    missing = [p for p in args.files if not p.is_file()]
+    if missing:
+        print("stream-risk replay: no such file: " + ", ".join(map(str, missing)), file=sys.stderr)
+        return 2
+    rates = dict(settings.fx_rates)
+    rates.update(dict(args.fx_rate or []))
+    ctx = Context(base_currency=args.base_currency or settings.base_currency, fx_rates=rates)
+    shown = 0
+
+    def on_bad(bad: BadLine) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= args.max_bad_shown:
+            print(f"{bad.source}:{bad.line}: bad event: {bad.reason}", file=sys.stderr)
+        elif shown == args.max_bad_shown + 1:
+            print("replay: further bad events are counted, not shown", file=sys.stderr)
+
+    with _output(args.warnings_out) as w_out, _output(args.profiles_out) as p_out:
+        report = replay(args.files, w_out, p_out, ctx, on_bad, progress=not args.quiet)
+    print(
+        f"replay: {report.events} events ({report.applied} applied, {report.duplicates} duplicates, "
+        f"{report.bad} bad), {report.customers} customers, {report.warnings} warnings "
+        f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
+        file=sys.stderr,
+    )
+    for reason, count in sorted(report.bad_by_reason.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"replay:   bad {reason}: {count}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-risk",
+        description=(
+            "Streaming behaviour monitoring for customer credit risk: consumes order, invoice, "
+            "payment and statement events from Kafka, keeps rolling per-customer statistics, "
+            "and publishes graded early warnings. Configuration comes from STREAM_RISK_* "
+            "environment variables (see README)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"stream-risk {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    p = verbs.add_parser(
+        "replay",
+        help="run the engine over event files, without a broker",
+        description=(
+            "Read .jsonl / .jsonl.gz event files, merge them in event-time order and drive the "
+            "same core as the streaming worker. Bad lines are reported as FILE:LINE: reason "
+            "and skipped. Output is deterministic apart from detected_at."
+        ),
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="event files")
+    p.add_argument("--warnings-out", metavar="W.jsonl", help="write every warning here ('-' = stdout)")
+    p.add_argument("--profiles-out", metavar="P.jsonl", help="write one profile per customer here")
+    p.add_argument("--base-currency", metavar="CUR",
+                   help="currency amounts are converted into (default: STREAM_RISK_BASE_CURRENCY or EUR)")
+    p.add_argument("--fx-rate", action="append", type=_parse_rate, metavar="CUR=RATE",
+                   help="units of base currency per unit of CUR; repeatable")
+    p.add_argument("--max-bad-shown", type=int, default=20, metavar="N",
+                   help="print at most N bad lines (all are counted)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_replay)
+
+    _add_lazy(verbs)
+    return parser
+
+
+def _add_lazy(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Verbs whose modules pull heavier dependencies register here."""
+    from stream_risk import cli_verbs
+
+    cli_verbs.register(verbs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("stream-risk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Verbs that drive services: worker, topics, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from stream_risk.agents import build
+    from stream_risk.cli import _settings
+    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+
+    settings = _settings()
+    if args.partitions:
+        settings.partitions = args.partitions
+    try:
+        created = ensure_topics(settings)
+    except (KafkaUnavailable, ValueError) as exc:
+        print(f"stream-risk worker: {exc}", file=sys.stderr)
+        return 1
+    if created:
+        print(f"stream-risk worker: created topics {', '.join(created)}", file=sys.stderr)
+    topology = build(settings)
+    worker = Worker(topology.app, loglevel=args.log_level or settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from stream_risk.cli import _settings
+    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+
+    settings = _settings()
+    try:
+        created = ensure_topics(settings)
+    except (KafkaUnavailable, ValueError) as exc:
+        print(f"stream-risk topics: {exc}", file=sys.stderr)
+        return 1
+    for name in created:
+        print(f"created {name}")
+    print(f"{len(created)} topics created; inputs: "
+          + ", ".join(f"{k}={v}" for k, v in settings.input_topics().items()))
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = verbs.add_parser(
+        "worker",
+        help="run a streaming worker (Faust) against Kafka",
+        description=(
+            "Consume the input topics, keep per-customer state in a changelog-backed table, "
+            "and publish warnings, profiles and dead letters; also deliver them to Redis. "
+            "Settings come from STREAM_RISK_* variables (STREAM_RISK_KAFKA_BOOTSTRAP, "
+            "STREAM_RISK_REDIS_URL, STREAM_RISK_PARTITIONS, ...). Start several workers "
+            "with the same STREAM_RISK_APP_ID to share the partitions."
+        ),
+    )
+    p.add_argument("--partitions", type=int, help="override STREAM_RISK_PARTITIONS")
+    p.add_argument("-l", "--log-level", help="log level (default: STREAM_RISK_LOG_LEVEL or info)")
+    p.set_defaults(func=cmd_worker)
+
+    p = verbs.add_parser(
+        "topics",
+        help="create the engine's topics with the configured partition count",
+        description="Create every input and output topic that does not exist yet.",
+    )
+    p.set_defaults(func=cmd_topics)
+
+    from stream_risk import bench, demo, simulate
+
+    p = verbs.add_parser(
+        "demo",
+        help="run Kafka, Redis, a worker and the simulator on this machine; print warnings",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.configure_parser(p)
+    p.set_defaults(func=demo.run)
+
+    p = verbs.add_parser(
+        "simulate",
+        help="produce realistic order/invoice/payment traffic to Kafka (or a file)",
+        description=simulate.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.configure_parser(p)
+    p.set_defaults(func=simulate.run)
+
+    p = verbs.add_parser(
+        "bench",
+        help="measure worker throughput against a raw aiokafka ceiling",
+        description=bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.configure_parser(p)
+    p.set_defaults(func=bench.run)
+    logging.getLogger("kafka").setLevel(logging.WARNING)

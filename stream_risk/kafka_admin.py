@@ -1,0 +1,98 @@
+"""Create the engine's topics with the right partition counts before anything produces.
+
+A broker with ``auto.create.topics.enable`` would otherwise create an input
+topic with its default partition count on the first produce, and input topics
+must be co-partitioned with the state table.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from stream_risk.config import OUTPUT_TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    """No broker answered at the configured bootstrap servers."""
+
+
+def broker_reachable(bootstrap: str) -> bool:
+    """True when any bootstrap server accepts a TCP connection."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def admin_client(bootstrap: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """A kafka-python admin client, waiting up to ``timeout`` seconds for the broker."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    deadline = time.monotonic() + timeout
+    while not broker_reachable(bootstrap):
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(
+                f"no Kafka broker answers at {bootstrap}; start one with "
+                "'docker/services.sh start' or set STREAM_RISK_KAFKA_BOOTSTRAP"
+            )
+        time.sleep(0.5)
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stream-risk-admin")
+    except (KafkaConnectionError, KafkaTimeoutError) as exc:
+        raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from None
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every input and output topic that does not exist yet; return those created.
+
+    Raises ``ValueError`` when an existing input topic has another partition count.
+    """
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = admin_client(settings.kafka_bootstrap, timeout)
+    try:
+        names = list(settings.input_topics().values()) + [settings.topic(t) for t in OUTPUT_TOPICS]
+        existing = set(admin.list_topics())
+        wanted = []
+        for name in names:
+            if name in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if name == settings.topic("profiles") else {}
+            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor,
+                                   topic_configs=configs))
+        created = []
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        _check_partitions(admin, settings)
+        return created
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    inputs = list(settings.input_topics().values())
+    described = admin.describe_topics(inputs)
+    wrong = [
+        f"{d['topic']} has {len(d['partitions'])}"
+        for d in described
+        if d.get("partitions") and len(d["partitions"]) != settings.partitions
+    ]
+    if wrong:
+        raise ValueError(
+            "input topics must all have STREAM_RISK_PARTITIONS="
+            f"{settings.partitions} partitions: " + "; ".join(wrong)
+        )

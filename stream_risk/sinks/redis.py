@@ -1,0 +1,149 @@
+"""The Redis sink: profile hashes, the warnings stream, a live channel, a score ranking.
+
+Layout (all keys configurable by prefix):
+
+* ``risk:profile:{customer_id}``: hash with ``customer_id``, ``risk_score``,
+  ``tier``, ``updated_at``, ``features`` (JSON) and ``active_warnings`` (JSON);
+* ``risk:warnings``: stream, one entry per warning (and per resolution), with
+  the warning as JSON in the ``warning`` field;
+* ``risk:warnings:live``: pub/sub channel carrying the same JSON;
+* ``risk:scores``: sorted set of customer ids by ``risk_score``.
+
+Writes are idempotent: a warning is appended once per ``(warning_id, status)``
+(a server-side check with a TTL), so redeliveries after a crash do not repeat it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+# Append a warning unless its (id, status) was seen: one round trip, atomic.
+_APPEND_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'warning', ARGV[3],
+             'warning_id', ARGV[4], 'customer_id', ARGV[5], 'level', ARGV[6], 'status', ARGV[7])
+  redis.call('PUBLISH', KEYS[3], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class RedisSink:
+    """Writes warnings and profiles to Redis in one pipeline per batch.
+
+    No I/O happens in the constructor; :meth:`setup` creates the client.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "risk",
+        stream_maxlen: int = 100_000,
+        dedup_ttl_seconds: int = 7 * 86_400,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.stream_maxlen = stream_maxlen
+        self.dedup_ttl_seconds = dedup_ttl_seconds
+        self.max_backoff = max_backoff
+        self.stream_key = f"{prefix}:warnings"
+        self.channel = f"{prefix}:warnings:live"
+        self.scores_key = f"{prefix}:scores"
+        self._client: Any = None
+        self._append: Any = None
+        self.written_warnings = 0
+        self.written_profiles = 0
+
+    def profile_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:profile:{customer_id}"
+
+    async def setup(self) -> None:
+        """Create the client (connections are opened lazily)."""
+        if self._client is not None:
+            return
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:  # pragma: no cover - redis is a dependency
+            raise ImportError("the Redis sink needs the 'redis' package: pip install redis") from exc
+        self._client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        self._append = self._client.register_script(_APPEND_ONCE)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def write(self, warnings: list[bytes], profiles: list[bytes]) -> None:
+        """Write one batch: warnings (JSON bytes) and profiles (JSON bytes)."""
+        if self._client is None:
+            await self.setup()
+        if not warnings and not profiles:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for raw in warnings:
+            w = orjson.loads(raw)
+            seen = f"{self.prefix}:warning-seen:{w['warning_id']}:{w['status']}"
+            await self._append(
+                keys=[seen, self.stream_key, self.channel],
+                args=[self.dedup_ttl_seconds, self.stream_maxlen, raw, w["warning_id"],
+                      w["customer_id"], w["level"], w["status"]],
+                client=pipe,
+            )
+        scores: dict[str, float] = {}
+        for raw in profiles:
+            p = orjson.loads(raw)
+            pipe.hset(self.profile_key(p["customer_id"]), mapping={
+                "customer_id": p["customer_id"],
+                "risk_score": p["risk_score"],
+                "tier": p["tier"],
+                "updated_at": p["updated_at"],
+                "features": orjson.dumps(p["features"]),
+                "active_warnings": orjson.dumps(p["active_warnings"]),
+            })
+            scores[p["customer_id"]] = p["risk_score"]
+        if scores:
+            pipe.zadd(self.scores_key, scores)
+        await pipe.execute()
+        self.written_warnings += len(warnings)
+        self.written_profiles += len(profiles)
+
+    async def write_until_done(
+        self,
+        warnings: list[bytes],
+        profiles: list[bytes],
+        sleep: Callable[[float], Awaitable[Any]],
+    ) -> None:
+        """Write the batch, retrying with exponential backoff while Redis is unavailable.
+
+        Kafka offsets are not committed meanwhile, so nothing is lost: the
+        warnings stay on the warnings topic and the sink catches up.
+        """
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        delay = 0.5
+        failures = 0
+        while True:
+            try:
+                await self.write(warnings, profiles)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                failures += 1
+                log.warning(
+                    "Redis unavailable (%s); %d warnings and %d profiles wait on Kafka, "
+                    "retry %d in %.1fs",
+                    exc, len(warnings), len(profiles), failures, delay,
+                )
+                await sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            if failures:
+                log.warning("Redis is back after %d failed attempts; catching up", failures)
+            return
