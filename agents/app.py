@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
-from stream_risk.agents.monitor import Message, MonitorDriver
+from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
 from stream_risk.config import Settings
 from stream_risk.core import Context
 from stream_risk.sinks.redis import RedisSink
@@ -19,7 +20,7 @@ from stream_risk.sinks.redis import RedisSink
 log = logging.getLogger(__name__)
 
 #: Largest batch the monitor applies at once, and how long it waits to fill one.
-MONITOR_BATCH = 500
+MONITOR_BATCH = 1000
 MONITOR_WITHIN = 0.05
 PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.1
@@ -88,6 +89,9 @@ def build(settings: Settings) -> Topology:
     warnings = topic("warnings")
     dead_letters = topic("dead-letters")
     profiles = topic("profiles", compacted=True)
+    warnings_name = settings.topic("warnings")
+    profiles_name = settings.topic("profiles")
+    dead_letters_name = settings.topic("dead-letters")
 
     states = app.Table(
         "customer-state",
@@ -110,11 +114,16 @@ def build(settings: Settings) -> Topology:
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         rebuild["needed"] = True
 
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        rebuild["needed"] = True
+
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
             if rebuild["needed"]:
                 rebuild["needed"] = False
+                driver.forget()
                 driver.rebuild_timers(
                     ((k.decode(), v) for k, v in states.data.items()),
                     lambda cid: partition_for(cid, partitions),
@@ -124,22 +133,40 @@ def build(settings: Settings) -> Topology:
                         e.message.key, e.message.value)
                 for e in events
             )
-            for customer_id, (partition, raw) in result.states.items():
-                key = customer_id.encode()
-                states.data[key] = raw
-                states.send_changelog(partition, key, raw)
-            for partition, warning in result.warnings:
-                await warnings.send(
-                    key=warning["customer_id"].encode(),
-                    value=orjson.dumps(warning),
-                    partition=partition,
-                )
-            for customer_id, (partition, profile) in result.profiles.items():
-                await profiles.send(
-                    key=customer_id.encode(), value=orjson.dumps(profile), partition=partition
-                )
-            for key, record in result.dead_letters:
-                await dead_letters.send(key=key, value=orjson.dumps(record))
+            await publish(result)
+
+    def delivered(future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        # Faust flushes the producer before every offset commit, and this runs
+        # inside that flush: stopping here guarantees no offset is committed past
+        # an output that never reached Kafka. The restart reprocesses from the
+        # last commit; de-duplication absorbs what was already applied.
+        log.critical("a send to Kafka failed for good (%s); stopping the worker so that "
+                     "no offset is committed past it", future.exception())
+        os._exit(70)
+
+    async def publish(result: BatchResult) -> None:
+        # Straight to the producer: Faust's per-message send path costs more than
+        # the core does.
+        send = app.producer.send
+        changelog = states.changelog_topic.get_topic_name()
+        pending = []
+        for customer_id, (partition, raw) in result.states.items():
+            key = customer_id.encode()
+            states.data[key] = raw
+            pending.append(await send(changelog, key, raw, partition, None, None))
+        for partition, warning in result.warnings:
+            pending.append(await send(warnings_name, warning["customer_id"].encode(),
+                                      orjson.dumps(warning), partition, None, None))
+        for customer_id, (partition, profile) in result.profiles.items():
+            pending.append(await send(profiles_name, customer_id.encode(),
+                                      orjson.dumps(profile), partition, None, None))
+        for key, record in result.dead_letters:
+            pending.append(await send(dead_letters_name, key, orjson.dumps(record), None,
+                                      None, None))
+        for future in pending:
+            future.add_done_callback(delivered)
 
     sink: RedisSink | None = None
     if settings.redis_enabled:

@@ -62,13 +62,23 @@ class MonitorDriver:
         ctx: Context,
         topic_types: dict[str, str],
         load: Callable[[str], bytes | None],
+        max_cached: int = 200_000,
     ) -> None:
         self.ctx = ctx
         self.topic_types = topic_types
         self.load = load
+        #: Decoded states of this worker's customers; the table holds the truth.
+        self.cache: dict[str, CustomerState] = {}
+        self.max_cached = max_cached
         self.timers: dict[int, TimerQueue] = {}
         self.watermarks: dict[int, float] = {}
         self.counts: Counter[str] = Counter()
+
+    def forget(self) -> None:
+        """Drop cached states and timers (partitions were revoked or assigned)."""
+        self.cache.clear()
+        self.timers.clear()
+        self.watermarks.clear()
 
     def rebuild_timers(self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]) -> None:
         """Re-create the timer queues from stored states (after a restart or rebalance)."""
@@ -91,7 +101,9 @@ class MonitorDriver:
     def process(self, messages: Iterable[Message]) -> BatchResult:
         """Apply ``messages`` in order; return everything to publish for them."""
         result = BatchResult()
-        cache: dict[str, CustomerState] = {}
+        if len(self.cache) > self.max_cached:
+            self.cache.clear()
+        cache = self.cache
         self.ctx.detected_at = datetime.now(UTC)
         for msg in messages:
             self._one(msg, result, cache)
@@ -130,6 +142,11 @@ class MonitorDriver:
         ts = event.occurred_at.timestamp()
         self._fire_timers(msg.partition, ts, result, cache)
         state = self._state(customer_id, cache)
+        if state.offsets.get(msg.topic, -1) >= msg.offset:
+            # Redelivered after a crash or rebalance: already in the state.
+            self.counts["redelivered"] += 1
+            result.states[customer_id] = (msg.partition, b"")
+            return
         try:
             state, out = step(state, event, self.ctx)
         except BadEvent as exc:
@@ -146,6 +163,7 @@ class MonitorDriver:
         if out.duplicate:
             self.counts["duplicates"] += 1
             return
+        state.offsets[msg.topic] = msg.offset
         self._collect(msg.partition, state, out.warnings, result)
 
     def _fire_timers(

@@ -85,23 +85,17 @@ async def _partitions(consumer: Any, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-def _lag(bootstrap: str, group: str, topics: list[str]) -> int | None:
+def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Messages in ``topics`` not yet committed by consumer group ``group``."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    # A consumer that never subscribes only reads the group's committed offsets.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        committed = admin.list_consumer_group_offsets(group)
         parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
         ends = consumer.end_offsets(parts)
-        lag = 0
-        for tp, end in ends.items():
-            meta = committed.get(tp)
-            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-        return lag
+        return sum(end - (consumer.committed(tp) or 0) for tp, end in ends.items())
     finally:
-        admin.close()
         consumer.close()
 
 

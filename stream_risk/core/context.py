@@ -29,7 +29,7 @@ class Context:
     fx_rates: dict[str, float] = field(default_factory=dict)
     rules: tuple[ThresholdRule, ...] = BUILTIN_RULES
     #: Event ids remembered per customer for de-duplication.
-    dedup_capacity: int = 256
+    dedup_capacity: int = 128
     detected_at: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
 
     def to_base(self, amount: float, currency: str) -> float:

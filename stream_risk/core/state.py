@@ -48,8 +48,11 @@ class CustomerState:
     statement: list[Any] | None = None
     #: [occurred_at, amount, order_id] of placed orders inside the longest order window.
     orders: list[list[Any]] = field(default_factory=list)
-    #: Recent event ids (insertion ordered) for de-duplication.
+    #: Digests of recent event ids (insertion ordered) for de-duplication.
     seen: dict[str, None] = field(default_factory=dict)
+    #: Input topic -> offset of the last message applied (set by the streaming
+    #: driver): a redelivered message at or below it is skipped exactly.
+    offsets: dict[str, int] = field(default_factory=dict)
     #: rule name -> [warning_id, level, fired_at] while the rule fires.
     alerts: dict[str, list[Any]] = field(default_factory=dict)
     last_outcome: str | None = None
@@ -64,7 +67,7 @@ class CustomerState:
 
 _FIELDS = tuple(CustomerState.__slots__)  # type: ignore[attr-defined]
 #: Fields whose default is an empty container: left out of the encoding when empty.
-_EMPTY_BY_DEFAULT = frozenset({"invoices", "payments", "orders", "seen", "alerts"})
+_EMPTY_BY_DEFAULT = frozenset({"invoices", "payments", "orders", "seen", "alerts", "offsets"})
 
 
 def encode(state: CustomerState) -> bytes:

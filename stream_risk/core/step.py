@@ -39,7 +39,7 @@ from stream_risk.schemas.events import (
 #: payments leave dust far below any currency's smallest unit).
 SETTLED_BELOW = 0.005
 #: Settled payments remembered so a later bounce or reversal can be undone.
-PAYMENTS_REMEMBERED = 64
+PAYMENTS_REMEMBERED = 32
 
 AnyEvent = (
     CustomerEvent
@@ -66,6 +66,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def event_key(event_id: str) -> str:
+    """A short digest of an event id: what de-duplication remembers (ids may be 200 chars)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
 def warning_id(customer_id: str, rule: str, trigger: str) -> str:
     """Deterministic id of a warning episode: same inputs, same id."""
     digest = hashlib.blake2b(
@@ -80,13 +85,14 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     Raises :class:`BadEvent` (before touching the state) for an event that
     cannot be applied, such as an amount in a currency without a rate.
     """
-    if event.event_id in state.seen:
+    seen_key = event_key(event.event_id)
+    if seen_key in state.seen:
         return state, Outputs(duplicate=True)
     ts = event.occurred_at.timestamp()
     _apply(state, event, ts, ctx)
 
     seen = state.seen
-    seen[event.event_id] = None
+    seen[seen_key] = None
     if len(seen) > ctx.dedup_capacity:
         del seen[next(iter(seen))]
     state.updated_at = ts if state.updated_at is None else max(state.updated_at, ts)
