@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ class Topology:
 
 def partition_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a customer id key."""
-    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def build(settings: Settings) -> Topology:
@@ -110,11 +111,11 @@ def build(settings: Settings) -> Topology:
     driver = MonitorDriver(ctx, {t: k for k, t in input_topics.items()}, load)
     rebuild = {"needed": True}
 
-    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         rebuild["needed"] = True
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         rebuild["needed"] = True
 
@@ -129,8 +130,13 @@ def build(settings: Settings) -> Topology:
                     lambda cid: partition_for(cid, partitions),
                 )
             result = driver.process(
-                Message(e.message.topic, e.message.partition, e.message.offset,
-                        e.message.key, e.message.value)
+                Message(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
                 for e in events
             )
             await publish(result)
@@ -142,29 +148,49 @@ def build(settings: Settings) -> Topology:
         # inside that flush: stopping here guarantees no offset is committed past
         # an output that never reached Kafka. The restart reprocesses from the
         # last commit; de-duplication absorbs what was already applied.
-        log.critical("a send to Kafka failed for good (%s); stopping the worker so that "
-                     "no offset is committed past it", future.exception())
+        log.critical(
+            "a send to Kafka failed for good (%s); stopping the worker so that "
+            "no offset is committed past it",
+            future.exception(),
+        )
         os._exit(70)
 
     async def publish(result: BatchResult) -> None:
         # Straight to the producer: Faust's per-message send path costs more than
         # the core does.
-        send = app.producer.send
+        send: Callable[..., Awaitable[Any]] = app.producer.send
         changelog = states.changelog_topic.get_topic_name()
-        pending = []
+        pending: list[asyncio.Future[Any]] = []
         for customer_id, (partition, raw) in result.states.items():
             key = customer_id.encode()
             states.data[key] = raw
             pending.append(await send(changelog, key, raw, partition, None, None))
         for partition, warning in result.warnings:
-            pending.append(await send(warnings_name, warning["customer_id"].encode(),
-                                      orjson.dumps(warning), partition, None, None))
+            pending.append(
+                await send(
+                    warnings_name,
+                    warning["customer_id"].encode(),
+                    orjson.dumps(warning),
+                    partition,
+                    None,
+                    None,
+                )
+            )
         for customer_id, (partition, profile) in result.profiles.items():
-            pending.append(await send(profiles_name, customer_id.encode(),
-                                      orjson.dumps(profile), partition, None, None))
+            pending.append(
+                await send(
+                    profiles_name,
+                    customer_id.encode(),
+                    orjson.dumps(profile),
+                    partition,
+                    None,
+                    None,
+                )
+            )
         for key, record in result.dead_letters:
-            pending.append(await send(dead_letters_name, key, orjson.dumps(record), None,
-                                      None, None))
+            pending.append(
+                await send(dead_letters_name, key, orjson.dumps(record), None, None, None)
+            )
         for future in pending:
             future.add_done_callback(delivered)
 
@@ -197,11 +223,11 @@ def build(settings: Settings) -> Topology:
                         batch_profiles.append(value)
                 await redis_sink.write_until_done(batch_warnings, batch_profiles, asyncio.sleep)
 
-        @app.task
+        @app.task  # type: ignore[untyped-decorator]
         async def _open_sink() -> None:
             await redis_sink.setup()
 
-    @app.timer(30.0)
+    @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:
         if driver.counts:
             log.info("monitor counts: %s", dict(sorted(driver.counts.items())))
@@ -211,6 +237,11 @@ def build(settings: Settings) -> Topology:
         app=app,
         driver=driver,
         sink=sink,
-        topics={"inputs": inputs, "warnings": warnings, "dead_letters": dead_letters,
-                "profiles": profiles, "states": states},
+        topics={
+            "inputs": inputs,
+            "warnings": warnings,
+            "dead_letters": dead_letters,
+            "profiles": profiles,
+            "states": states,
+        },
     )

@@ -19,8 +19,7 @@ from pydantic import ValidationError
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
 from stream_risk.core.state import decode, encode
 from stream_risk.core.timers import TimerQueue
-from stream_risk.replay import validation_reason
-from stream_risk.schemas.events import input_event_adapter
+from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,9 @@ class MonitorDriver:
         self.timers.clear()
         self.watermarks.clear()
 
-    def rebuild_timers(self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]) -> None:
+    def rebuild_timers(
+        self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]
+    ) -> None:
         """Re-create the timer queues from stored states (after a restart or rebalance)."""
         self.timers.clear()
         for customer_id, raw in items:
@@ -129,7 +130,7 @@ class MonitorDriver:
         try:
             event = input_event_adapter.validate_json(msg.value)
         except ValidationError as exc:
-            self._dead(msg, "invalid event: " + validation_reason(exc), result)
+            self._dead(msg, "invalid event: " + describe_validation_error(exc), result)
             return
         if expected_type is not None and event.type != expected_type:
             self._dead(msg, f"event type {event.type!r} on the {expected_type!r} topic", result)
@@ -181,7 +182,11 @@ class MonitorDriver:
             self._collect(partition, state, out.warnings, result)
 
     def _collect(
-        self, partition: int, state: CustomerState, warnings: list[dict[str, Any]], result: BatchResult
+        self,
+        partition: int,
+        state: CustomerState,
+        warnings: list[dict[str, Any]],
+        result: BatchResult,
     ) -> None:
         for warning in warnings:
             self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 
 #: An RFC 3339 timestamp that must carry an offset (naive times are bad events).
 Timestamp = Annotated[AwareDatetime, Strict()]
@@ -149,3 +157,13 @@ input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
 def event_time(event: _Event) -> datetime:
     """The event time of ``event`` (kept as a function so drivers need not know the field)."""
     return event.occurred_at
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A short, readable reason for a rejected event: ``field: message; ...``."""
+    parts = []
+    for err in exc.errors()[:5]:
+        # The discriminator (the event type) is noise in a field path.
+        loc = ".".join(str(p) for p in err["loc"] if p not in EVENT_TYPES)
+        parts.append(f"{loc or 'event'}: {err['msg']}")
+    return "; ".join(parts)

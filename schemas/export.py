@@ -1,7 +1,7 @@
 """Export the JSON Schema files of the contract next to this module.
 
-    python -m stream_risk.schemas.export          # write the files
-    python -m stream_risk.schemas.export --check  # exit 1 when they drifted
+python -m stream_risk.schemas.export          # write the files
+python -m stream_risk.schemas.export --check  # exit 1 when they drifted
 """
 
 from __future__ import annotations

@@ -40,13 +40,21 @@ def produce(bootstrap: str, topics: dict[str, str], events: int, customers: int)
 
     from stream_risk.simulate import generate
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
-                             acks=1, compression_type=None)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        acks=1,
+        compression_type=None,
+    )
     sent = 0
     days = 3650
     for event in generate(customers=customers, days=days, seed=11):
-        producer.send(topics[event["type"]], key=event["customer_id"].encode(),
-                      value=json.dumps(event, separators=(",", ":")).encode())
+        producer.send(
+            topics[event["type"]],
+            key=event["customer_id"].encode(),
+            value=json.dumps(event, separators=(",", ":")).encode(),
+        )
         sent += 1
         if sent >= events:
             break
@@ -59,12 +67,18 @@ async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float
     """Seconds for raw aiokafka to fetch and parse ``expected`` messages."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))]
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+        ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         count = 0
@@ -92,7 +106,9 @@ def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
     # A consumer that never subscribes only reads the group's committed offsets.
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
         ends = consumer.end_offsets(parts)
         return sum(end - (consumer.committed(tp) or 0) for tp, end in ends.items())
     finally:
@@ -104,11 +120,20 @@ def run(args: argparse.Namespace) -> int:
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, STREAM_RISK_TOPIC_PREFIX=prefix, STREAM_RISK_APP_ID=f"{prefix}-app",
-               STREAM_RISK_PARTITIONS=str(args.partitions), STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
-               STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false")
-    settings = Settings(topic_prefix=prefix, app_id=f"{prefix}-app", partitions=args.partitions,
-                        kafka_bootstrap=args.bootstrap or Settings().kafka_bootstrap)
+    env = dict(
+        os.environ,
+        STREAM_RISK_TOPIC_PREFIX=prefix,
+        STREAM_RISK_APP_ID=f"{prefix}-app",
+        STREAM_RISK_PARTITIONS=str(args.partitions),
+        STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
+        STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false",
+    )
+    settings = Settings(
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        partitions=args.partitions,
+        kafka_bootstrap=args.bootstrap or Settings().kafka_bootstrap,
+    )
     env["STREAM_RISK_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     try:
         ensure_topics(settings)
@@ -116,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"stream-risk bench: {exc}", file=sys.stderr)
         return 1
     topics = settings.input_topics()
-    print(f"bench: producing {args.events} simulated events to {prefix}.* "
-          f"({args.partitions} partitions)", file=sys.stderr)
+    print(
+        f"bench: producing {args.events} simulated events to {prefix}.* "
+        f"({args.partitions} partitions)",
+        file=sys.stderr,
+    )
     t0 = time.perf_counter()
     sent = produce(settings.kafka_bootstrap, topics, args.events, args.customers)
     produce_s = time.perf_counter() - t0
@@ -128,8 +156,12 @@ def run(args: argparse.Namespace) -> int:
         env["STREAM_RISK_DATA_DIR"] = tmp
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "stream_risk.cli", "worker"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_risk.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             while "Worker]: Ready" not in log_path.read_text(errors="replace"):
                 if proc.poll() is not None:
@@ -144,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
                 if lag == 0:
                     break
                 if time.perf_counter() - ready > args.timeout:
-                    print(f"bench: worker did not finish in {args.timeout}s (lag {lag})",
-                          file=sys.stderr)
+                    print(
+                        f"bench: worker did not finish in {args.timeout}s (lag {lag})",
+                        file=sys.stderr,
+                    )
                     return 1
                 time.sleep(0.5)
             worker_s = time.perf_counter() - ready
@@ -163,16 +197,23 @@ def run(args: argparse.Namespace) -> int:
         "worker_peak_rss_mib": round(peak_rss, 1),
         "redis_sink": bool(args.redis),
     }
-    print(f"raw aiokafka getmany + json.loads : {result['raw_aiokafka_json_events_per_s']:>9,} events/s")
-    print(f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
-          f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)")
+    print(
+        "raw aiokafka getmany + json.loads : "
+        f"{result['raw_aiokafka_json_events_per_s']:>9,} events/s"
+    )
+    print(
+        f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
+        f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)"
+    )
     print(json.dumps(result))
     return 0
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=100_000, help="events to produce (default 100000)")
-    p.add_argument("--customers", type=int, default=2_000, help="simulated customers (default 2000)")
+    p.add_argument(
+        "--customers", type=int, default=2_000, help="simulated customers (default 2000)"
+    )
     p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     p.add_argument("--redis", action="store_true", help="also deliver to Redis during the run")
     p.add_argument("--bootstrap", help="Kafka bootstrap (default STREAM_RISK_KAFKA_BOOTSTRAP)")

@@ -7,21 +7,23 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from pydantic import ValidationError
 
 from stream_risk import __version__
+from stream_risk.config import Settings
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    from stream_risk.config import Settings
+def _settings() -> Settings:
 
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  STREAM_RISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                 for e in exc.errors()]
+        lines = [
+            f"  STREAM_RISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
         raise SystemExit("stream-risk: bad configuration:\n" + "\n".join(lines)) from None
 
 
@@ -32,7 +34,9 @@ def _parse_rate(text: str) -> tuple[str, float]:
     except ValueError:
         rate = -1.0
     if not sep or not currency or not rate > 0:
-        raise argparse.ArgumentTypeError(f"expected CURRENCY=RATE with a positive rate, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected CURRENCY=RATE with a positive rate, got {text!r}"
+        )
     return currency, rate
 
 
@@ -47,9 +51,12 @@ def _output(path: str | None) -> Iterator[IO[bytes] | None]:
 
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fh: IO[bytes] = gzip.open(target, "wb") if target.suffix == ".gz" else target.open("wb")
-        with fh:
-            yield fh
+        if target.suffix == ".gz":
+            with gzip.open(target, "wb") as gz:
+                yield cast(IO[bytes], gz)
+        else:
+            with target.open("wb") as fh:
+                yield fh
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -77,7 +84,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with _output(args.warnings_out) as w_out, _output(args.profiles_out) as p_out:
         report = replay(args.files, w_out, p_out, ctx, on_bad, progress=not args.quiet)
     print(
-        f"replay: {report.events} events ({report.applied} applied, {report.duplicates} duplicates, "
+        f"replay: {report.events} events ({report.applied} applied, "
+        f"{report.duplicates} duplicates, "
         f"{report.bad} bad), {report.customers} customers, {report.warnings} warnings "
         f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
         file=sys.stderr,
@@ -111,14 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="event files")
-    p.add_argument("--warnings-out", metavar="W.jsonl", help="write every warning here ('-' = stdout)")
+    p.add_argument(
+        "--warnings-out", metavar="W.jsonl", help="write every warning here ('-' = stdout)"
+    )
     p.add_argument("--profiles-out", metavar="P.jsonl", help="write one profile per customer here")
-    p.add_argument("--base-currency", metavar="CUR",
-                   help="currency amounts are converted into (default: STREAM_RISK_BASE_CURRENCY or EUR)")
-    p.add_argument("--fx-rate", action="append", type=_parse_rate, metavar="CUR=RATE",
-                   help="units of base currency per unit of CUR; repeatable")
-    p.add_argument("--max-bad-shown", type=int, default=20, metavar="N",
-                   help="print at most N bad lines (all are counted)")
+    p.add_argument(
+        "--base-currency",
+        metavar="CUR",
+        help="currency amounts are converted into (default: STREAM_RISK_BASE_CURRENCY or EUR)",
+    )
+    p.add_argument(
+        "--fx-rate",
+        action="append",
+        type=_parse_rate,
+        metavar="CUR=RATE",
+        help="units of base currency per unit of CUR; repeatable",
+    )
+    p.add_argument(
+        "--max-bad-shown",
+        type=int,
+        default=20,
+        metavar="N",
+        help="print at most N bad lines (all are counted)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_replay)
 

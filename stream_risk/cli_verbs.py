@@ -42,8 +42,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
         return 1
     for name in created:
         print(f"created {name}")
-    print(f"{len(created)} topics created; inputs: "
-          + ", ".join(f"{k}={v}" for k, v in settings.input_topics().items()))
+    print(
+        f"{len(created)} topics created; inputs: "
+        + ", ".join(f"{k}={v}" for k, v in settings.input_topics().items())
+    )
     return 0
 
 

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("stream-risk", description="prefix of every topic name")
     topics: dict[str, str] = Field(
         default_factory=dict,
-        description="per-topic name overrides, e.g. {\"order\": \"erp.orders\"} (JSON)",
+        description='per-topic name overrides, e.g. {"order": "erp.orders"} (JSON)',
     )
     base_currency: str = Field("EUR", description="currency every amount is converted into")
     fx_rates: dict[str, float] = Field(
@@ -56,9 +56,7 @@ class Settings(BaseSettings):
         known = set(EVENT_TYPES) | set(OUTPUT_TOPICS)
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(
-                f"unknown topic keys {unknown}; known: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"unknown topic keys {unknown}; known: {', '.join(sorted(known))}")
         return value
 
     def topic(self, name: str) -> str:

@@ -20,14 +20,19 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from stream_risk.config import Settings
 from stream_risk.kafka_admin import broker_reachable
 
-COLOURS = {"low": "\033[34m", "medium": "\033[33m", "high": "\033[38;5;208m",
-           "critical": "\033[31m"}
+COLOURS = {
+    "low": "\033[34m",
+    "medium": "\033[33m",
+    "high": "\033[38;5;208m",
+    "critical": "\033[31m",
+}
 RESET = "\033[0m"
 SERVICES = Path(__file__).resolve().parents[1] / "docker" / "services.sh"
 
@@ -47,8 +52,10 @@ def _redis_up(url: str) -> bool:
 
 def _services(verb: str, what: str) -> bool:
     if not SERVICES.is_file():
-        _say(f"cannot start {what}: {SERVICES.name} is not beside this installation "
-             "(run the demo from a source checkout, or configure STREAM_RISK_KAFKA_BOOTSTRAP)")
+        _say(
+            f"cannot start {what}: {SERVICES.name} is not beside this installation "
+            "(run the demo from a source checkout, or configure STREAM_RISK_KAFKA_BOOTSTRAP)"
+        )
         return False
     return subprocess.run(["bash", str(SERVICES), verb, what]).returncode == 0
 
@@ -60,8 +67,10 @@ def format_warning(w: dict[str, Any], colour: bool) -> str:
     if colour:
         head = f"{COLOURS.get(level, '')}{head}{RESET}"
     status = "" if w["status"] == "firing" else " (resolved)"
-    return (f"{head} {w['customer_id']:<10} {w['rule']:<24}{status} score {w['risk_score']:.2f} "
-            f"tier {w['tier']:<6} event time {w['occurred_at'][:10]}  {reason}")
+    return (
+        f"{head} {w['customer_id']:<10} {w['rule']:<24}{status} score {w['risk_score']:.2f} "
+        f"tier {w['tier']:<6} event time {w['occurred_at'][:10]}  {reason}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,22 +93,34 @@ def run(args: argparse.Namespace) -> int:
             redis_enabled = False
 
     run_id = f"demo{time.strftime('%Y%m%d%H%M%S')}{uuid.uuid4().hex[:4]}"
-    env = dict(os.environ, STREAM_RISK_TOPIC_PREFIX=run_id, STREAM_RISK_APP_ID=f"{run_id}-app",
-               STREAM_RISK_REDIS_PREFIX="risk", STREAM_RISK_BASE_CURRENCY="EUR",
-               STREAM_RISK_REDIS_ENABLED=str(redis_enabled).lower(),
-               STREAM_RISK_PARTITIONS=str(args.partitions),
-               STREAM_RISK_DATA_DIR=str(Path(args.data_dir) / run_id))
+    env = dict(
+        os.environ,
+        STREAM_RISK_TOPIC_PREFIX=run_id,
+        STREAM_RISK_APP_ID=f"{run_id}-app",
+        STREAM_RISK_REDIS_PREFIX="risk",
+        STREAM_RISK_BASE_CURRENCY="EUR",
+        STREAM_RISK_REDIS_ENABLED=str(redis_enabled).lower(),
+        STREAM_RISK_PARTITIONS=str(args.partitions),
+        STREAM_RISK_DATA_DIR=str(Path(args.data_dir) / run_id),
+    )
     if args.web:
         env["STREAM_RISK_WEB_ENABLED"] = "true"
-    demo_settings = Settings(topic_prefix=run_id, app_id=f"{run_id}-app",
-                             partitions=args.partitions,
-                             kafka_bootstrap=settings.kafka_bootstrap)
+    demo_settings = Settings(
+        topic_prefix=run_id,
+        app_id=f"{run_id}-app",
+        partitions=args.partitions,
+        kafka_bootstrap=settings.kafka_bootstrap,
+    )
     log_path = Path(args.data_dir) / f"{run_id}-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _say(f"topics {run_id}.*, worker log {log_path}")
     with log_path.open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "stream_risk.cli", "worker"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream_risk.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     counts: Counter[str] = Counter()
     stop = threading.Event()
     try:
@@ -109,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
                 _say("the worker did not start:\n" + log_path.read_text()[-3000:])
                 return 1
             time.sleep(0.2)
-        _say("worker ready; simulating "
-             f"{args.customers} customers over {args.days} days at {args.speed:g} days/s")
+        _say(
+            "worker ready; simulating "
+            f"{args.customers} customers over {args.days} days at {args.speed:g} days/s"
+        )
         sim = threading.Thread(target=_simulate, args=(demo_settings, args, stop), daemon=True)
         sim.start()
         _print_warnings(demo_settings, args, counts, sim, stop)
@@ -127,34 +150,47 @@ def run(args: argparse.Namespace) -> int:
             if not args.keep_services:
                 _services("stop", what)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("low", "medium", "high", "critical"))
-    _say(f"{sum(counts.values())} warnings fired ({summary}); "
-         f"{counts['resolved']} resolved")
+    _say(f"{sum(counts.values())} warnings fired ({summary}); {counts['resolved']} resolved")
     return 0
 
 
 def _simulate(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> None:
     from stream_risk.simulate import generate, produce
 
-    def events():  # type: ignore[no-untyped-def]
+    def events() -> Iterator[dict[str, Any]]:
         for event in generate(customers=args.customers, days=args.days, seed=args.seed):
             if stop.is_set():
                 return
             yield event
 
     try:
-        produce(events(), settings.kafka_bootstrap, settings.input_topics(),
-                speed=args.speed * 86_400, progress=None)
+        produce(
+            events(),
+            settings.kafka_bootstrap,
+            settings.input_topics(),
+            speed=args.speed * 86_400,
+            progress=None,
+        )
     except Exception as exc:  # the demo keeps printing what arrived
         _say(f"simulator stopped: {exc}")
 
 
-def _print_warnings(settings: Settings, args: argparse.Namespace, counts: Counter[str],
-                    sim: threading.Thread, stop: threading.Event) -> None:
+def _print_warnings(
+    settings: Settings,
+    args: argparse.Namespace,
+    counts: Counter[str],
+    sim: threading.Thread,
+    stop: threading.Event,
+) -> None:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.topic("warnings"), bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None)
+    consumer = KafkaConsumer(
+        settings.topic("warnings"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     colour = sys.stdout.isatty() and not args.no_colour
     idle_since: float | None = None
     ends = time.monotonic() + args.duration if args.duration else None
@@ -183,14 +219,20 @@ def _print_warnings(settings: Settings, args: argparse.Namespace, counts: Counte
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--customers", type=int, default=300, help="simulated customers (default 300)")
     p.add_argument("--days", type=int, default=240, help="simulated days (default 240)")
-    p.add_argument("--speed", type=float, default=4.0,
-                   help="simulated days per second (default 4)")
+    p.add_argument("--speed", type=float, default=4.0, help="simulated days per second (default 4)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--partitions", type=int, default=2, help="partitions per topic (default 2)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="stop after this many seconds (default: when the simulation ends)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: when the simulation ends)",
+    )
     p.add_argument("--data-dir", default="stream-risk-data", help="worker state and logs")
     p.add_argument("--web", action="store_true", help="also serve the worker's web port")
-    p.add_argument("--keep-services", action="store_true",
-                   help="leave Kafka/Redis running if the demo started them")
+    p.add_argument(
+        "--keep-services",
+        action="store_true",
+        help="leave Kafka/Redis running if the demo started them",
+    )
     p.add_argument("--no-colour", action="store_true", help="plain output")

@@ -68,8 +68,11 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if name in existing:
                 continue
             configs = {"cleanup.policy": "compact"} if name == settings.topic("profiles") else {}
-            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor,
-                                   topic_configs=configs))
+            wanted.append(
+                NewTopic(
+                    name, settings.partitions, settings.replication_factor, topic_configs=configs
+                )
+            )
         created = []
         for topic in wanted:
             try:

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 from pydantic import ValidationError
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
 from stream_risk.core.timers import TimerQueue
-from stream_risk.schemas.events import input_event_adapter
+from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
 
 @dataclass(slots=True)
@@ -53,29 +53,20 @@ class ReplayReport:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def validation_reason(exc: ValidationError) -> str:
-    """A short, readable reason from a pydantic error: ``field: message; ...``."""
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _TYPES))
-        parts.append(f"{loc or 'event'}: {err['msg']}")
-    return "; ".join(parts)
-
-
-_TYPES = {"customer", "order", "invoice", "payment", "statement", "outcome", "collection"}
-
-
 def open_lines(path: Path) -> IO[bytes]:
     """Open ``path`` for reading bytes, transparently un-gzipping ``.gz`` files."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
 def read_events(
     paths: Iterable[Path], on_bad: Callable[[BadLine], None]
 ) -> list[tuple[float, int, int, Any]]:
-    """Validate every line of every file; return ``(time, file, line, event)`` in event-time order."""
+    """Validate every line of every file.
+
+    Returns ``(time, file, line, event)`` tuples in event-time order.
+    """
     loaded: list[tuple[float, int, int, Any]] = []
     validate = input_event_adapter.validate_json
     for file_no, path in enumerate(paths):
@@ -87,7 +78,7 @@ def read_events(
                 try:
                     event = validate(raw)
                 except ValidationError as exc:
-                    on_bad(BadLine(str(path), line_no, validation_reason(exc), raw))
+                    on_bad(BadLine(str(path), line_no, describe_validation_error(exc), raw))
                     continue
                 loaded.append((event.occurred_at.timestamp(), file_no, line_no, event))
     loaded.sort(key=lambda item: (item[0], item[1], item[2]))
@@ -163,8 +154,11 @@ class Progress:
         self.last = now
         rate = done / max(now - self.started, 1e-9)
         share = done / self.total if self.total else 1.0
-        print(f"replay: {done}/{self.total} events ({share:.0%}), {rate:,.0f} events/s",
-              file=self.stream, flush=True)
+        print(
+            f"replay: {done}/{self.total} events ({share:.0%}), {rate:,.0f} events/s",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def replay(

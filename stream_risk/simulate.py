@@ -389,9 +389,7 @@ class _CustomerSimulation:
 
     # -- plumbing
 
-    def _schedule(
-        self, when: datetime, handler: Callable[..., Event | None], *args: Any
-    ) -> None:
+    def _schedule(self, when: datetime, handler: Callable[..., Event | None], *args: Any) -> None:
         """Queue a step; anything at or after the end of the horizon never happens."""
         if when >= self.end:
             return
@@ -560,7 +558,12 @@ class _CustomerSimulation:
         if self.rng.random() < bounce:
             returned = when + timedelta(days=self.rng.uniform(2.0, 6.0))
             self._schedule(
-                _whole_seconds(returned), self._bounce, payment_id, invoice_id, cents, referenced,
+                _whole_seconds(returned),
+                self._bounce,
+                payment_id,
+                invoice_id,
+                cents,
+                referenced,
                 distressed,
             )
         return event
@@ -611,8 +614,9 @@ class _CustomerSimulation:
         day = self.profile.statement_day
         year, month = after.year, after.month
         while True:
-            at = after.replace(year=year, month=month, day=day, hour=3, minute=0, second=0,
-                               microsecond=0)
+            at = after.replace(
+                year=year, month=month, day=day, hour=3, minute=0, second=0, microsecond=0
+            )
             if at > after:
                 return at
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
@@ -1096,41 +1100,88 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "payments, invoices 90+ days overdue. Deterministic for a seed."
     )
     g = p.add_argument_group("portfolio")
-    g.add_argument("--customers", type=_positive_int, default=300, metavar="N",
-                   help="number of customers, sim-0001 ... (default: %(default)s)")
-    g.add_argument("--days", type=_positive_int, default=180, metavar="N",
-                   help="simulated days; invoices of deteriorating customers need about 180 days "
-                        "to run 90+ days overdue (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=7, metavar="N",
-                   help="random seed; the same options give the same events (default: %(default)s)")
-    g.add_argument("--start", type=_start_time, default=DEFAULT_START, metavar="ISO",
-                   help="start of the simulated horizon, ISO 8601; without an offset it is UTC "
-                        "(default: 2026-01-01T00:00:00+00:00)")
-    g.add_argument("--currency", default=None, metavar="CODE",
-                   help="currency of all amounts (default: the base currency, "
-                        "$STREAM_RISK_BASE_CURRENCY or EUR)")
-    g.add_argument("--deteriorating-share", type=_share, default=0.1, metavar="SHARE",
-                   help="share of customers (0..1) that deteriorate (default: %(default)s)")
-    g.add_argument("--outcomes", action="store_true",
-                   help="end with one outcome event per customer (default for deteriorating "
-                        "customers that did not cure, current otherwise): labels for learning "
-                        "and backtests")
+    g.add_argument(
+        "--customers",
+        type=_positive_int,
+        default=300,
+        metavar="N",
+        help="number of customers, sim-0001 ... (default: %(default)s)",
+    )
+    g.add_argument(
+        "--days",
+        type=_positive_int,
+        default=180,
+        metavar="N",
+        help="simulated days; invoices of deteriorating customers need about 180 days "
+        "to run 90+ days overdue (default: %(default)s)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        metavar="N",
+        help="random seed; the same options give the same events (default: %(default)s)",
+    )
+    g.add_argument(
+        "--start",
+        type=_start_time,
+        default=DEFAULT_START,
+        metavar="ISO",
+        help="start of the simulated horizon, ISO 8601; without an offset it is UTC "
+        "(default: 2026-01-01T00:00:00+00:00)",
+    )
+    g.add_argument(
+        "--currency",
+        default=None,
+        metavar="CODE",
+        help="currency of all amounts (default: the base currency, "
+        "$STREAM_RISK_BASE_CURRENCY or EUR)",
+    )
+    g.add_argument(
+        "--deteriorating-share",
+        type=_share,
+        default=0.1,
+        metavar="SHARE",
+        help="share of customers (0..1) that deteriorate (default: %(default)s)",
+    )
+    g.add_argument(
+        "--outcomes",
+        action="store_true",
+        help="end with one outcome event per customer (default for deteriorating "
+        "customers that did not cure, current otherwise): labels for learning "
+        "and backtests",
+    )
     pacing = p.add_argument_group("pacing (default: as fast as possible)")
     pace = pacing.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive_float, default=None, metavar="EV_PER_S",
-                      help="send this many events per second")
-    pace.add_argument("--speed", type=_positive_float, default=None,
-                      metavar="SIM_SECONDS_PER_SECOND",
-                      help="replay event time at this speed-up, e.g. 86400 = one simulated day "
-                           "per second")
+    pace.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=None,
+        metavar="EV_PER_S",
+        help="send this many events per second",
+    )
+    pace.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        metavar="SIM_SECONDS_PER_SECOND",
+        help="replay event time at this speed-up, e.g. 86400 = one simulated day per second",
+    )
     dest = p.add_argument_group("destination (default: Kafka)")
-    dest.add_argument("--out", default=None, metavar="FILE",
-                      help="write JSON lines to FILE instead of Kafka: .jsonl, .jsonl.gz "
-                           "(gzip), or - for stdout")
-    dest.add_argument("--bootstrap", default=None, metavar="HOST:PORT[,...]",
-                      help="Kafka bootstrap servers (default: $STREAM_RISK_KAFKA_BOOTSTRAP or "
-                           "127.0.0.1:9092); topics are the input topics of the settings "
-                           "($STREAM_RISK_TOPIC_PREFIX, $STREAM_RISK_TOPICS)")
+    dest.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="write JSON lines to FILE instead of Kafka: .jsonl, .jsonl.gz (gzip), or - for stdout",
+    )
+    dest.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (default: $STREAM_RISK_KAFKA_BOOTSTRAP or "
+        "127.0.0.1:9092); topics are the input topics of the settings "
+        "($STREAM_RISK_TOPIC_PREFIX, $STREAM_RISK_TOPICS)",
+    )
 
 
 def _fail(message: str) -> None:
@@ -1189,8 +1240,9 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             write_jsonl(events, out, args.rate, args.speed, stderr_progress)
         else:
-            produce(events, bootstrap, settings.input_topics(), args.rate, args.speed,
-                    stderr_progress)
+            produce(
+                events, bootstrap, settings.input_topics(), args.rate, args.speed, stderr_progress
+            )
     except SimulationInterrupted:
         return 130  # the final progress line already said how many were sent
     except KeyboardInterrupt:  # while still connecting: nothing was sent

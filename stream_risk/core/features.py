@@ -22,7 +22,10 @@ ORDER_WINDOW = 30 * DAY
 
 #: name -> (unit, description): the catalogue of what :func:`compute` returns.
 CATALOGUE: dict[str, tuple[str, str]] = {
-    "open_balance": ("base currency", "open receivables: open invoices, else the last statement balance"),
+    "open_balance": (
+        "base currency",
+        "open receivables: open invoices, else the last statement balance",
+    ),
     "overdue_balance": ("base currency", "open invoice amounts past their due date"),
     "credit_limit": ("base currency", "the credit limit of the latest customer assessment"),
     "credit_utilisation": ("ratio", "open_balance / credit_limit"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
@@ -41,7 +41,7 @@ SETTLED_BELOW = 0.005
 #: Settled payments remembered so a later bounce or reversal can be undone.
 PAYMENTS_REMEMBERED = 32
 
-AnyEvent = (
+AnyEvent: TypeAlias = (
     CustomerEvent
     | OrderEvent
     | InvoiceEvent
@@ -140,14 +140,32 @@ def _evaluate(
             wid = warning_id(state.customer_id, rule.name, trigger)
             alerts[rule.name] = [wid, rule.level, occurred_at]
             out.warnings.append(
-                _warning(state, wid, rule.level, "firing", rule.name, occurred_at, ctx,
-                         [rule.reason(features)], [dict(a) for a in rule.actions])
+                _warning(
+                    state,
+                    wid,
+                    rule.level,
+                    "firing",
+                    rule.name,
+                    occurred_at,
+                    ctx,
+                    [rule.reason(features)],
+                    [dict(a) for a in rule.actions],
+                )
             )
         elif not holds and active is not None:
             del alerts[rule.name]
             out.warnings.append(
-                _warning(state, active[0], active[1], "resolved", rule.name, occurred_at, ctx,
-                         [rule.reason(features)], [])
+                _warning(
+                    state,
+                    active[0],
+                    active[1],
+                    "resolved",
+                    rule.name,
+                    occurred_at,
+                    ctx,
+                    [rule.reason(features)],
+                    [],
+                )
             )
     state.next_wakeup = feats.next_overdue_check(state, now)
     return out

@@ -1,1 +1,4 @@
-"""Sinks: where warnings and profiles go besides Kafka. Each has ``setup()`` and ``write(batch)``."""
+"""Sinks: where warnings and profiles go besides Kafka.
+
+Each sink has ``setup()`` and ``write(batch)`` and does no I/O in its constructor.
+"""

@@ -72,7 +72,9 @@ class RedisSink:
         try:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - redis is a dependency
-            raise ImportError("the Redis sink needs the 'redis' package: pip install redis") from exc
+            raise ImportError(
+                "the Redis sink needs the 'redis' package: pip install redis"
+            ) from exc
         self._client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
         self._append = self._client.register_script(_APPEND_ONCE)
 
@@ -93,21 +95,31 @@ class RedisSink:
             seen = f"{self.prefix}:warning-seen:{w['warning_id']}:{w['status']}"
             await self._append(
                 keys=[seen, self.stream_key, self.channel],
-                args=[self.dedup_ttl_seconds, self.stream_maxlen, raw, w["warning_id"],
-                      w["customer_id"], w["level"], w["status"]],
+                args=[
+                    self.dedup_ttl_seconds,
+                    self.stream_maxlen,
+                    raw,
+                    w["warning_id"],
+                    w["customer_id"],
+                    w["level"],
+                    w["status"],
+                ],
                 client=pipe,
             )
         scores: dict[str, float] = {}
         for raw in profiles:
             p = orjson.loads(raw)
-            pipe.hset(self.profile_key(p["customer_id"]), mapping={
-                "customer_id": p["customer_id"],
-                "risk_score": p["risk_score"],
-                "tier": p["tier"],
-                "updated_at": p["updated_at"],
-                "features": orjson.dumps(p["features"]),
-                "active_warnings": orjson.dumps(p["active_warnings"]),
-            })
+            pipe.hset(
+                self.profile_key(p["customer_id"]),
+                mapping={
+                    "customer_id": p["customer_id"],
+                    "risk_score": p["risk_score"],
+                    "tier": p["tier"],
+                    "updated_at": p["updated_at"],
+                    "features": orjson.dumps(p["features"]),
+                    "active_warnings": orjson.dumps(p["active_warnings"]),
+                },
+            )
             scores[p["customer_id"]] = p["risk_score"]
         if scores:
             pipe.zadd(self.scores_key, scores)
@@ -139,7 +151,11 @@ class RedisSink:
                 log.warning(
                     "Redis unavailable (%s); %d warnings and %d profiles wait on Kafka, "
                     "retry %d in %.1fs",
-                    exc, len(warnings), len(profiles), failures, delay,
+                    exc,
+                    len(warnings),
+                    len(profiles),
+                    failures,
+                    delay,
                 )
                 await sleep(delay)
                 delay = min(delay * 2, self.max_backoff)

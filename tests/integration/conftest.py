@@ -64,13 +64,15 @@ class Worker:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream_risk.cli", "worker"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         marker = f"===== start {self.starts} ====="
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
-            tail = text[text.rfind(marker):]
+            tail = text[text.rfind(marker) :]
             if "Worker]: Ready" in tail:
                 return
             if self.proc.poll() is not None:
@@ -110,8 +112,13 @@ class Env:
     def topic(self, name: str) -> str:
         return f"{self.prefix}.{name}"
 
-    def send(self, event: dict[str, Any], key: bytes | None = None, raw: bytes | None = None,
-             topic: str | None = None) -> None:
+    def send(
+        self,
+        event: dict[str, Any],
+        key: bytes | None = None,
+        raw: bytes | None = None,
+        topic: str | None = None,
+    ) -> None:
         value = raw if raw is not None else json.dumps(event).encode()
         self.producer.send(
             self.topic(topic or event["type"]),
@@ -128,11 +135,13 @@ class Env:
         self.workers.append(w)
         return w
 
-    def consume(self, name: str, until: Callable[[list[dict[str, Any]]], bool],
-                timeout: float = 60.0) -> list[dict[str, Any]]:
+    def consume(
+        self, name: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
         """Read topic ``name`` from the start until ``until(records)`` holds."""
-        consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
-                                 consumer_timeout_ms=500)
+        consumer = KafkaConsumer(
+            bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, consumer_timeout_ms=500
+        )
         topic = self.topic(name)
         deadline = time.monotonic() + timeout
         try:
@@ -147,8 +156,13 @@ class Env:
             while True:
                 for batch in consumer.poll(timeout_ms=500).values():
                     for msg in batch:
-                        records.append({"key": msg.key, "partition": msg.partition,
-                                        "value": json.loads(msg.value)})
+                        records.append(
+                            {
+                                "key": msg.key,
+                                "partition": msg.partition,
+                                "value": json.loads(msg.value),
+                            }
+                        )
                 if until(records):
                     return records
                 if time.monotonic() > deadline:

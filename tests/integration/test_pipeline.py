@@ -11,26 +11,79 @@ from .conftest import Env, wait_for
 T0 = "2026-01-01T00:00:00+00:00"
 
 
-def ev(type_: str, event_id: str, at: str, customer: str = "acme", **fields: object) -> dict[str, object]:
-    return {"type": type_, "event_id": event_id, "customer_id": customer, "occurred_at": at, **fields}
+def ev(
+    type_: str, event_id: str, at: str, customer: str = "acme", **fields: object
+) -> dict[str, object]:
+    return {
+        "type": type_,
+        "event_id": event_id,
+        "customer_id": customer,
+        "occurred_at": at,
+        **fields,
+    }
 
 
 def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
     worker = env.worker()
     worker.start()
     events = [
-        ev("customer", "c1", T0, credit_limit=1000, currency="EUR", payment_terms_days=30,
-           segment={"industry": "retail", "size": "sme", "region": "EU"}, rating="BBB"),
-        ev("order", "o1", "2026-01-02T00:00:00Z", order_id="o1", amount=400, currency="EUR",
-           status="placed"),
-        ev("order", "o2", "2026-01-02T01:00:00Z", order_id="o2", amount=300, currency="USD",
-           status="placed"),
-        ev("invoice", "i1", "2026-01-03T00:00:00Z", invoice_id="inv1", amount=950, currency="EUR",
-           due_at="2026-02-01T00:00:00Z", order_id="o1"),
-        ev("payment", "p1", "2026-01-20T00:00:00Z", payment_id="pay1", amount=100, currency="EUR",
-           status="settled"),
-        ev("statement", "s1", "2026-01-31T00:00:00Z", statement_id="st1", balance=850,
-           currency="EUR", days_past_due=0, status="revolving"),
+        ev(
+            "customer",
+            "c1",
+            T0,
+            credit_limit=1000,
+            currency="EUR",
+            payment_terms_days=30,
+            segment={"industry": "retail", "size": "sme", "region": "EU"},
+            rating="BBB",
+        ),
+        ev(
+            "order",
+            "o1",
+            "2026-01-02T00:00:00Z",
+            order_id="o1",
+            amount=400,
+            currency="EUR",
+            status="placed",
+        ),
+        ev(
+            "order",
+            "o2",
+            "2026-01-02T01:00:00Z",
+            order_id="o2",
+            amount=300,
+            currency="USD",
+            status="placed",
+        ),
+        ev(
+            "invoice",
+            "i1",
+            "2026-01-03T00:00:00Z",
+            invoice_id="inv1",
+            amount=950,
+            currency="EUR",
+            due_at="2026-02-01T00:00:00Z",
+            order_id="o1",
+        ),
+        ev(
+            "payment",
+            "p1",
+            "2026-01-20T00:00:00Z",
+            payment_id="pay1",
+            amount=100,
+            currency="EUR",
+            status="settled",
+        ),
+        ev(
+            "statement",
+            "s1",
+            "2026-01-31T00:00:00Z",
+            statement_id="st1",
+            balance=850,
+            currency="EUR",
+            days_past_due=0,
+            status="revolving",
+        ),
         ev("collection", "col1", "2026-02-10T00:00:00Z", action="contacted", note="called"),
         # 40 days after the due date: the invoice crossed 30 days past due on event time.
         ev("outcome", "out1", "2026-03-13T00:00:00Z", outcome="current"),
@@ -69,8 +122,11 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
 
     prefix = env.settings_env["STREAM_RISK_REDIS_PREFIX"]
     profile = wait_for(
-        lambda: (p := env.redis.hgetall(f"{prefix}:profile:acme"))
-        and p.get("updated_at", "").startswith("2026-03-13") and p,
+        lambda: (
+            (p := env.redis.hgetall(f"{prefix}:profile:acme"))
+            and p.get("updated_at", "").startswith("2026-03-13")
+            and p
+        ),
         what="profile in Redis",
     )
     features = json.loads(profile["features"])
@@ -89,13 +145,25 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
     assert env.redis.zscore(f"{prefix}:scores", "acme") == float(profile["risk_score"])
 
     # Paying the invoice resolves the overdue warning with the same warning_id.
-    env.send(ev("payment", "p2", "2026-03-14T00:00:00Z", payment_id="pay2", amount=850,
-                currency="EUR", status="settled", invoice_id="inv1"))
+    env.send(
+        ev(
+            "payment",
+            "p2",
+            "2026-03-14T00:00:00Z",
+            payment_id="pay2",
+            amount=850,
+            currency="EUR",
+            status="settled",
+            invoice_id="inv1",
+        )
+    )
     env.flush()
     records = env.consume(
         "warnings",
-        lambda rs: any(r["value"]["status"] == "resolved" and r["value"]["rule"] == "overdue_30_days"
-                       for r in rs),
+        lambda rs: any(
+            r["value"]["status"] == "resolved" and r["value"]["rule"] == "overdue_30_days"
+            for r in rs
+        ),
     )
     resolved = [r["value"] for r in records if r["value"]["status"] == "resolved"]
     assert {r["warning_id"] for r in resolved} >= {overdue.warning_id}
@@ -105,18 +173,79 @@ def test_bad_events_go_to_dead_letters_and_the_stream_goes_on(env: Env) -> None:
     worker = env.worker()
     worker.start()
     env.send({}, key=b"bob", raw=b"{not json", topic="order")
-    env.send(ev("order", "o1", T0, customer="bob", order_id="o1", amount=-5, currency="EUR",
-                status="placed"))
-    env.send(ev("order", "o2", "2026-01-01T10:00:00", customer="bob", order_id="o2", amount=5,
-                currency="EUR", status="placed"))  # no offset
-    env.send(ev("order", "o3", T0, customer="bob", order_id="o3", amount=5, currency="JPY",
-                status="placed"))  # no rate for JPY
-    env.send(ev("order", "o4", T0, customer="bob", order_id="o4", amount=5, currency="EUR",
-                status="placed"), key=b"someone-else")
-    env.send(ev("customer", "c1", T0, customer="bob", credit_limit=100, currency="EUR",
-                payment_terms_days=30))
-    env.send(ev("statement", "s1", "2026-01-31T00:00:00Z", customer="bob", statement_id="s1",
-                balance=95, currency="EUR", days_past_due=0, status="revolving"))
+    env.send(
+        ev(
+            "order",
+            "o1",
+            T0,
+            customer="bob",
+            order_id="o1",
+            amount=-5,
+            currency="EUR",
+            status="placed",
+        )
+    )
+    env.send(
+        ev(
+            "order",
+            "o2",
+            "2026-01-01T10:00:00",
+            customer="bob",
+            order_id="o2",
+            amount=5,
+            currency="EUR",
+            status="placed",
+        )
+    )  # no offset
+    env.send(
+        ev(
+            "order",
+            "o3",
+            T0,
+            customer="bob",
+            order_id="o3",
+            amount=5,
+            currency="JPY",
+            status="placed",
+        )
+    )  # no rate for JPY
+    env.send(
+        ev(
+            "order",
+            "o4",
+            T0,
+            customer="bob",
+            order_id="o4",
+            amount=5,
+            currency="EUR",
+            status="placed",
+        ),
+        key=b"someone-else",
+    )
+    env.send(
+        ev(
+            "customer",
+            "c1",
+            T0,
+            customer="bob",
+            credit_limit=100,
+            currency="EUR",
+            payment_terms_days=30,
+        )
+    )
+    env.send(
+        ev(
+            "statement",
+            "s1",
+            "2026-01-31T00:00:00Z",
+            customer="bob",
+            statement_id="s1",
+            balance=95,
+            currency="EUR",
+            days_past_due=0,
+            status="revolving",
+        )
+    )
     env.flush()
 
     letters = env.consume("dead-letters", lambda rs: len(rs) >= 5)
@@ -131,6 +260,8 @@ def test_bad_events_go_to_dead_letters_and_the_stream_goes_on(env: Env) -> None:
     assert {d.source for d in dead} == {env.topic("order")}
 
     # The good events after the bad ones are still processed.
-    warnings = env.consume("warnings", lambda rs: any(r["value"]["customer_id"] == "bob" for r in rs))
+    warnings = env.consume(
+        "warnings", lambda rs: any(r["value"]["customer_id"] == "bob" for r in rs)
+    )
     assert warnings[0]["value"]["rule"] == "high_credit_utilisation"
     assert worker.proc is not None and worker.proc.poll() is None

@@ -24,14 +24,24 @@ def _orders() -> list[dict[str, object]]:
         at = (start + timedelta(minutes=30 * n)).isoformat()
         for c in range(CUSTOMERS):
             cid = f"cust-{c:03d}"
-            events.append({"type": "order", "event_id": f"{cid}-o{n}", "customer_id": cid,
-                           "occurred_at": at, "order_id": f"{cid}-o{n}",
-                           "amount": float(c + n), "currency": "EUR", "status": "placed"})
+            events.append(
+                {
+                    "type": "order",
+                    "event_id": f"{cid}-o{n}",
+                    "customer_id": cid,
+                    "occurred_at": at,
+                    "order_id": f"{cid}-o{n}",
+                    "amount": float(c + n),
+                    "currency": "EUR",
+                    "status": "placed",
+                }
+            )
     return events
 
 
 def _profiles_from_topic(env: Env, expected: int) -> dict[str, dict[str, object]]:
     """The latest profile per customer on the profiles topic."""
+
     def complete(records: list[dict]) -> bool:
         latest: dict[str, int] = {}
         for r in records:
@@ -78,9 +88,23 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(env: Env) -> N
 def _redis_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     exe = shutil.which("redis-server")
     assert exe, "redis-server is not installed: run docker/services.sh start"
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     wait_for(lambda: _ping(client), timeout=20, what="private redis")
     return proc
@@ -104,17 +128,35 @@ def test_redis_outage_does_not_stop_the_worker_and_the_sink_catches_up(
     worker = env.worker(STREAM_RISK_REDIS_URL=url)
     try:
         worker.start()
-        env.send({"type": "customer", "event_id": "c", "customer_id": "zed",
-                  "occurred_at": "2026-01-01T00:00:00Z", "credit_limit": 100,
-                  "currency": "EUR", "payment_terms_days": 30})
+        env.send(
+            {
+                "type": "customer",
+                "event_id": "c",
+                "customer_id": "zed",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "credit_limit": 100,
+                "currency": "EUR",
+                "payment_terms_days": 30,
+            }
+        )
         env.flush()
         wait_for(lambda: client.exists(f"{prefix}:profile:zed"), what="first profile in redis")
 
         server.terminate()
         server.wait(timeout=10)
-        env.send({"type": "statement", "event_id": "s", "customer_id": "zed",
-                  "occurred_at": "2026-01-31T00:00:00Z", "statement_id": "s", "balance": 99,
-                  "currency": "EUR", "days_past_due": 95, "status": "delinquent"})
+        env.send(
+            {
+                "type": "statement",
+                "event_id": "s",
+                "customer_id": "zed",
+                "occurred_at": "2026-01-31T00:00:00Z",
+                "statement_id": "s",
+                "balance": 99,
+                "currency": "EUR",
+                "days_past_due": 95,
+                "status": "delinquent",
+            }
+        )
         env.flush()
         # Warnings are still produced to Kafka while Redis is down.
         on_kafka = env.consume("warnings", lambda rs: len(rs) >= 3)
@@ -122,9 +164,14 @@ def test_redis_outage_does_not_stop_the_worker_and_the_sink_catches_up(
         assert worker.proc is not None and worker.proc.poll() is None
 
         server = _redis_server(port, tmp_path)
-        entries = wait_for(lambda: len(client.xrange(f"{prefix}:warnings")) >= 3 and
-                           client.xrange(f"{prefix}:warnings"), timeout=90,
-                           what="warnings in redis after the outage")
+        entries = wait_for(
+            lambda: (
+                len(client.xrange(f"{prefix}:warnings")) >= 3
+                and client.xrange(f"{prefix}:warnings")
+            ),
+            timeout=90,
+            what="warnings in redis after the outage",
+        )
         assert {e[1]["warning_id"] for e in entries} == {r["value"]["warning_id"] for r in on_kafka}
         profile = client.hgetall(f"{prefix}:profile:zed")
         assert json.loads(profile["features"])["days_past_due"] == 95

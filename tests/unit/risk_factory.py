@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
-from stream_risk.schemas.events import input_event_adapter
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
 from stream_risk.core.state import INV_OPEN
+from stream_risk.schemas.events import input_event_adapter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = 86_400.0
@@ -46,30 +46,65 @@ def _envelope(kind: str, days: float, cid: str, eid: str | None, key: str) -> di
     }
 
 
-def customer(days: float, limit: float = 1000.0, *, cid: str = "c1", eid: str | None = None,
-             currency: str = "EUR", terms: int = 30, **extra: Any) -> dict[str, Any]:
+def customer(
+    days: float,
+    limit: float = 1000.0,
+    *,
+    cid: str = "c1",
+    eid: str | None = None,
+    currency: str = "EUR",
+    terms: int = 30,
+    **extra: Any,
+) -> dict[str, Any]:
     d = _envelope("customer", days, cid, eid, str(limit))
     d.update(credit_limit=limit, currency=currency, payment_terms_days=terms, **extra)
     return d
 
 
-def order(days: float, order_id: str, amount: float, status: str = "placed", *, cid: str = "c1",
-          eid: str | None = None, currency: str = "EUR", **extra: Any) -> dict[str, Any]:
+def order(
+    days: float,
+    order_id: str,
+    amount: float,
+    status: str = "placed",
+    *,
+    cid: str = "c1",
+    eid: str | None = None,
+    currency: str = "EUR",
+    **extra: Any,
+) -> dict[str, Any]:
     d = _envelope("order", days, cid, eid, f"{order_id}:{status}")
     d.update(order_id=order_id, amount=amount, currency=currency, status=status, **extra)
     return d
 
 
-def invoice(days: float, invoice_id: str, amount: float, due_days: float, *, cid: str = "c1",
-            eid: str | None = None, currency: str = "EUR", **extra: Any) -> dict[str, Any]:
+def invoice(
+    days: float,
+    invoice_id: str,
+    amount: float,
+    due_days: float,
+    *,
+    cid: str = "c1",
+    eid: str | None = None,
+    currency: str = "EUR",
+    **extra: Any,
+) -> dict[str, Any]:
     d = _envelope("invoice", days, cid, eid, invoice_id)
     d.update(invoice_id=invoice_id, amount=amount, currency=currency, due_at=at(due_days), **extra)
     return d
 
 
-def payment(days: float, payment_id: str, amount: float, status: str = "settled", *,
-            invoice_id: str | None = None, cid: str = "c1", eid: str | None = None,
-            currency: str = "EUR", **extra: Any) -> dict[str, Any]:
+def payment(
+    days: float,
+    payment_id: str,
+    amount: float,
+    status: str = "settled",
+    *,
+    invoice_id: str | None = None,
+    cid: str = "c1",
+    eid: str | None = None,
+    currency: str = "EUR",
+    **extra: Any,
+) -> dict[str, Any]:
     d = _envelope("payment", days, cid, eid, f"{payment_id}:{status}")
     d.update(payment_id=payment_id, amount=amount, currency=currency, status=status, **extra)
     if invoice_id is not None:
@@ -77,24 +112,40 @@ def payment(days: float, payment_id: str, amount: float, status: str = "settled"
     return d
 
 
-def statement(days: float, balance: float, dpd: int = 0, status: str = "revolving", *,
-              cid: str = "c1", eid: str | None = None, currency: str = "EUR",
-              **extra: Any) -> dict[str, Any]:
+def statement(
+    days: float,
+    balance: float,
+    dpd: int = 0,
+    status: str = "revolving",
+    *,
+    cid: str = "c1",
+    eid: str | None = None,
+    currency: str = "EUR",
+    **extra: Any,
+) -> dict[str, Any]:
     d = _envelope("statement", days, cid, eid, f"{balance}:{dpd}")
-    d.update(statement_id=d["event_id"], balance=balance, currency=currency,
-             days_past_due=dpd, status=status, **extra)
+    d.update(
+        statement_id=d["event_id"],
+        balance=balance,
+        currency=currency,
+        days_past_due=dpd,
+        status=status,
+        **extra,
+    )
     return d
 
 
-def outcome(days: float, value: str = "current", *, cid: str = "c1",
-            eid: str | None = None) -> dict[str, Any]:
+def outcome(
+    days: float, value: str = "current", *, cid: str = "c1", eid: str | None = None
+) -> dict[str, Any]:
     d = _envelope("outcome", days, cid, eid, value)
     d["outcome"] = value
     return d
 
 
-def collection(days: float, action: str = "contacted", *, cid: str = "c1",
-               eid: str | None = None, **extra: Any) -> dict[str, Any]:
+def collection(
+    days: float, action: str = "contacted", *, cid: str = "c1", eid: str | None = None, **extra: Any
+) -> dict[str, Any]:
     d = _envelope("collection", days, cid, eid, action)
     d.update(action=action, **extra)
     return d
@@ -105,8 +156,9 @@ def parse(event: dict[str, Any]) -> Any:
     return input_event_adapter.validate_json(json.dumps(event))
 
 
-def run(events: Iterable[dict[str, Any]], ctx: Context | None = None,
-        state: CustomerState | None = None) -> tuple[CustomerState, list[dict[str, Any]]]:
+def run(
+    events: Iterable[dict[str, Any]], ctx: Context | None = None, state: CustomerState | None = None
+) -> tuple[CustomerState, list[dict[str, Any]]]:
     """Apply ``events`` (one customer) with ``step``; return the state and all warnings."""
     ctx = ctx or Context()
     warnings: list[dict[str, Any]] = []
@@ -150,9 +202,9 @@ def strip_detected(warning: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in warning.items() if k != "detected_at"}
 
 
-def apply_all(events: Iterable[Any], ctx: Context,
-              states: dict[str, CustomerState] | None = None
-              ) -> tuple[dict[str, CustomerState], list[Any]]:
+def apply_all(
+    events: Iterable[Any], ctx: Context, states: dict[str, CustomerState] | None = None
+) -> tuple[dict[str, CustomerState], list[Any]]:
     """Apply parsed events (any customers) with ``step``; BadEvents are recorded, not raised."""
     states = {} if states is None else states
     log: list[Any] = []
@@ -164,8 +216,7 @@ def apply_all(events: Iterable[Any], ctx: Context,
         except BadEvent as exc:
             log.append(("bad", event.event_id, str(exc)))
             continue
-        log.append(("ok", event.event_id, out.duplicate,
-                    [strip_detected(w) for w in out.warnings]))
+        log.append(("ok", event.event_id, out.duplicate, [strip_detected(w) for w in out.warnings]))
     return states, log
 
 
@@ -189,43 +240,75 @@ _cur = st.sampled_from(CURRENCIES)
 def _event_strategy(cid: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
     customers = st.builds(
         lambda d, c, lim, cur, terms, seg, fin: customer(
-            d, lim, cid=c, currency=cur, terms=terms,
+            d,
+            lim,
+            cid=c,
+            currency=cur,
+            terms=terms,
             **({} if seg is None else {"segment": seg}),
             **({} if fin is None else {"financials": fin}),
         ),
-        _days, cid,
+        _days,
+        cid,
         # a limit of 0 is exercised by an explicit test in test_step.py
-        st.sampled_from([100.0, 1000.0, 5000.0]), _cur, st.integers(0, 60),
-        st.none() | st.fixed_dictionaries({}, optional={"industry": st.sampled_from(["a", "b"]),
-                                                         "region": st.just("EU")}),
-        st.none() | st.dictionaries(st.sampled_from(["revenue", "current_ratio"]),
-                                    st.integers(-10**6, 10**6) | st.floats(-1e6, 1e6)),
+        st.sampled_from([100.0, 1000.0, 5000.0]),
+        _cur,
+        st.integers(0, 60),
+        st.none()
+        | st.fixed_dictionaries(
+            {}, optional={"industry": st.sampled_from(["a", "b"]), "region": st.just("EU")}
+        ),
+        st.none()
+        | st.dictionaries(
+            st.sampled_from(["revenue", "current_ratio"]),
+            st.integers(-(10**6), 10**6) | st.floats(-1e6, 1e6),
+        ),
     )
     orders = st.builds(
         lambda d, c, oid, amt, status, cur: order(d, oid, amt, status, cid=c, currency=cur),
-        _days, cid, st.sampled_from(["o1", "o2", "o3"]), _amount,
-        st.sampled_from(["placed", "placed", "cancelled"]), _cur,
+        _days,
+        cid,
+        st.sampled_from(["o1", "o2", "o3"]),
+        _amount,
+        st.sampled_from(["placed", "placed", "cancelled"]),
+        _cur,
     )
     invoices = st.builds(
         lambda d, c, iid, amt, due, cur: invoice(d, iid, amt, d + due, cid=c, currency=cur),
-        _days, cid, st.sampled_from(["i1", "i2", "i3", "i4"]), _amount,
-        st.integers(-5, 60), _cur,
+        _days,
+        cid,
+        st.sampled_from(["i1", "i2", "i3", "i4"]),
+        _amount,
+        st.integers(-5, 60),
+        _cur,
     )
     payments = st.builds(
         lambda d, c, pid, amt, status, iid, cur: payment(
-            d, pid, amt, status, invoice_id=iid, cid=c, currency=cur),
-        _days, cid, st.sampled_from(["p1", "p2", "p3"]), _paid,
+            d, pid, amt, status, invoice_id=iid, cid=c, currency=cur
+        ),
+        _days,
+        cid,
+        st.sampled_from(["p1", "p2", "p3"]),
+        _paid,
         st.sampled_from(["settled", "settled", "bounced", "reversed"]),
-        st.none() | st.sampled_from(["i1", "i2", "i3", "i4"]), _cur,
+        st.none() | st.sampled_from(["i1", "i2", "i3", "i4"]),
+        _cur,
     )
     statements = st.builds(
         lambda d, c, bal, dpd, status, cur: statement(d, bal, dpd, status, cid=c, currency=cur),
-        _days, cid, st.sampled_from([-50.0, 0.0, 300.0, 950.0, 2000.0]),
+        _days,
+        cid,
+        st.sampled_from([-50.0, 0.0, 300.0, 950.0, 2000.0]),
         st.sampled_from([0, 0, 30, 60, 90, 120]),
-        st.sampled_from(["no_balance", "paid_in_full", "revolving", "delinquent"]), _cur,
+        st.sampled_from(["no_balance", "paid_in_full", "revolving", "delinquent"]),
+        _cur,
     )
-    outcomes = st.builds(lambda d, c, o: outcome(d, o, cid=c), _days, cid,
-                         st.sampled_from(["default", "written_off", "recovered", "current"]))
+    outcomes = st.builds(
+        lambda d, c, o: outcome(d, o, cid=c),
+        _days,
+        cid,
+        st.sampled_from(["default", "written_off", "recovered", "current"]),
+    )
     collections = st.builds(lambda d, c: collection(d, cid=c), _days, cid)
     return st.one_of(customers, orders, invoices, payments, statements, outcomes, collections)
 
@@ -245,12 +328,18 @@ def _maybe_sorted(drawn: tuple[list[dict[str, Any]], bool]) -> list[dict[str, An
     return sorted(events, key=lambda e: e["occurred_at"]) if in_time_order else events
 
 
-def event_lists(customers: tuple[str, ...] = ("c1",), min_size: int = 0,
-                max_size: int = 30) -> st.SearchStrategy[list[dict[str, Any]]]:
+def event_lists(
+    customers: tuple[str, ...] = ("c1",), min_size: int = 0, max_size: int = 30
+) -> st.SearchStrategy[list[dict[str, Any]]]:
     """Lists of contract events (as dicts) with unique event ids; half of them in event-time
     order (realistic, so warnings fire and resolve), half in arbitrary order."""
-    return st.tuples(
-        st.lists(_event_strategy(st.sampled_from(customers)), min_size=min_size,
-                 max_size=max_size),
-        st.booleans(),
-    ).map(_maybe_sorted).map(_number)
+    return (
+        st.tuples(
+            st.lists(
+                _event_strategy(st.sampled_from(customers)), min_size=min_size, max_size=max_size
+            ),
+            st.booleans(),
+        )
+        .map(_maybe_sorted)
+        .map(_number)
+    )

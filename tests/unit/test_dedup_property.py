@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from risk_factory import apply_all, event_lists, order, parse, strategy_context
-from stream_risk.agents.monitor import Message, MonitorDriver
 
+from stream_risk.agents.monitor import Message, MonitorDriver
 from stream_risk.core import Context, CustomerState, step
 from stream_risk.core.state import decode, encode
 from stream_risk.core.step import event_key
@@ -64,25 +64,45 @@ def _messages(events: list[dict[str, Any]], delivery: list[int]) -> list[Message
     out = []
     for offset, i in enumerate(delivery):
         e = events[i]
-        out.append(Message(topic=f"t.{e['type']}", partition=PARTITION[e["customer_id"]],
-                           offset=offset, key=e["customer_id"].encode(),
-                           value=json.dumps(e).encode()))
+        out.append(
+            Message(
+                topic=f"t.{e['type']}",
+                partition=PARTITION[e["customer_id"]],
+                offset=offset,
+                key=e["customer_id"].encode(),
+                value=json.dumps(e).encode(),
+            )
+        )
     return out
 
 
 def _drive(messages: list[Message], cuts: list[int]) -> tuple[dict[str, bytes], list[Any]]:
     table: dict[str, bytes] = {}
-    driver = MonitorDriver(strategy_context(), {f"t.{t}": t for t in (
-        "customer", "order", "invoice", "payment", "statement", "outcome", "collection")},
-        table.get)
+    driver = MonitorDriver(
+        strategy_context(),
+        {
+            f"t.{t}": t
+            for t in (
+                "customer",
+                "order",
+                "invoice",
+                "payment",
+                "statement",
+                "outcome",
+                "collection",
+            )
+        },
+        table.get,
+    )
     warnings: list[Any] = []
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(messages)), len(messages)]
     for lo, hi in itertools.pairwise(bounds):
         result = driver.process(messages[lo:hi])
         for cid, (_, raw) in result.states.items():
             table[cid] = raw
-        warnings += [(p, {k: v for k, v in w.items() if k != "detected_at"})
-                     for p, w in result.warnings]
+        warnings += [
+            (p, {k: v for k, v in w.items() if k != "detected_at"}) for p, w in result.warnings
+        ]
     return {cid: _without_offsets(raw) for cid, raw in sorted(table.items())}, warnings
 
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from risk_factory import DAY, T0S, at, customer, invoice, iso_ts, order, statement, ts
-from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
-from stream_risk.schemas.events import EVENT_TYPES
-from stream_risk.schemas.outputs import DeadLetter, RiskProfile, RiskWarning
 
+from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
 from stream_risk.core import Context
 from stream_risk.core.state import decode, encode
+from stream_risk.schemas.events import EVENT_TYPES
+from stream_risk.schemas.outputs import DeadLetter, RiskProfile, RiskWarning
 
 TOPICS = {f"in.{t}": t for t in EVENT_TYPES}
 
@@ -27,8 +27,13 @@ class Harness:
         self.warnings: list[tuple[int, dict[str, Any]]] = []
         self.dead: list[tuple[bytes | None, dict[str, Any]]] = []
 
-    def msg(self, event: dict[str, Any] | bytes | None, partition: int = 0,
-            key: bytes | str | None = "auto", topic: str | None = None) -> Message:
+    def msg(
+        self,
+        event: dict[str, Any] | bytes | None,
+        partition: int = 0,
+        key: bytes | str | None = "auto",
+        topic: str | None = None,
+    ) -> Message:
         self.offset += 1
         if isinstance(event, dict):
             value = json.dumps(event).encode()
@@ -65,6 +70,7 @@ def state_of(h: Harness, cid: str) -> Any:
 
 # ------------------------------------------------------------------ dead letters
 
+
 def test_bad_json_goes_to_dead_letter_with_reason_and_original() -> None:
     h = Harness()
     raw = b'{"type": "order", "event_id": '
@@ -77,7 +83,11 @@ def test_bad_json_goes_to_dead_letter_with_reason_and_original() -> None:
     assert dead["original"] == raw.decode()
     assert dead["original_base64"] is None
     assert (dead["source"], dead["partition"], dead["offset"], dead["key"]) == (
-        "in.order", 2, h.offset, "c1")
+        "in.order",
+        2,
+        h.offset,
+        "c1",
+    )
 
 
 def test_invalid_utf8_keeps_the_original_bytes() -> None:
@@ -95,10 +105,14 @@ def test_invalid_utf8_keeps_the_original_bytes() -> None:
     [
         (None, "empty"),
         (json.dumps(order(1, "o1", -3)).encode(), "amount"),
-        (json.dumps(dict(order(1, "o1", 3), occurred_at="2024-01-02T00:00:00")).encode(),
-         "occurred_at"),
-        (json.dumps({k: v for k, v in order(1, "o1", 3).items() if k != "status"}).encode(),
-         "status"),
+        (
+            json.dumps(dict(order(1, "o1", 3), occurred_at="2024-01-02T00:00:00")).encode(),
+            "occurred_at",
+        ),
+        (
+            json.dumps({k: v for k, v in order(1, "o1", 3).items() if k != "status"}).encode(),
+            "status",
+        ),
         (json.dumps(dict(order(1, "o1", 3), currency="GBP")).encode(), "GBP"),
     ],
     ids=["no-value", "negative", "naive-time", "missing-field", "no-fx-rate"],
@@ -126,8 +140,11 @@ def test_key_must_be_the_customer_id(key: bytes | None) -> None:
 
 @pytest.mark.parametrize(
     ("event", "topic"),
-    [(order(1, "o1", 10), "in.invoice"), (invoice(1, "i1", 10, 30), "in.order"),
-     (customer(0, 10.0), "in.payment")],
+    [
+        (order(1, "o1", 10), "in.invoice"),
+        (invoice(1, "i1", 10, 30), "in.order"),
+        (customer(0, 10.0), "in.payment"),
+    ],
 )
 def test_event_type_on_the_wrong_topic_is_dead(event: dict[str, Any], topic: str) -> None:
     h = Harness()
@@ -182,8 +199,10 @@ def test_state_survives_across_batches_through_the_table() -> None:
 
 def test_timers_fire_per_partition_on_the_partition_watermark() -> None:
     h = Harness()
-    h.process(h.msg(customer(0, 10_000.0, cid="a"), partition=0),
-              h.msg(invoice(0, "ia", 100, 5, cid="a"), partition=0))
+    h.process(
+        h.msg(customer(0, 10_000.0, cid="a"), partition=0),
+        h.msg(invoice(0, "ia", 100, 5, cid="a"), partition=0),
+    )
     assert h.warnings == []
     # Partition 1 moves far ahead: a's timer lives on partition 0 and must not fire.
     r1 = h.process(h.msg(order(60, "ob", 1, cid="b"), partition=1))
@@ -201,7 +220,8 @@ def test_timers_fire_per_partition_on_the_partition_watermark() -> None:
     # Later still on partition 0: the 90-day warning comes at due + 90 days.
     r3 = h.process(h.msg(order(100, "oc2", 1, cid="c"), partition=0))
     assert [(w["rule"], w["occurred_at"]) for _, w in r3.warnings] == [
-        ("overdue_90_days", iso_ts(ts(95)))]
+        ("overdue_90_days", iso_ts(ts(95)))
+    ]
 
 
 def test_timers_fire_before_the_event_that_moves_the_watermark() -> None:
@@ -221,9 +241,11 @@ def test_watermark_does_not_move_backwards() -> None:
 
 def test_rebuild_timers_restores_wake_ups_from_encoded_states() -> None:
     first = Harness()
-    first.process(first.msg(invoice(0, "ia", 100, 5, cid="a"), partition=3),
-                  first.msg(invoice(0, "ib", 100, 7, cid="b"), partition=1),
-                  first.msg(order(0, "o", 1, cid="z"), partition=3))
+    first.process(
+        first.msg(invoice(0, "ia", 100, 5, cid="a"), partition=3),
+        first.msg(invoice(0, "ib", 100, 7, cid="b"), partition=1),
+        first.msg(order(0, "o", 1, cid="z"), partition=3),
+    )
     assert decode(first.table["a"]).next_wakeup == ts(5)
 
     # A restarted worker: same table, fresh driver, no timers until rebuilt.
@@ -241,10 +263,12 @@ def test_rebuild_timers_restores_wake_ups_from_encoded_states() -> None:
     assert len(h.driver.timers[3]) == 1 and len(h.driver.timers[1]) == 1
     r = h.process(h.msg(order(40, "o2", 1, cid="z"), partition=3))
     assert [(p, w["customer_id"], w["occurred_at"]) for p, w in r.warnings] == [
-        (3, "a", iso_ts(ts(35)))]
+        (3, "a", iso_ts(ts(35)))
+    ]
     r = h.process(h.msg(order(40, "o3", 1, cid="y"), partition=1))
     assert [(p, w["customer_id"], w["occurred_at"]) for p, w in r.warnings] == [
-        (1, "b", iso_ts(ts(37)))]
+        (1, "b", iso_ts(ts(37)))
+    ]
 
 
 def test_rebuild_timers_replaces_old_queues() -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from risk_factory import customer, invoice, order, payment, statement
-from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 from stream_risk import cli
+from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 DATA_DIR = (Path(__file__).parents[2] / ".." / "shared" / "data" / "uci-credit-default").resolve()
 
@@ -53,8 +53,7 @@ GOOD_B = [
 
 BAD_A = [
     ("{not json", "json"),
-    (dumps({k: v for k, v in invoice(3, "ix", 1, 9, cid="a").items() if k != "amount"}),
-     "amount"),
+    (dumps({k: v for k, v in invoice(3, "ix", 1, 9, cid="a").items() if k != "amount"}), "amount"),
     (dumps(dict(order(3, "ox", 1, cid="a"), occurred_at="2024-01-04T00:00:00")), "occurred_at"),
 ]
 BAD_B = [
@@ -67,10 +66,26 @@ BAD_B = [
 def write_inputs(tmp: Path) -> tuple[Path, Path, dict[tuple[str, int], str]]:
     """Interleave good and bad lines; return the files and {(file, line): expected reason}."""
     expected: dict[tuple[str, int], str] = {}
-    a_lines = [dumps(GOOD_A[0]), BAD_A[0][0], dumps(GOOD_A[1]), "", BAD_A[1][0],
-               dumps(GOOD_A[2]), BAD_A[2][0], dumps(GOOD_A[3])]
-    b_lines = [BAD_B[0][0], dumps(GOOD_B[0]), dumps(GOOD_B[1]), BAD_B[1][0], dumps(GOOD_B[2]),
-               BAD_B[2][0], dumps(GOOD_B[3]), dumps(GOOD_B[4])]
+    a_lines = [
+        dumps(GOOD_A[0]),
+        BAD_A[0][0],
+        dumps(GOOD_A[1]),
+        "",
+        BAD_A[1][0],
+        dumps(GOOD_A[2]),
+        BAD_A[2][0],
+        dumps(GOOD_A[3]),
+    ]
+    b_lines = [
+        BAD_B[0][0],
+        dumps(GOOD_B[0]),
+        dumps(GOOD_B[1]),
+        BAD_B[1][0],
+        dumps(GOOD_B[2]),
+        BAD_B[2][0],
+        dumps(GOOD_B[3]),
+        dumps(GOOD_B[4]),
+    ]
     fa = tmp / "a.jsonl"
     fb = tmp / "b.jsonl.gz"
     fa.write_text("\n".join(a_lines) + "\n")
@@ -92,12 +107,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_replay_reports_bad_lines_and_carries_on(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_reports_bad_lines_and_carries_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fa, fb, expected = write_inputs(tmp_path)
     w_out, p_out = tmp_path / "w.jsonl", tmp_path / "p.jsonl"
-    rc, err = run_replay([str(fa), str(fb), "--warnings-out", str(w_out),
-                          "--profiles-out", str(p_out), "--base-currency", "EUR", "-q"], capsys)
+    rc, err = run_replay(
+        [
+            str(fa),
+            str(fb),
+            "--warnings-out",
+            str(w_out),
+            "--profiles-out",
+            str(p_out),
+            "--base-currency",
+            "EUR",
+            "-q",
+        ],
+        capsys,
+    )
     assert rc == 0
 
     reported = {}
@@ -133,11 +161,13 @@ def test_replay_reports_bad_lines_and_carries_on(tmp_path: Path,
     a30 = next(w for w in warnings if w["customer_id"] == "a" and w["rule"] == "overdue_30_days")
     assert a30["occurred_at"].startswith("2024-02-10")  # due day 10 + 30 days, from a timer
     assert set(by_id["a"]["active_warnings"]) == {
-        w["warning_id"] for w in warnings if w["customer_id"] == "a" and w["status"] == "firing"}
+        w["warning_id"] for w in warnings if w["customer_id"] == "a" and w["status"] == "firing"
+    }
 
 
-def test_replay_missing_file_is_an_error(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_missing_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, err = run_replay([str(tmp_path / "nope.jsonl"), "-q"], capsys)
     assert rc == 2
     assert "nope.jsonl" in err
@@ -153,8 +183,20 @@ def test_replay_is_deterministic_apart_from_detected_at(
     outs = []
     for run_no in range(2):
         w_out, p_out = tmp_path / f"w{run_no}.jsonl", tmp_path / f"p{run_no}.jsonl.gz"
-        rc, _ = run_replay([str(fa), str(fb), "--warnings-out", str(w_out), "--profiles-out",
-                            str(p_out), "--base-currency", "EUR", "-q"], capsys)
+        rc, _ = run_replay(
+            [
+                str(fa),
+                str(fb),
+                "--warnings-out",
+                str(w_out),
+                "--profiles-out",
+                str(p_out),
+                "--base-currency",
+                "EUR",
+                "-q",
+            ],
+            capsys,
+        )
         assert rc == 0
         outs.append((w_out.read_bytes(), gzip.decompress(p_out.read_bytes())))
     (w1, p1), (w2, p2) = outs
@@ -177,13 +219,34 @@ def uci(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("uci")
     events_path = tmp / "events.jsonl.gz"
     subprocess.run(
-        [sys.executable, str(script), str(table), "--outcomes", "--limit", str(LIMIT),
-         "-o", str(events_path)],
-        check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            str(script),
+            str(table),
+            "--outcomes",
+            "--limit",
+            str(LIMIT),
+            "-o",
+            str(events_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     w_out, p_out = tmp / "w.jsonl", tmp / "p.jsonl"
-    rc = cli.main(["replay", str(events_path), "--base-currency", "TWD", "--warnings-out",
-                   str(w_out), "--profiles-out", str(p_out), "-q"])
+    rc = cli.main(
+        [
+            "replay",
+            str(events_path),
+            "--base-currency",
+            "TWD",
+            "--warnings-out",
+            str(w_out),
+            "--profiles-out",
+            str(p_out),
+            "-q",
+        ]
+    )
     assert rc == 0
     with gzip.open(events_path, "rt") as fh:
         events = [json.loads(line) for line in fh]
@@ -205,10 +268,14 @@ def test_uci_delinquency_drives_overdue_warnings(uci: dict[str, Any]) -> None:
     for e in uci["events"]:
         if e["type"] == "statement":
             statements[e["customer_id"]].append(e)
-    latest_dpd = {c: max(s, key=lambda e: e["occurred_at"])["days_past_due"]
-                  for c, s in statements.items()}
-    never = {c for c, s in statements.items()
-             if all(e["days_past_due"] == 0 and e["status"] != "delinquent" for e in s)}
+    latest_dpd = {
+        c: max(s, key=lambda e: e["occurred_at"])["days_past_due"] for c, s in statements.items()
+    }
+    never = {
+        c
+        for c, s in statements.items()
+        if all(e["days_past_due"] == 0 and e["status"] != "delinquent" for e in s)
+    }
 
     serious: dict[str, set[str]] = defaultdict(set)
     overdue_rules: dict[str, set[str]] = defaultdict(set)

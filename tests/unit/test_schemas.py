@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from stream_risk.schemas import export
 from stream_risk.schemas.events import (
     EVENT_TYPES,
@@ -27,29 +28,45 @@ ENVELOPE = {"event_id": "e-1", "customer_id": "cust-1", "occurred_at": "2024-03-
 MINIMAL: dict[str, dict[str, Any]] = {
     "customer": {"credit_limit": 5000, "currency": "EUR", "payment_terms_days": 30},
     "order": {"order_id": "o-1", "amount": 120.5, "currency": "EUR", "status": "placed"},
-    "invoice": {"invoice_id": "i-1", "amount": 120.5, "currency": "EUR",
-                "due_at": "2024-03-31T00:00:00Z"},
+    "invoice": {
+        "invoice_id": "i-1",
+        "amount": 120.5,
+        "currency": "EUR",
+        "due_at": "2024-03-31T00:00:00Z",
+    },
     "payment": {"payment_id": "p-1", "amount": 100, "currency": "EUR", "status": "settled"},
-    "statement": {"statement_id": "s-1", "balance": -20.0, "currency": "EUR",
-                  "days_past_due": 0, "status": "revolving"},
+    "statement": {
+        "statement_id": "s-1",
+        "balance": -20.0,
+        "currency": "EUR",
+        "days_past_due": 0,
+        "status": "revolving",
+    },
     "outcome": {"outcome": "default"},
     "collection": {"action": "promise_to_pay"},
 }
 
 #: The same, with every optional field EVENTS.md lists.
 FULL: dict[str, dict[str, Any]] = {
-    "customer": {**MINIMAL["customer"],
-                 "segment": {"industry": "retail", "size": "sme", "region": "EU"},
-                 "rating": "BBB", "financials": {"current_ratio": 1.4, "debt_ratio": 0.3,
-                                                 "revenue": 1_200_000},
-                 "attributes": {"founded": 1999}},
+    "customer": {
+        **MINIMAL["customer"],
+        "segment": {"industry": "retail", "size": "sme", "region": "EU"},
+        "rating": "BBB",
+        "financials": {"current_ratio": 1.4, "debt_ratio": 0.3, "revenue": 1_200_000},
+        "attributes": {"founded": 1999},
+    },
     "order": {**MINIMAL["order"], "channel": "web"},
     "invoice": {**MINIMAL["invoice"], "order_id": "o-1"},
     "payment": {**MINIMAL["payment"], "invoice_id": "i-1", "method": "sepa"},
     "statement": {**MINIMAL["statement"], "minimum_due": 15.0},
     "outcome": MINIMAL["outcome"],
-    "collection": {**MINIMAL["collection"], "warning_id": "w-1", "promised_amount": 50,
-                   "promised_at": "2024-03-10T00:00:00-05:00", "note": "will pay friday"},
+    "collection": {
+        **MINIMAL["collection"],
+        "warning_id": "w-1",
+        "promised_amount": 50,
+        "promised_at": "2024-03-10T00:00:00-05:00",
+        "note": "will pay friday",
+    },
 }
 
 MODELS = {
@@ -120,8 +137,12 @@ def test_every_event_type_validates_from_json(kind: str, full: bool) -> None:
 
 @pytest.mark.parametrize(
     "stamp",
-    ["2024-03-01T10:00:00Z", "2024-03-01T10:00:00+00:00", "2024-03-01T10:00:00.123456+08:00",
-     "2024-03-01T10:00:00-05:30"],
+    [
+        "2024-03-01T10:00:00Z",
+        "2024-03-01T10:00:00+00:00",
+        "2024-03-01T10:00:00.123456+08:00",
+        "2024-03-01T10:00:00-05:30",
+    ],
 )
 def test_timestamps_with_offset_are_accepted(stamp: str) -> None:
     assert validate(event("order", occurred_at=stamp)).occurred_at.utcoffset() is not None
@@ -171,7 +192,8 @@ WRONG_TYPES = [
 
 
 @pytest.mark.parametrize(
-    ("kind", "field", "value"), WRONG_TYPES,
+    ("kind", "field", "value"),
+    WRONG_TYPES,
     ids=[f"{k}.{f}={json.dumps(v)[:12]}" for k, f, v in WRONG_TYPES],
 )
 def test_wrong_type_is_rejected(kind: str, field: str, value: Any) -> None:
@@ -206,8 +228,13 @@ def test_zero_amounts_are_allowed() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "field"),
-    [("order", "occurred_at"), ("invoice", "occurred_at"), ("invoice", "due_at"),
-     ("collection", "promised_at"), ("statement", "occurred_at")],
+    [
+        ("order", "occurred_at"),
+        ("invoice", "occurred_at"),
+        ("invoice", "due_at"),
+        ("collection", "promised_at"),
+        ("statement", "occurred_at"),
+    ],
 )
 @pytest.mark.parametrize("naive", ["2024-03-01T10:00:00", "2024-03-01 10:00:00", "2024-03-01"])
 def test_timestamp_without_offset_is_rejected(kind: str, field: str, naive: str) -> None:
@@ -220,9 +247,15 @@ NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]
 @pytest.mark.parametrize("literal", NON_FINITE)
 @pytest.mark.parametrize(
     ("kind", "field"),
-    [("order", "amount"), ("invoice", "amount"), ("payment", "amount"),
-     ("customer", "credit_limit"), ("statement", "balance"), ("statement", "minimum_due"),
-     ("collection", "promised_amount")],
+    [
+        ("order", "amount"),
+        ("invoice", "amount"),
+        ("payment", "amount"),
+        ("customer", "credit_limit"),
+        ("statement", "balance"),
+        ("statement", "minimum_due"),
+        ("collection", "promised_amount"),
+    ],
 )
 def test_non_finite_amounts_are_rejected(kind: str, field: str, literal: str) -> None:
     d = event(kind, full=True, **{field: 1.0})

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 from kafka.errors import KafkaTimeoutError
-from stream_risk.schemas.events import input_event_adapter
 
 from stream_risk import simulate
+from stream_risk.schemas.events import input_event_adapter
 from stream_risk.simulate import (
     DEFAULT_START,
     CustomerProfile,
@@ -40,9 +40,7 @@ END = DEFAULT_START + timedelta(days=DAYS)
 
 @pytest.fixture(scope="module")
 def events() -> list[dict[str, Any]]:
-    return list(
-        generate(CUSTOMERS, DAYS, SEED, deteriorating_share=SHARE, outcomes=True)
-    )
+    return list(generate(CUSTOMERS, DAYS, SEED, deteriorating_share=SHARE, outcomes=True))
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +205,9 @@ def test_deteriorating_customers_order_more(
             bucket = after if profile.in_distress(_t(e["occurred_at"])) else before
             bucket[e["customer_id"]].append(e["amount"])
     spiked = [
-        c for c in before if after[c] and
-        sum(after[c]) / len(after[c]) > 2 * sum(before[c]) / len(before[c])
+        c
+        for c in before
+        if after[c] and sum(after[c]) / len(after[c]) > 2 * sum(before[c]) / len(before[c])
     ]
     assert len(spiked) >= 0.8 * len(before)
 
@@ -243,8 +242,21 @@ def test_cli_writes_a_file(tmp_path: Path) -> None:
     configure_parser(parser)
     path = tmp_path / "cli.jsonl"
     args = parser.parse_args(
-        ["--customers", "4", "--days", "40", "--seed", "9", "--start", "2026-03-01",
-         "--currency", "USD", "--outcomes", "--out", str(path)]
+        [
+            "--customers",
+            "4",
+            "--days",
+            "40",
+            "--seed",
+            "9",
+            "--start",
+            "2026-03-01",
+            "--currency",
+            "USD",
+            "--outcomes",
+            "--out",
+            str(path),
+        ]
     )
     assert run(args) == 0
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -256,8 +268,13 @@ def test_cli_writes_a_file(tmp_path: Path) -> None:
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    for bad in (["--deteriorating-share", "1.5"], ["--customers", "0"], ["--start", "soon"],
-                ["--rate", "10", "--speed", "3600"], ["--rate", "-1"]):
+    for bad in (
+        ["--deteriorating-share", "1.5"],
+        ["--customers", "0"],
+        ["--start", "soon"],
+        ["--rate", "10", "--speed", "3600"],
+        ["--rate", "-1"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(bad)
         assert exit_info.value.code == 2

@@ -76,12 +76,21 @@ def test_round_trip_preserves_state_and_behaviour(
 
 
 def test_round_trip_of_a_rich_state_is_exact() -> None:
-    state, _ = run([
-        customer(0, 1000.0, segment={"industry": "retail", "region": "EU", "tier_x": "a"},
-                 rating="BB+", financials={"revenue": 12.5, "debt_ratio": 0.4}),
-        invoice(1, "i1", 400, 10), invoice(2, "i2", 700, 40), payment(3, "p1", 450),
-        statement(4, 1100.0, 30, "delinquent"),
-    ])
+    state, _ = run(
+        [
+            customer(
+                0,
+                1000.0,
+                segment={"industry": "retail", "region": "EU", "tier_x": "a"},
+                rating="BB+",
+                financials={"revenue": 12.5, "debt_ratio": 0.4},
+            ),
+            invoice(1, "i1", 400, 10),
+            invoice(2, "i2", 700, 40),
+            payment(3, "p1", 450),
+            statement(4, 1100.0, 30, "delinquent"),
+        ]
+    )
     advance(state, T0S + 60 * DAY, strategy_context())
     assert state.alerts and state.invoices and state.payments and state.seen
     assert decode(encode(state)) == state
@@ -105,9 +114,15 @@ def test_encode_accepts_every_valid_customer_event() -> None:
 
 def test_encoded_state_is_small_json_without_defaults() -> None:
     data = orjson.loads(encode(CustomerState("c9")))
-    assert data == {"v": STATE_VERSION, "customer_id": "c9", "invoiced": False,
-                    "unapplied_credit": 0.0, "bounced_payments": 0, "risk_score": 0.0,
-                    "tier": "low"}
+    assert data == {
+        "v": STATE_VERSION,
+        "customer_id": "c9",
+        "invoiced": False,
+        "unapplied_credit": 0.0,
+        "bounced_payments": 0,
+        "risk_score": 0.0,
+        "tier": "low",
+    }
 
 
 @pytest.mark.parametrize("version", [0, 2, STATE_VERSION + 1, "1", None])
@@ -127,8 +142,15 @@ def test_missing_version_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[]", b'"state"', b"null", b"42",
-     b'{"v": 1, "customer_id": "c1", "password": "x"}'],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'"state"',
+        b"null",
+        b"42",
+        b'{"v": 1, "customer_id": "c1", "password": "x"}',
+    ],
 )
 def test_garbage_is_rejected_with_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError):

@@ -21,10 +21,10 @@ from risk_factory import (
     strip_detected,
     ts,
 )
-from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
 from stream_risk.core.state import encode
+from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 
 def features(state: CustomerState) -> dict[str, Any]:
@@ -43,8 +43,9 @@ def check_outputs(state: CustomerState, warnings: list[dict[str, Any]]) -> None:
     assert profile.customer_id == state.customer_id
 
 
-def fired(warnings: list[dict[str, Any]], rule: str,
-          status: str = "firing") -> list[dict[str, Any]]:
+def fired(
+    warnings: list[dict[str, Any]], rule: str, status: str = "firing"
+) -> list[dict[str, Any]]:
     return [w for w in warnings if w["rule"] == rule and w["status"] == status]
 
 
@@ -53,15 +54,22 @@ def fired(warnings: list[dict[str, Any]], rule: str,
 BALANCES = [
     pytest.param([], 0.0, id="limit-only"),
     pytest.param([invoice(1, "i1", 300, 31)], 300.0, id="one-invoice"),
-    pytest.param([invoice(1, "i1", 300, 31), invoice(2, "i2", 200.5, 32)], 500.5,
-                 id="two-invoices"),
+    pytest.param(
+        [invoice(1, "i1", 300, 31), invoice(2, "i2", 200.5, 32)], 500.5, id="two-invoices"
+    ),
     pytest.param([statement(1, 420.0, 0)], 420.0, id="statement"),
     pytest.param([statement(1, 420.0), statement(5, 100.0)], 100.0, id="latest-statement"),
-    pytest.param([statement(5, 100.0), statement(1, 420.0, eid="late")], 100.0,
-                 id="late-older-statement-ignored"),
+    pytest.param(
+        [statement(5, 100.0), statement(1, 420.0, eid="late")],
+        100.0,
+        id="late-older-statement-ignored",
+    ),
     pytest.param([statement(1, -80.0)], 0.0, id="credit-balance-is-zero-open"),
-    pytest.param([statement(1, 420.0), invoice(2, "i1", 300, 32)], 300.0,
-                 id="invoices-take-over-from-statements"),
+    pytest.param(
+        [statement(1, 420.0), invoice(2, "i1", 300, 32)],
+        300.0,
+        id="invoices-take-over-from-statements",
+    ),
 ]
 
 
@@ -84,25 +92,46 @@ def test_utilisation_is_none_without_a_limit() -> None:
 # ---------------------------------------------------------------- payments
 
 SETTLEMENT = [
-    pytest.param([payment(10, "p1", 100)], {"i1": 0, "i2": 200, "i3": 300}, 0.0,
-                 id="settles-oldest-due-first"),
+    pytest.param(
+        [payment(10, "p1", 100)],
+        {"i1": 0, "i2": 200, "i3": 300},
+        0.0,
+        id="settles-oldest-due-first",
+    ),
     pytest.param([payment(10, "p1", 150)], {"i2": 150, "i3": 300}, 0.0, id="spills-over"),
     pytest.param([payment(10, "p1", 250)], {"i2": 50, "i3": 300}, 0.0, id="partial-second"),
     pytest.param([payment(10, "p1", 700)], {}, 100.0, id="overpayment-is-unapplied-credit"),
-    pytest.param([payment(10, "p1", 300, invoice_id="i3")], {"i1": 100, "i2": 200}, 0.0,
-                 id="invoice-id-settles-that-invoice"),
-    pytest.param([payment(10, "p1", 350, invoice_id="i3")], {"i1": 50, "i2": 200}, 0.0,
-                 id="invoice-id-rest-goes-to-oldest"),
-    pytest.param([payment(10, "p1", 50, invoice_id="i2")], {"i1": 100, "i2": 150, "i3": 300}, 0.0,
-                 id="invoice-id-partial"),
-    pytest.param([payment(10, "p1", 50), payment(11, "p2", 60)], {"i1": 0, "i2": 190, "i3": 300},
-                 0.0, id="two-payments"),
+    pytest.param(
+        [payment(10, "p1", 300, invoice_id="i3")],
+        {"i1": 100, "i2": 200},
+        0.0,
+        id="invoice-id-settles-that-invoice",
+    ),
+    pytest.param(
+        [payment(10, "p1", 350, invoice_id="i3")],
+        {"i1": 50, "i2": 200},
+        0.0,
+        id="invoice-id-rest-goes-to-oldest",
+    ),
+    pytest.param(
+        [payment(10, "p1", 50, invoice_id="i2")],
+        {"i1": 100, "i2": 150, "i3": 300},
+        0.0,
+        id="invoice-id-partial",
+    ),
+    pytest.param(
+        [payment(10, "p1", 50), payment(11, "p2", 60)],
+        {"i1": 0, "i2": 190, "i3": 300},
+        0.0,
+        id="two-payments",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("payments", "expected_open", "credit"), SETTLEMENT)
-def test_payment_settlement(payments: list[dict[str, Any]], expected_open: dict[str, float],
-                            credit: float) -> None:
+def test_payment_settlement(
+    payments: list[dict[str, Any]], expected_open: dict[str, float], credit: float
+) -> None:
     # Issued in due order: i1 (due day 20), i2 (due day 25), i3 (due day 40).
     invoices = [invoice(1, "i1", 100, 20), invoice(2, "i2", 200, 25), invoice(3, "i3", 300, 40)]
     state, _ = run([customer(0, 1000.0), *invoices, *payments])
@@ -112,8 +141,9 @@ def test_payment_settlement(payments: list[dict[str, Any]], expected_open: dict[
 
 
 def test_oldest_means_earliest_due_even_if_issued_later() -> None:
-    state, _ = run([invoice(1, "late-due", 100, 60), invoice(2, "early-due", 100, 20),
-                    payment(3, "p1", 100)])
+    state, _ = run(
+        [invoice(1, "late-due", 100, 60), invoice(2, "early-due", 100, 20), payment(3, "p1", 100)]
+    )
     assert open_invoices(state) == {"late-due": 100}
 
 
@@ -128,8 +158,9 @@ def test_prepayment_is_applied_to_a_later_invoice() -> None:
     ("pay", "expected_after_payment"),
     [
         pytest.param(payment(10, "p1", 250), {"i2": 50, "i3": 300}, id="oldest-first"),
-        pytest.param(payment(10, "p1", 300, invoice_id="i3"), {"i1": 100, "i2": 200},
-                     id="with-invoice-id"),
+        pytest.param(
+            payment(10, "p1", 300, invoice_id="i3"), {"i1": 100, "i2": 200}, id="with-invoice-id"
+        ),
         pytest.param(payment(10, "p1", 700), {}, id="overpaid"),
     ],
 )
@@ -172,8 +203,13 @@ def test_bounced_overpayment_reopens_the_later_invoice_it_paid() -> None:
 def test_exactly_paid_large_invoice_is_closed() -> None:
     """Two payments that add up to the invoice amount close it, whatever the magnitude
     (large amounts are ordinary in TWD, JPY, KRW, IDR ...)."""
-    state, _ = run([invoice(1, "i1", 81665687.62, 20), payment(5, "p1", 1313830.05),
-                    payment(6, "p2", 80351857.57)])
+    state, _ = run(
+        [
+            invoice(1, "i1", 81665687.62, 20),
+            payment(5, "p1", 1313830.05),
+            payment(6, "p2", 80351857.57),
+        ]
+    )
     assert open_invoices(state) == {}
     warnings = follow(state, ts(120))
     assert features(state)["days_past_due"] == 0
@@ -185,15 +221,23 @@ def test_exactly_paid_large_invoice_is_closed() -> None:
 
 ORDERS = [
     pytest.param([order(1, "o1", 100), order(2, "o2", 50)], 2, 150.0, id="placed"),
-    pytest.param([order(1, "o1", 100), order(2, "o2", 50), order(3, "o1", 100, "cancelled")],
-                 1, 50.0, id="cancelled-removes-placed"),
-    pytest.param([order(1, "o1", 100), order(3, "zz", 100, "cancelled")], 1, 100.0,
-                 id="cancel-unknown-order"),
-    pytest.param([order(1, "o1", 100), order(20, "o2", 50), order(32, "o3", 10)], 2, 60.0,
-                 id="older-than-30-days-drop-out"),
+    pytest.param(
+        [order(1, "o1", 100), order(2, "o2", 50), order(3, "o1", 100, "cancelled")],
+        1,
+        50.0,
+        id="cancelled-removes-placed",
+    ),
+    pytest.param(
+        [order(1, "o1", 100), order(3, "zz", 100, "cancelled")], 1, 100.0, id="cancel-unknown-order"
+    ),
+    pytest.param(
+        [order(1, "o1", 100), order(20, "o2", 50), order(32, "o3", 10)],
+        2,
+        60.0,
+        id="older-than-30-days-drop-out",
+    ),
     pytest.param([order(1, "o1", 100), order(29, "o2", 50)], 2, 150.0, id="29-days-in"),
-    pytest.param([order(1, "o1", 100), statement(40, 0.0)], 0, 0.0,
-                 id="window-moves-on-any-event"),
+    pytest.param([order(1, "o1", 100), statement(40, 0.0)], 0, 0.0, id="window-moves-on-any-event"),
 ]
 
 
@@ -208,8 +252,12 @@ def test_order_window(events: list[dict[str, Any]], count: int, amount: float) -
 # ---------------------------------------------------------------- dedup, bad events, fx
 
 DUPLICATES = [
-    customer(0, 1000.0), order(1, "o1", 100), invoice(1, "i1", 950, 10), payment(2, "p1", 50),
-    payment(3, "p1", 50, "bounced"), statement(4, 100.0, 30, "delinquent"),
+    customer(0, 1000.0),
+    order(1, "o1", 100),
+    invoice(1, "i1", 950, 10),
+    payment(2, "p1", 50),
+    payment(3, "p1", 50, "bounced"),
+    statement(4, 100.0, 30, "delinquent"),
     order(5, "o1", 100, "cancelled"),
 ]
 
@@ -247,8 +295,10 @@ BAD_CURRENCY = [
 @pytest.mark.parametrize("bad", BAD_CURRENCY, ids=lambda e: e["type"] + ":" + e["event_id"])
 def test_currency_without_rate_is_a_bad_event_and_changes_nothing(bad: dict[str, Any]) -> None:
     ctx = Context(base_currency="EUR", fx_rates={"USD": 0.9})
-    state, _ = run([customer(0, 1000.0), order(1, "o1", 100), invoice(1, "i1", 950, 10),
-                    payment(2, "p1", 50)], ctx)
+    state, _ = run(
+        [customer(0, 1000.0), order(1, "o1", 100), invoice(1, "i1", 950, 10), payment(2, "p1", 50)],
+        ctx,
+    )
     before = encode(state)
     with pytest.raises(BadEvent, match="GBP"):
         step(state, parse(bad), ctx)
@@ -268,8 +318,9 @@ FX = [
 
 
 @pytest.mark.parametrize(("event", "feature", "value"), FX)
-def test_fx_rate_converts_into_the_base_currency(event: dict[str, Any], feature: str,
-                                                 value: float) -> None:
+def test_fx_rate_converts_into_the_base_currency(
+    event: dict[str, Any], feature: str, value: float
+) -> None:
     ctx = Context(base_currency="EUR", fx_rates={"USD": 0.5})
     state, _ = run([event], ctx)
     assert features(state)[feature] == pytest.approx(value)
@@ -282,6 +333,7 @@ def test_fx_payment_settles_in_base_currency() -> None:
 
 
 # ---------------------------------------------------------------- overdue lifecycle
+
 
 def test_days_past_due_grows_with_advance_alone() -> None:
     ctx = Context()
@@ -330,8 +382,10 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
         ("overdue_90_days", "critical", "firing")
     ]
     assert at90[0]["occurred_at"] == iso_ts(ts(due + 90))
-    assert set(profile_of(state)["active_warnings"]) == {at30[0]["warning_id"],
-                                                           at90[0]["warning_id"]}
+    assert set(profile_of(state)["active_warnings"]) == {
+        at30[0]["warning_id"],
+        at90[0]["warning_id"],
+    }
 
     state, paid = run([payment(due + 95, "p1", 100)], ctx, state)
     resolved = {w["rule"]: w for w in paid}
@@ -361,7 +415,9 @@ def test_statement_delinquency_fires_and_resolves() -> None:
     assert [(w["rule"], w["status"]) for w in w2] == [("overdue_90_days", "firing")]
     state, w3 = run([statement(61, 0.0, 0, "paid_in_full")], state=state)
     assert sorted((w["rule"], w["status"]) for w in w3) == [
-        ("overdue_30_days", "resolved"), ("overdue_90_days", "resolved")]
+        ("overdue_30_days", "resolved"),
+        ("overdue_90_days", "resolved"),
+    ]
     assert {w["warning_id"] for w in w3} == {w1[0]["warning_id"], w2[0]["warning_id"]}
     check_outputs(state, w1 + w2 + w3)
 
@@ -394,7 +450,8 @@ def test_high_utilisation_resolves_when_paid_down() -> None:
     assert w2 == []  # 0.91 still holds
     state, w3 = run([payment(3, "p2", 20)], state=state)
     assert [(w["rule"], w["status"], w["level"]) for w in w3] == [
-        ("high_credit_utilisation", "resolved", "medium")]
+        ("high_credit_utilisation", "resolved", "medium")
+    ]
     assert w3[0]["warning_id"] == firing[0]["warning_id"]
     check_outputs(state, w1 + w3)
 
@@ -423,8 +480,12 @@ def test_limit_cut_to_zero_keeps_the_warning_lifecycle_consistent() -> None:
 # ---------------------------------------------------------------- ids, scores, contracts
 
 SCENARIO = [
-    customer(0, 1000.0), order(0, "o1", 950), invoice(0, "i1", 950, 10), payment(20, "p1", 100),
-    payment(21, "p1", 100, "bounced"), statement(22, 300.0, 0),
+    customer(0, 1000.0),
+    order(0, "o1", 950),
+    invoice(0, "i1", 950, 10),
+    payment(20, "p1", 100),
+    payment(21, "p1", 100, "bounced"),
+    statement(22, 300.0, 0),
 ]
 
 
@@ -484,8 +545,15 @@ def test_profile_shape() -> None:
     assert profile.updated_at.isoformat() == at(1)
     assert profile.tier in {"low", "medium", "high"}
     assert set(profile.features) >= {
-        "open_balance", "overdue_balance", "credit_limit", "credit_utilisation", "days_past_due",
-        "overdue_invoice_count", "order_count_30d", "order_amount_30d", "bounced_payments",
+        "open_balance",
+        "overdue_balance",
+        "credit_limit",
+        "credit_utilisation",
+        "days_past_due",
+        "overdue_invoice_count",
+        "order_count_30d",
+        "order_amount_30d",
+        "bounced_payments",
     }
 
 

@@ -119,6 +119,7 @@ def test_clear() -> None:
 
 # ------------------------------------------------------------------ property test
 
+
 class NaiveTimers:
     """Reference: a dict, and a linear scan for the earliest (wake, customer)."""
 
