@@ -73,7 +73,13 @@ def format_warning(w: dict[str, Any], colour: bool) -> str:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM cleans up like Ctrl-C: stop the worker and the services we started.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = Settings()
     started: list[str] = []
     if not broker_reachable(settings.kafka_bootstrap):
@@ -115,11 +121,13 @@ def run(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _say(f"topics {run_id}.*, worker log {log_path}")
     with log_path.open("wb") as log:
+        # Its own session: Ctrl-C reaches the demo only, which then stops the worker cleanly.
         worker = subprocess.Popen(
             [sys.executable, "-m", "stream_risk.cli", "worker"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     counts: Counter[str] = Counter()
     stop = threading.Event()
