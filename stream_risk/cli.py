@@ -90,8 +90,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
         file=sys.stderr,
     )
+    print(
+        f"replay: encoded state per customer: median {report.state_bytes_median} bytes, "
+        f"p99 {report.state_bytes_p99} bytes",
+        file=sys.stderr,
+    )
     for reason, count in sorted(report.bad_by_reason.items(), key=lambda kv: -kv[1])[:10]:
         print(f"replay:   bad {reason}: {count}", file=sys.stderr)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from stream_risk.core.features import REGISTRY
+
+    features = (
+        sorted(REGISTRY.values(), key=lambda f: (f.group, f.name))
+        if args.by_group
+        else (REGISTRY.values())
+    )
+    if args.json:
+        import json
+
+        for f in features:
+            print(
+                json.dumps(
+                    {"name": f.name, "unit": f.unit, "group": f.group, "description": f.description}
+                )
+            )
+        return 0
+    width = max(len(f.name) for f in features)
+    unit_width = max(len(f.unit) for f in features)
+    for f in features:
+        print(f"{f.name:<{width}}  {f.unit:<{unit_width}}  {f.group:<12}  {f.description}")
     return 0
 
 
@@ -145,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_replay)
 
+    p = verbs.add_parser(
+        "features",
+        help="print the feature catalogue, one feature per line",
+        description=(
+            "Every feature the engine computes per customer: name (as used in rules, warning "
+            "reasons and profiles), unit, group and description."
+        ),
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--by-group", action="store_true", help="sort by group, then name")
+    p.set_defaults(func=cmd_features)
+
     _add_lazy(verbs)
     return parser
 
@@ -165,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stream-risk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); stop quietly.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

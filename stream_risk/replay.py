@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
+from stream_risk.core.state import encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
@@ -47,6 +48,9 @@ class ReplayReport:
     customers: int = 0
     seconds: float = 0.0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Encoded state bytes per customer at the end: median and 99th percentile.
+    state_bytes_median: int = 0
+    state_bytes_p99: int = 0
 
     @property
     def events_per_second(self) -> float:
@@ -209,5 +213,9 @@ def replay(
     report.events = len(events) + invalid
     report.bad = bad_count
     report.customers = len(driver.states)
+    sizes = sorted(len(encode(s)) for s in driver.states.values())
+    if sizes:
+        report.state_bytes_median = sizes[len(sizes) // 2]
+        report.state_bytes_p99 = sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))]
     report.seconds = time.monotonic() - started
     return report

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from stream_risk.core.features import groups_of
 from stream_risk.core.rules import BUILTIN_RULES, ThresholdRule
+from stream_risk.core.scoring import SCORE_FEATURES
 
 
 class BadEvent(ValueError):
@@ -30,7 +32,18 @@ class Context:
     rules: tuple[ThresholdRule, ...] = BUILTIN_RULES
     #: Event ids remembered per customer for de-duplication.
     dedup_capacity: int = 128
+    #: How far (seconds) an event may lag the customer's latest event time and
+    #: still be applied as if it had arrived in order; older ones are bad events.
+    allowed_lateness: float = 7 * 86_400.0
     detected_at: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
+    #: Feature groups a step evaluates (what the rules and the score read);
+    #: profiles always carry every feature.
+    feature_groups: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feature_groups = groups_of(
+            [rule.feature for rule in self.rules] + list(SCORE_FEATURES)
+        )
 
     def to_base(self, amount: float, currency: str) -> float:
         """Convert ``amount`` in ``currency`` into the base currency, or raise :class:`BadEvent`."""

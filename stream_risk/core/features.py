@@ -1,117 +1,616 @@
-"""Features: the customer's rolling statistics at an event time, by name.
+"""Features: a customer's rolling statistics at an event time, by name.
 
-Names are API: rules, warning reasons and profiles use them.
+Names are API: rules, warning reasons and profiles use them, and
+``stream-risk features`` prints the catalogue. Each group below is one small
+function that fills its features from the state; :data:`REGISTRY` holds every
+feature's name, unit, group and description. Every window is
+``(now - width, now]`` on event time, so a record leaves it exactly ``width``
+after it happened, whether or not anything else arrives.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from river import drift
+
+from stream_risk.core import windows
+from stream_risk.core.receivables import INV_AMOUNT, INV_DUE, INV_OPEN
 from stream_risk.core.state import (
-    INV_DUE,
-    INV_OPEN,
     ORD_AMOUNT,
     ORD_TS,
+    PROMISE_AMOUNT,
+    PROMISE_DUE,
+    PROMISE_MADE,
     STMT_BALANCE,
     STMT_DPD,
+    STMT_STATUS,
+    STMT_TS,
     CustomerState,
 )
 
 DAY = 86_400.0
-ORDER_WINDOW = 30 * DAY
+MONTH = 30 * DAY
+#: Longest window any feature looks back over (order frequency: 30 + 90 days).
+ORDER_HISTORY = 120 * DAY
+HISTORY = 366 * DAY
+LEDGER_DAYS = 100
 
-#: name -> (unit, description): the catalogue of what :func:`compute` returns.
-CATALOGUE: dict[str, tuple[str, str]] = {
-    "open_balance": (
+Features = dict[str, Any]
+GroupFn = Callable[[CustomerState, float, Features], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One named statistic: what it measures and in which unit."""
+
+    name: str
+    unit: str
+    group: str
+    description: str
+
+
+REGISTRY: dict[str, Feature] = {}
+_GROUPS: list[tuple[str, GroupFn]] = []
+
+
+def group(name: str, *features: tuple[str, str, str]) -> Callable[[GroupFn], GroupFn]:
+    """Register a group function and the ``(name, unit, description)`` features it fills."""
+
+    def register(fn: GroupFn) -> GroupFn:
+        for feature, unit, description in features:
+            if feature in REGISTRY:
+                raise ValueError(f"feature {feature!r} registered twice")
+            REGISTRY[feature] = Feature(feature, unit, name, description)
+        _GROUPS.append((name, fn))
+        return fn
+
+    return register
+
+
+def compute(state: CustomerState, now: float, groups: frozenset[str] | None = None) -> Features:
+    """The features of ``state`` as of event time ``now``: all, or those of ``groups``."""
+    out: Features = {}
+    for name, fn in _GROUPS:
+        if groups is None or name in groups:
+            fn(state, now, out)
+    return out
+
+
+def groups_of(names: Iterable[str]) -> frozenset[str]:
+    """The groups that compute ``names``; raises ``KeyError`` for an unknown feature."""
+    return frozenset(REGISTRY[n].group for n in names)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _latest_statement(state: CustomerState, now: float) -> list[Any] | None:
+    for stmt in reversed(state.statements):
+        if stmt[STMT_TS] <= now:
+            return stmt
+    return None
+
+
+def _invoice_days_late(due: float, now: float) -> int:
+    return int((now - due) // DAY) if now > due else 0
+
+
+def exposure_at(state: CustomerState, t: float) -> float | None:
+    """Net receivable at event time ``t``: invoiced minus paid, or the statement balance."""
+    if state.invoiced:
+        day = int(t // DAY)
+        total = state.ledger_base
+        for d, delta in state.ledger:
+            if d > day:
+                break
+            total += delta
+        return total
+    stmt = _latest_statement(state, t)
+    return None if stmt is None else float(stmt[STMT_BALANCE])
+
+
+def _growth(now_value: float | None, then_value: float | None) -> float | None:
+    if now_value is None or then_value is None or then_value <= 0:
+        return None
+    return now_value / then_value - 1.0
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+# ------------------------------------------------------------------ groups
+
+
+@group(
+    "exposure",
+    (
+        "open_balance",
         "base currency",
-        "open receivables: open invoices, else the last statement balance",
+        "open receivables: open invoices, else the latest statement balance",
     ),
-    "overdue_balance": ("base currency", "open invoice amounts past their due date"),
-    "credit_limit": ("base currency", "the credit limit of the latest customer assessment"),
-    "credit_utilisation": ("ratio", "open_balance / credit_limit"),
-    "days_past_due": ("days", "days past due of the oldest open item (invoices or statement)"),
-    "invoice_days_past_due": ("days", "days since the due date of the oldest overdue open invoice"),
-    "statement_days_past_due": ("days", "days past due reported by the latest statement"),
-    "overdue_invoice_count": ("count", "open invoices past their due date"),
-    "order_count_30d": ("count", "orders placed in the last 30 days (cancellations removed)"),
-    "order_amount_30d": ("base currency", "amount ordered in the last 30 days"),
-    "bounced_payments": ("count", "payments bounced or reversed"),
-}
+    (
+        "overdue_balance",
+        "base currency",
+        "open amounts past their due date (or the statement balance when it reports days past due)",
+    ),
+    ("credit_limit", "base currency", "credit limit of the latest customer assessment"),
+    ("credit_utilisation", "ratio", "open_balance / credit_limit"),
+    ("limit_headroom", "base currency", "credit_limit - open_balance"),
+    ("exposure_growth_30d", "ratio", "net receivable now / 30 days ago - 1"),
+    ("exposure_growth_90d", "ratio", "net receivable now / 90 days ago - 1"),
+)
+def exposure(state: CustomerState, now: float, out: Features) -> None:
+    stmt = _latest_statement(state, now)
+    if state.invoiced:
+        open_balance = 0.0
+        overdue = 0.0
+        for inv in state.book["inv"].values():
+            open_balance += inv[INV_OPEN]
+            if inv[INV_DUE] < now:
+                overdue += inv[INV_OPEN]
+    elif stmt is not None:
+        open_balance = max(float(stmt[STMT_BALANCE]), 0.0)
+        overdue = open_balance if stmt[STMT_DPD] > 0 else 0.0
+    else:
+        open_balance = overdue = 0.0
+    limit = state.credit_limit
+    out["open_balance"] = open_balance
+    out["overdue_balance"] = overdue
+    out["credit_limit"] = limit
+    out["credit_utilisation"] = open_balance / limit if limit else None
+    out["limit_headroom"] = limit - open_balance if limit is not None else None
+    current = exposure_at(state, now)
+    out["exposure_growth_30d"] = _growth(current, exposure_at(state, now - 30 * DAY))
+    out["exposure_growth_90d"] = _growth(current, exposure_at(state, now - 90 * DAY))
 
 
-def compute(state: CustomerState, now: float) -> dict[str, Any]:
-    """The features of ``state`` as of event time ``now``."""
-    open_invoices = 0.0
-    overdue = 0.0
+@group(
+    "aging",
+    (
+        "days_past_due",
+        "days",
+        "days past due of the oldest open item: the larger of invoices and the latest statement",
+    ),
+    ("invoice_days_past_due", "days", "days since the due date of the oldest overdue open invoice"),
+    ("statement_days_past_due", "days", "days past due reported by the latest statement"),
+    ("aging_current", "base currency", "open amount not yet past due"),
+    ("aging_1_30", "base currency", "open amount 1-30 days past due"),
+    ("aging_31_60", "base currency", "open amount 31-60 days past due"),
+    ("aging_61_90", "base currency", "open amount 61-90 days past due"),
+    ("aging_90_plus", "base currency", "open amount more than 90 days past due"),
+    ("overdue_invoice_count", "count", "open invoices past their due date"),
+    (
+        "avg_days_late_90d",
+        "days",
+        "amount-weighted days late of invoices settled in the last 90 days",
+    ),
+    ("dso", "days", "days sales outstanding: open_balance / order_amount_90d x 90"),
+)
+def aging(state: CustomerState, now: float, out: Features) -> None:
+    buckets = [0.0, 0.0, 0.0, 0.0, 0.0]
+    invoice_dpd = 0
     overdue_count = 0
-    oldest_due: float | None = None
-    for inv in state.invoices.values():
+    for inv in state.book["inv"].values():
         amount = inv[INV_OPEN]
         if amount <= 0:
             continue
-        open_invoices += amount
-        due = inv[INV_DUE]
-        if due < now:
-            overdue += amount
+        days = _invoice_days_late(inv[INV_DUE], now)
+        if inv[INV_DUE] < now:
             overdue_count += 1
-            if oldest_due is None or due < oldest_due:
-                oldest_due = due
-    invoice_dpd = int((now - oldest_due) // DAY) if oldest_due is not None else 0
-
-    stmt = state.statement
+            invoice_dpd = max(invoice_dpd, days)
+        buckets[_bucket(days)] += amount
+    stmt = _latest_statement(state, now)
     statement_dpd = int(stmt[STMT_DPD]) if stmt is not None else 0
+    if not state.invoiced and stmt is not None:
+        buckets[_bucket(statement_dpd)] += max(float(stmt[STMT_BALANCE]), 0.0)
+    out["days_past_due"] = max(invoice_dpd, statement_dpd)
+    out["invoice_days_past_due"] = invoice_dpd
+    out["statement_days_past_due"] = statement_dpd
+    (
+        out["aging_current"],
+        out["aging_1_30"],
+        out["aging_31_60"],
+        out["aging_61_90"],
+        out["aging_90_plus"],
+    ) = buckets
+    out["overdue_invoice_count"] = overdue_count
+    weight = late = 0.0
+    for closed in windows.in_window(state.book["closed"], now, 90 * DAY):
+        weight += closed[2]
+        late += closed[2] * closed[3]
+    out["avg_days_late_90d"] = late / weight if weight > 0 else None
+    sales = windows.window_sum(state.orders, now, 90 * DAY, ORD_AMOUNT)
+    out["dso"] = out["open_balance"] / sales * 90 if sales > 0 and "open_balance" in out else None
+
+
+def _bucket(days: int) -> int:
+    if days <= 0:
+        return 0
+    if days <= 30:
+        return 1
+    if days <= 60:
+        return 2
+    if days <= 90:
+        return 3
+    return 4
+
+
+DELINQUENCY_LEVELS = (30, 60, 90)
+
+
+@group(
+    "repayment",
+    ("payment_count_30d", "count", "settled payments in the last 30 days (bounced ones removed)"),
+    ("payment_count_90d", "count", "settled payments in the last 90 days"),
+    ("payment_amount_30d", "base currency", "amount paid in the last 30 days"),
+    ("payment_amount_90d", "base currency", "amount paid in the last 90 days"),
+    (
+        "paid_to_due_ratio_90d",
+        "ratio",
+        "amount paid / amount that fell due (invoices due, statement balances) in the last 90 days",
+    ),
+    (
+        "partial_payment_share_90d",
+        "ratio",
+        "share of payments in the last 90 days that left an amount already due open",
+    ),
+    ("bounced_payments_90d", "count", "payments bounced or reversed in the last 90 days"),
+    ("days_since_last_payment", "days", "days since the latest settled payment"),
+)
+def repayment(state: CustomerState, now: float, out: Features) -> None:
+    paid = state.book["paid"]
+    counts, sums = windows.counts_and_sums(paid, now, (30 * DAY, 90 * DAY), 1)
+    out["payment_count_30d"], out["payment_count_90d"] = counts
+    out["payment_amount_30d"], out["payment_amount_90d"] = sums
+    due = 0.0
+    horizon = now - 90 * DAY
+    for inv in state.book["inv"].values():
+        if horizon < inv[INV_DUE] <= now:
+            due += inv[INV_AMOUNT]
+    for closed in state.book["closed"]:
+        if horizon < closed[1] <= now:
+            due += closed[2]
+    for stmt in windows.in_window(state.statements, now, 90 * DAY):
+        due += max(float(stmt[STMT_BALANCE]), 0.0)
+    out["paid_to_due_ratio_90d"] = _ratio(out["payment_amount_90d"], due)
+    out["partial_payment_share_90d"] = _partial_share(state, now)
+    out["bounced_payments_90d"] = windows.window_count(state.book["bounced"], now, 90 * DAY)
+    last = None
+    for p in reversed(paid):
+        if p[0] <= now:
+            last = p[0]
+            break
+    out["days_since_last_payment"] = (now - last) / DAY if last is not None else None
+
+
+@group(
+    "delinquency",
+    (
+        "times_30dpd_6m",
+        "count",
+        "invoices and statements that reached 30+ days past due in the last 6 months",
+    ),
+    ("times_60dpd_6m", "count", "... 60+ days past due in the last 6 months"),
+    ("times_90dpd_6m", "count", "... 90+ days past due in the last 6 months"),
+    ("times_30dpd_12m", "count", "... 30+ days past due in the last 12 months"),
+    ("times_60dpd_12m", "count", "... 60+ days past due in the last 12 months"),
+    ("times_90dpd_12m", "count", "... 90+ days past due in the last 12 months"),
+    (
+        "days_late_trend",
+        "days per 30 days",
+        "least-squares slope of days late (settled invoices, statements) over the last 180 days",
+    ),
+    (
+        "days_late_drift",
+        "flag",
+        "1 when PageHinkley detects an upward shift in days late over the last year",
+    ),
+    ("broken_promises_90d", "count", "promises to pay due in the last 90 days that were not kept"),
+    ("open_promises", "count", "promises to pay not yet due"),
+)
+def delinquency(state: CustomerState, now: float, out: Features) -> None:
+    paid = state.book["paid"]
+    _delinquency_counts(state, now, out)
+    observations = _days_late_observations(state, now)
+    recent = [o for o in observations if o[0] > now - 180 * DAY]
+    out["days_late_trend"] = windows.slope_per(recent, MONTH) if len(recent) >= 3 else None
+    out["days_late_drift"] = _drift(observations)
+    broken = 0
+    pending = 0
+    for made, promised_at, amount in state.promises:
+        if promised_at > now:
+            pending += 1
+        elif promised_at > now - 90 * DAY:
+            kept = sum(p[1] for p in paid if made <= p[0] <= promised_at)
+            broken += kept < amount - 0.005
+    out["broken_promises_90d"] = broken
+    out["open_promises"] = pending
+
+
+def _partial_share(state: CustomerState, now: float) -> float | None:
+    payments = list(windows.in_window(state.book["paid"], now, 90 * DAY))
+    if not payments:
+        return None
     if state.invoiced:
-        open_balance = open_invoices
-    elif stmt is not None:
-        open_balance = max(float(stmt[STMT_BALANCE]), 0.0)
-    else:
-        open_balance = 0.0
+        return sum(p[2] for p in payments) / len(payments)
+    partial = 0
+    for p in payments:
+        before = None
+        for stmt in state.statements:
+            if stmt[STMT_TS] >= p[0]:
+                break
+            before = stmt
+        if before is not None and before[STMT_BALANCE] > 0 and p[1] < before[STMT_BALANCE] - 0.005:
+            partial += 1
+    return partial / len(payments)
 
+
+def _delinquency_counts(state: CustomerState, now: float, out: Features) -> None:
+    # (time the level was reached, days late reached) from statements and invoices.
+    reached: list[tuple[float, float]] = [
+        (s[STMT_TS], s[STMT_DPD]) for s in state.statements if s[STMT_DPD] >= 30
+    ]
+    for inv in state.book["inv"].values():
+        if inv[INV_OPEN] > 0 and now - inv[INV_DUE] >= 30 * DAY:
+            reached.append((-inv[INV_DUE], (now - inv[INV_DUE]) / DAY))
+    for closed in state.book["closed"]:
+        if closed[3] >= 30:
+            reached.append((-closed[1], closed[3]))
+    counts = dict.fromkeys(_DELINQUENCY_NAMES, 0)
+    for at, days in reached:
+        for level in DELINQUENCY_LEVELS:
+            if days < level:
+                break
+            # Invoices reach a level ``level`` days after their due date (stored negated).
+            t = -at + level * DAY if at < 0 else at
+            if t > now:
+                continue
+            age = now - t
+            if age < 182 * DAY:
+                counts[f"times_{level}dpd_6m"] += 1
+            if age < 365 * DAY:
+                counts[f"times_{level}dpd_12m"] += 1
+    out.update(counts)
+
+
+_DELINQUENCY_NAMES = tuple(
+    f"times_{level}dpd_{months}m" for months in (6, 12) for level in DELINQUENCY_LEVELS
+)
+
+
+def _days_late_observations(state: CustomerState, now: float) -> list[tuple[float, float]]:
+    horizon = now - 365 * DAY
+    obs = [(float(c[0]), float(c[3])) for c in state.book["closed"] if horizon < c[0] <= now]
+    obs += [
+        (float(s[STMT_TS]), float(s[STMT_DPD]))
+        for s in state.statements
+        if horizon < s[STMT_TS] <= now
+    ]
+    obs.sort()
+    return obs[-24:]
+
+
+def _drift(observations: list[tuple[float, float]]) -> int:
+    if len(observations) < 4:
+        return 0
+    return _page_hinkley(tuple(o[1] for o in observations))
+
+
+@functools.lru_cache(maxsize=8192)
+def _page_hinkley(days_late: tuple[float, ...]) -> int:
+    # Days late arrive in steps of weeks; a shift of a month or more is what matters.
+    # The result depends on the sequence only, and sequences repeat across customers.
+    detector = drift.PageHinkley(min_instances=3, delta=5.0, threshold=45.0, mode="up")
+    for value in days_late:
+        detector.update(value)  # type: ignore[no-untyped-call]
+        if detector.drift_detected:
+            return 1
+    return 0
+
+
+@group(
+    "orders",
+    ("order_count_7d", "count", "orders placed in the last 7 days (cancellations removed)"),
+    ("order_count_30d", "count", "orders placed in the last 30 days"),
+    ("order_count_90d", "count", "orders placed in the last 90 days"),
+    ("order_amount_7d", "base currency", "amount ordered in the last 7 days"),
+    ("order_amount_30d", "base currency", "amount ordered in the last 30 days"),
+    ("order_amount_90d", "base currency", "amount ordered in the last 90 days"),
+    ("order_amount_mean_90d", "base currency", "mean order amount over the last 90 days"),
+    (
+        "order_amount_std_90d",
+        "base currency",
+        "standard deviation (n-1) of order amounts over the last 90 days",
+    ),
+    (
+        "order_amount_zscore",
+        "z",
+        "latest order amount against the customer's other orders of the 90 days before it",
+    ),
+    (
+        "order_frequency_change",
+        "ratio",
+        "orders in the last 30 days / monthly average of the 90 days before - 1",
+    ),
+    ("days_since_last_order", "days", "days since the latest placed order (silence)"),
+    (
+        "cancellation_share_90d",
+        "ratio",
+        "cancelled / (placed + cancelled) orders in the last 90 days",
+    ),
+)
+def orders(state: CustomerState, now: float, out: Features) -> None:
+    recs = state.orders
+    counts, sums = windows.counts_and_sums(recs, now, (7 * DAY, 30 * DAY, 90 * DAY), ORD_AMOUNT)
+    out["order_count_7d"], out["order_count_30d"], out["order_count_90d"] = counts
+    out["order_amount_7d"], out["order_amount_30d"], out["order_amount_90d"] = sums
+    amounts = [o[ORD_AMOUNT] for o in windows.in_window(recs, now, 90 * DAY)]
+    mean, std = _mean_std(amounts)
+    out["order_amount_mean_90d"] = mean
+    out["order_amount_std_90d"] = std
+    out["order_amount_zscore"] = _latest_zscore(recs, now)
+    earlier = windows.window_count(recs, now - 30 * DAY, 90 * DAY)
+    out["order_frequency_change"] = (
+        out["order_count_30d"] / (earlier / 3.0) - 1.0 if earlier else None
+    )
+    last = None
+    for o in reversed(recs):
+        if o[ORD_TS] <= now:
+            last = o[ORD_TS]
+            break
+    out["days_since_last_order"] = (now - last) / DAY if last is not None else None
+    cancelled = windows.window_count(state.cancelled, now, 90 * DAY)
+    total = out["order_count_90d"] + cancelled
+    out["cancellation_share_90d"] = cancelled / total if total else None
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    n = len(values)
+    if n == 0:
+        return None, None
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var)
+
+
+def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
+    current = [o for o in recs if o[ORD_TS] <= now]
+    if len(current) < 4:
+        return None
+    latest = current[-1]
+    baseline = [o[ORD_AMOUNT] for o in current[:-1] if o[ORD_TS] > latest[ORD_TS] - 90 * DAY]
+    if len(baseline) < 3:
+        return None
+    mean, std = _mean_std(baseline)
+    if mean is None or not std:
+        return None
+    return float((latest[ORD_AMOUNT] - mean) / std)
+
+
+@group(
+    "profile",
+    ("segment_industry", "label", "industry of the customer's segment"),
+    ("segment_size", "label", "size class of the customer's segment"),
+    ("segment_region", "label", "region of the customer's segment"),
+    ("rating", "label or score", "external credit rating or score"),
+    ("current_ratio", "ratio", "current assets / current liabilities, from the latest financials"),
+    ("debt_ratio", "ratio", "total debt / total assets, from the latest financials"),
+    ("payment_terms_days", "days", "agreed payment terms"),
+    ("months_on_book", "months", "months since the customer's first event"),
+)
+def profile(state: CustomerState, now: float, out: Features) -> None:
+    segment = state.segment or {}
+    out["segment_industry"] = segment.get("industry")
+    out["segment_size"] = segment.get("size")
+    out["segment_region"] = segment.get("region")
+    out["rating"] = state.rating
+    financials = state.financials or {}
+    for name in ("current_ratio", "debt_ratio"):
+        value = financials.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out[name] = float(value) if ok and math.isfinite(value) else None
+    out["payment_terms_days"] = state.payment_terms_days
+    out["months_on_book"] = (
+        (now - state.first_seen) / MONTH if state.first_seen is not None else None
+    )
+
+
+@group(
+    "statements",
+    ("statement_balance", "base currency", "balance of the latest statement"),
+    (
+        "balance_trend",
+        "base currency per 30 days",
+        "least-squares slope of the last 6 statement balances",
+    ),
+    (
+        "utilisation_trend",
+        "ratio per 30 days",
+        "least-squares slope of the last 6 statement balances / credit_limit",
+    ),
+    ("revolving_streak", "statements", "consecutive latest statements with status revolving"),
+    ("delinquent_streak", "statements", "consecutive latest statements with status delinquent"),
+)
+def statements(state: CustomerState, now: float, out: Features) -> None:
+    recent = [s for s in state.statements if s[STMT_TS] <= now][-6:]
+    out["statement_balance"] = float(recent[-1][STMT_BALANCE]) if recent else None
+    points = [(float(s[STMT_TS]), float(s[STMT_BALANCE])) for s in recent]
+    out["balance_trend"] = windows.slope_per(points, MONTH) if len(points) >= 2 else None
     limit = state.credit_limit
-    utilisation = open_balance / limit if limit else None
-
-    horizon = now - ORDER_WINDOW
-    order_count = 0
-    order_amount = 0.0
-    for order in state.orders:
-        if horizon < order[ORD_TS] <= now:
-            order_count += 1
-            order_amount += order[ORD_AMOUNT]
-
-    return {
-        "open_balance": round(open_balance, 2),
-        "overdue_balance": round(overdue, 2),
-        "credit_limit": limit,
-        "credit_utilisation": None if utilisation is None else round(utilisation, 6),
-        "days_past_due": max(invoice_dpd, statement_dpd),
-        "invoice_days_past_due": invoice_dpd,
-        "statement_days_past_due": statement_dpd,
-        "overdue_invoice_count": overdue_count,
-        "order_count_30d": order_count,
-        "order_amount_30d": round(order_amount, 2),
-        "bounced_payments": state.bounced_payments,
-    }
+    trend = out["balance_trend"]
+    out["utilisation_trend"] = trend / limit if trend is not None and limit else None
+    for status in ("revolving", "delinquent"):
+        streak = 0
+        for s in reversed(state.statements):
+            if s[STMT_TS] > now:
+                continue
+            if s[STMT_STATUS] != status:
+                break
+            streak += 1
+        out[f"{status}_streak"] = streak
 
 
-def next_overdue_check(state: CustomerState, now: float) -> float | None:
-    """The next event time at which an open invoice's days past due ticks over.
+# ------------------------------------------------------------------ timers
 
-    Days past due change once a day from each open invoice's due date on; the
-    driver wakes the customer then, so an invoice turns overdue (and crosses
-    30, 60, 90 days) even when no further event arrives for the customer.
+
+def next_check(
+    state: CustomerState, now: float, groups: frozenset[str] | None = None
+) -> float | None:
+    """The next event time at which a feature changes without a new event.
+
+    Open invoices tick over one more day past due at a time, from their due
+    date on (exact: rules on days past due fire on the day). Windowed records
+    expire and promises fall due; those checks are coarsened to at most one a
+    day, so a busy customer does not cost an evaluation per expiring order.
+    Only what ``groups`` (the features rules and the score read) depend on
+    schedules a check.
     """
     best: float | None = None
-    for inv in state.invoices.values():
+    for inv in state.book["inv"].values():
         if inv[INV_OPEN] <= 0:
             continue
         due = inv[INV_DUE]
         if due > now:
-            candidate = due
+            tick = due
         else:
             days = (now - due) // DAY + 1
-            if days > 366:  # a year overdue: daily checks no longer change anything that matters
+            if days > 366:  # a year overdue: daily checks no longer change what matters
                 continue
-            candidate = due + days * DAY
-        if best is None or candidate < best:
-            best = candidate
+            tick = due + days * DAY
+        if best is None or tick < best:
+            best = tick
+    coarse: float | None = None
+    for group_name, records, width in (
+        ("orders", state.orders, 7 * DAY),
+        ("orders", state.orders, 30 * DAY),
+        ("orders", state.orders, 90 * DAY),
+        ("repayment", state.book["paid"], 30 * DAY),
+        ("repayment", state.book["paid"], 90 * DAY),
+        ("repayment", state.book["bounced"], 90 * DAY),
+    ):
+        if groups is not None and group_name not in groups:
+            continue
+        for rec in records:
+            if rec[0] + width > now:
+                if coarse is None or rec[0] + width < coarse:
+                    coarse = rec[0] + width
+                break
+    for promise in state.promises if groups is None or "delinquency" in groups else ():
+        if promise[PROMISE_DUE] > now and (coarse is None or promise[PROMISE_DUE] < coarse):
+            coarse = promise[PROMISE_DUE]
+    if coarse is not None:
+        coarse = max(coarse, now + DAY)
+        if best is None or coarse < best:
+            best = coarse
     return best
+
+
+__all__ = ["PROMISE_AMOUNT", "PROMISE_MADE", "REGISTRY", "Feature", "compute", "next_check"]

@@ -11,6 +11,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+#: The features the scorecard reads.
+SCORE_FEATURES = ("days_past_due", "credit_utilisation", "bounced_payments_90d")
+
 INTERCEPT = -2.2
 POINTS_PER_DAY_PAST_DUE = 0.025  # capped at 180 days
 POINTS_PER_UTILISATION = 1.2  # above 50 % of the limit, capped at 150 %
@@ -25,7 +28,7 @@ def risk_score(features: Mapping[str, Any]) -> float:
     dpd = min(float(features.get("days_past_due") or 0), 180.0)
     utilisation = features.get("credit_utilisation")
     over_half = 0.0 if utilisation is None else min(max(float(utilisation) - 0.5, 0.0), 1.0)
-    bounces = min(float(features.get("bounced_payments") or 0), 3.0)
+    bounces = min(float(features.get("bounced_payments_90d") or 0), 3.0)
     z = (
         INTERCEPT
         + POINTS_PER_DAY_PAST_DUE * dpd

@@ -2,7 +2,8 @@
 
 The state is plain data (numbers, strings, lists, dicts), encoded as JSON with a
 format version, so a state table can be read by any later version and nothing
-ever unpickles bytes from a topic anyone can write to.
+ever unpickles bytes from a topic anyone can write to. :func:`decode` upgrades
+every earlier version it knows.
 """
 
 from __future__ import annotations
@@ -12,42 +13,54 @@ from typing import Any
 
 import orjson
 
-#: Bumped whenever the encoded layout changes; :func:`decode` upgrades older ones.
-STATE_VERSION = 1
+from stream_risk.core.receivables import Book, new_book
 
-# Positions inside the compact list records below (kept as lists so the
-# encoded state stays small).
-INV_OPEN, INV_AMOUNT, INV_DUE, INV_ISSUED = 0, 1, 2, 3
+#: Bumped whenever the encoded layout changes; :func:`decode` upgrades older ones.
+STATE_VERSION = 2
+
+# Positions inside the compact list records below (lists keep the encoding small).
 ORD_TS, ORD_AMOUNT, ORD_ID = 0, 1, 2
-STMT_TS, STMT_BALANCE, STMT_DPD, STMT_STATUS = 0, 1, 2, 3
+STMT_TS, STMT_BALANCE, STMT_DPD, STMT_STATUS, STMT_ID = 0, 1, 2, 3, 4
+PROMISE_MADE, PROMISE_DUE, PROMISE_AMOUNT = 0, 1, 2
 
 
 @dataclass(slots=True)
 class CustomerState:
     """Everything the engine knows about one customer.
 
-    Times are event times in seconds since the epoch (UTC).
+    Times are event times in seconds since the epoch (UTC); amounts are in the
+    base currency.
     """
 
     customer_id: str
+    # -- credit assessment (the latest customer event)
     credit_limit: float | None = None
     payment_terms_days: int | None = None
     segment: dict[str, Any] | None = None
     rating: str | float | None = None
     financials: dict[str, Any] | None = None
-    #: invoice_id -> [open amount, original amount, due_at, issued_at]
-    invoices: dict[str, list[Any]] = field(default_factory=dict)
+    profile_at: float | None = None
+    first_seen: float | None = None
+    # -- receivables: the book, and the journal of recent entries over its base
+    book: Book = field(default_factory=new_book)
+    journal: list[list[Any]] = field(default_factory=list)
+    book_base: Book | None = None
     #: True once the customer has had an invoice: open balance then comes from invoices.
     invoiced: bool = False
-    #: Paid amounts not matched to any open invoice yet (applied to later invoices).
-    unapplied_credit: float = 0.0
-    #: payment_id -> [occurred_at, unapplied part, [[invoice_id, amount, due, issued, original]...]]
-    payments: dict[str, list[Any]] = field(default_factory=dict)
-    bounced_payments: int = 0
-    #: [occurred_at, balance, days_past_due, status] of the latest statement.
-    statement: list[Any] | None = None
-    #: [occurred_at, amount, order_id] of placed orders inside the longest order window.
+    #: [day number, net change of the receivable that day] for the last 100 days.
+    ledger: list[list[Any]] = field(default_factory=list)
+    #: Net receivable before the first ledger day.
+    ledger_base: float = 0.0
+    # -- statements, orders, promises (sorted by event time)
+    #: [occurred_at, balance, days_past_due, status, statement_id], the last 13.
+    statements: list[list[Any]] = field(default_factory=list)
+    #: [occurred_at, amount, order_id] of placed orders in the last 120 days.
     orders: list[list[Any]] = field(default_factory=list)
+    #: [occurred_at, order_id] of cancellations in the last 120 days.
+    cancelled: list[list[Any]] = field(default_factory=list)
+    #: [made_at, promised_at, promised_amount] of promises to pay in the last year.
+    promises: list[list[Any]] = field(default_factory=list)
+    # -- bookkeeping
     #: Digests of recent event ids (insertion ordered) for de-duplication.
     seen: dict[str, None] = field(default_factory=dict)
     #: Input topic -> offset of the last message applied (set by the streaming
@@ -56,18 +69,31 @@ class CustomerState:
     #: rule name -> [warning_id, level, fired_at] while the rule fires.
     alerts: dict[str, list[Any]] = field(default_factory=dict)
     last_outcome: str | None = None
+    outcome_at: float | None = None
     #: Latest event time applied, and the latest time the customer was advanced to.
     updated_at: float | None = None
     clock: float | None = None
-    #: When the customer needs an overdue check next (event time), if ever.
+    #: When the customer needs re-evaluating next (event time), if ever.
     next_wakeup: float | None = None
     risk_score: float = 0.0
     tier: str = "low"
 
 
 _FIELDS = tuple(CustomerState.__slots__)  # type: ignore[attr-defined]
-#: Fields whose default is an empty container: left out of the encoding when empty.
-_EMPTY_BY_DEFAULT = frozenset({"invoices", "payments", "orders", "seen", "alerts", "offsets"})
+#: Fields left out of the encoding while they hold their (empty) default.
+_EMPTY_BY_DEFAULT = frozenset(
+    {
+        "journal",
+        "ledger",
+        "statements",
+        "orders",
+        "cancelled",
+        "promises",
+        "seen",
+        "offsets",
+        "alerts",
+    }
+)
 
 
 def encode(state: CustomerState) -> bytes:
@@ -75,9 +101,11 @@ def encode(state: CustomerState) -> bytes:
     data: dict[str, Any] = {"v": STATE_VERSION}
     for name in _FIELDS:
         value = getattr(state, name)
+        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+            continue
         if name == "seen":
             value = list(value)
-        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+        elif name == "ledger_base" and value == 0.0:
             continue
         data[name] = value
     return orjson.dumps(data)
@@ -85,11 +113,16 @@ def encode(state: CustomerState) -> bytes:
 
 def decode(raw: bytes | str) -> CustomerState:
     """Decode bytes written by :func:`encode` of this or an earlier version."""
-    data = orjson.loads(raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"customer state is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("customer state must be a JSON object")
     version = data.pop("v", None)
-    if version != STATE_VERSION:
+    if version == 1:
+        data = _upgrade_v1(data)
+    elif version != STATE_VERSION:
         raise ValueError(f"unsupported customer state version {version!r}")
     seen = data.pop("seen", [])
     unknown = set(data) - set(_FIELDS)
@@ -101,3 +134,18 @@ def decode(raw: bytes | str) -> CustomerState:
     except TypeError as exc:
         raise ValueError(f"malformed customer state: {exc}") from None
     return state
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept only the latest statement and no payment or closing history."""
+    book = new_book()
+    book["inv"] = {k: v[:4] for k, v in data.pop("invoices", {}).items()}
+    book["pay"] = data.pop("payments", {})
+    book["credit"] = data.pop("unapplied_credit", 0.0)
+    data.pop("bounced_payments", None)
+    data["book"] = book
+    statement = data.pop("statement", None)
+    if statement is not None:
+        data["statements"] = [[*statement[:4], None]]
+    data["orders"] = [[*o[:3]] for o in data.get("orders", [])]
+    return data

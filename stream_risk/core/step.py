@@ -13,18 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from stream_risk.core import features as feats
+from stream_risk.core import receivables, windows
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.scoring import risk_score, tier_of
-from stream_risk.core.state import (
-    INV_AMOUNT,
-    INV_DUE,
-    INV_ISSUED,
-    INV_OPEN,
-    ORD_ID,
-    ORD_TS,
-    STMT_TS,
-    CustomerState,
-)
+from stream_risk.core.state import ORD_ID, STMT_ID, CustomerState
 from stream_risk.schemas.events import (
     CollectionEvent,
     CustomerEvent,
@@ -35,11 +27,8 @@ from stream_risk.schemas.events import (
     StatementEvent,
 )
 
-#: An invoice with less than this left open is settled (float sums of exact
-#: payments leave dust far below any currency's smallest unit).
-SETTLED_BELOW = 0.005
-#: Settled payments remembered so a later bounce or reversal can be undone.
-PAYMENTS_REMEMBERED = 32
+#: Statements kept: a year of monthly statements and one more for trends.
+STATEMENTS_KEPT = 13
 
 AnyEvent: TypeAlias = (
     CustomerEvent
@@ -83,14 +72,22 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     """Apply one input event to its customer's state.
 
     Raises :class:`BadEvent` (before touching the state) for an event that
-    cannot be applied, such as an amount in a currency without a rate.
+    cannot be applied: an amount in a currency without a rate, or an event
+    older than the allowed lateness behind the customer's latest event time.
     """
     seen_key = event_key(event.event_id)
     if seen_key in state.seen:
         return state, Outputs(duplicate=True)
     ts = event.occurred_at.timestamp()
+    if state.clock is not None and ts < state.clock - ctx.allowed_lateness:
+        lag = (state.clock - ts) / feats.DAY
+        raise BadEvent(
+            f"event is {lag:.1f} days older than the customer's latest event time "
+            f"{iso(state.clock)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
+        )
     _apply(state, event, ts, ctx)
-
+    if state.first_seen is None or ts < state.first_seen:
+        state.first_seen = ts
     seen = state.seen
     seen[seen_key] = None
     if len(seen) > ctx.dedup_capacity:
@@ -98,15 +95,17 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     state.updated_at = ts if state.updated_at is None else max(state.updated_at, ts)
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
+    _forget(state, now, ctx)
     return state, _evaluate(state, now, event.event_id, ts, ctx)
 
 
 def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerState, Outputs]:
-    """Move the customer's clock to event time ``now`` (an overdue check) and re-evaluate."""
+    """Move the customer's clock to event time ``now`` and re-evaluate (timers)."""
     if state.clock is not None and now <= state.clock:
-        state.next_wakeup = feats.next_overdue_check(state, state.clock)
+        state.next_wakeup = feats.next_check(state, state.clock, ctx.feature_groups)
         return state, Outputs()
     state.clock = now
+    _forget(state, now, ctx)
     return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx)
 
 
@@ -126,7 +125,7 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
 def _evaluate(
     state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context
 ) -> Outputs:
-    features = feats.compute(state, now)
+    features = feats.compute(state, now, ctx.feature_groups)
     score = risk_score(features)
     tier = tier_of(score)
     state.risk_score = score
@@ -167,7 +166,7 @@ def _evaluate(
                     [],
                 )
             )
-    state.next_wakeup = feats.next_overdue_check(state, now)
+    state.next_wakeup = feats.next_check(state, now, ctx.feature_groups)
     return out
 
 
@@ -198,32 +197,46 @@ def _warning(
 
 
 def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> None:
-    if isinstance(event, StatementEvent):
-        balance = ctx.to_base(event.balance, event.currency)
-        if state.statement is None or ts >= state.statement[STMT_TS]:
-            state.statement = [ts, balance, event.days_past_due, event.status]
+    if isinstance(event, OrderEvent):
+        _order(state, event.order_id, ctx.to_base(event.amount, event.currency), event.status, ts)
     elif isinstance(event, PaymentEvent):
         amount = ctx.to_base(event.amount, event.currency)
         if event.status == "settled":
-            _settle(state, event.payment_id, amount, event.invoice_id, ts)
+            _receivable(state, [ts, "p", event.payment_id, amount, event.invoice_id])
+            _ledger(state, ts, -amount)
         else:
-            _undo_payment(state, event.payment_id)
-    elif isinstance(event, OrderEvent):
-        amount = ctx.to_base(event.amount, event.currency)
-        _order(state, event.order_id, amount, event.status, ts)
+            _receivable(state, [ts, "b", event.payment_id])
+            _ledger(state, ts, amount)
     elif isinstance(event, InvoiceEvent):
         amount = ctx.to_base(event.amount, event.currency)
-        _invoice(state, event.invoice_id, amount, event.due_at.timestamp(), ts)
+        state.invoiced = True
+        _receivable(state, [ts, "i", event.invoice_id, amount, event.due_at.timestamp()])
+        _ledger(state, ts, amount)
+    elif isinstance(event, StatementEvent):
+        balance = ctx.to_base(event.balance, event.currency)
+        _statement(state, [ts, balance, event.days_past_due, event.status, event.statement_id])
     elif isinstance(event, CustomerEvent):
-        state.credit_limit = ctx.to_base(event.credit_limit, event.currency)
-        state.payment_terms_days = event.payment_terms_days
-        state.segment = event.segment.model_dump(exclude_none=True) if event.segment else None
-        state.rating = event.rating
-        state.financials = _plain_numbers(event.financials)
-    elif isinstance(event, OutcomeEvent):
-        state.last_outcome = event.outcome
+        limit = ctx.to_base(event.credit_limit, event.currency)
+        if state.profile_at is None or ts >= state.profile_at:
+            state.profile_at = ts
+            state.credit_limit = limit
+            state.payment_terms_days = event.payment_terms_days
+            state.segment = event.segment.model_dump(exclude_none=True) if event.segment else None
+            state.rating = event.rating
+            state.financials = _plain_numbers(event.financials)
     elif isinstance(event, CollectionEvent):
-        pass  # collections feedback is remembered by de-duplication only, for now
+        if (
+            event.action == "promise_to_pay"
+            and event.promised_at is not None
+            and event.promised_amount is not None
+        ):
+            windows.insert(
+                state.promises, [ts, event.promised_at.timestamp(), event.promised_amount]
+            )
+    elif isinstance(event, OutcomeEvent):
+        if state.outcome_at is None or ts >= state.outcome_at:
+            state.outcome_at = ts
+            state.last_outcome = event.outcome
     else:  # pragma: no cover - the union is exhaustive
         raise BadEvent(f"unsupported event type {type(event).__name__}")
 
@@ -239,96 +252,48 @@ def _plain_numbers(values: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _order(state: CustomerState, order_id: str, amount: float, status: str, ts: float) -> None:
-    orders = state.orders
     if status == "placed":
-        orders.append([ts, amount, order_id])
-    else:
-        for i, order in enumerate(orders):
-            if order[ORD_ID] == order_id:
-                del orders[i]
-                break
-    horizon = max(ts, state.clock or ts) - feats.ORDER_WINDOW
-    if orders and orders[0][ORD_TS] <= horizon:
-        state.orders = [o for o in orders if o[ORD_TS] > horizon]
-
-
-def _invoice(state: CustomerState, invoice_id: str, amount: float, due: float, ts: float) -> None:
-    existing = state.invoices.get(invoice_id)
-    if existing is not None:
-        # A re-sent invoice corrects the amount or the due date; payments already made stay.
-        existing[INV_OPEN] = max(existing[INV_OPEN] + amount - existing[INV_AMOUNT], 0.0)
-        existing[INV_AMOUNT] = amount
-        existing[INV_DUE] = due
+        if any(c[1] == order_id for c in state.cancelled):
+            return  # its cancellation arrived first
+        windows.insert(state.orders, [ts, amount, order_id])
         return
-    state.invoiced = True
-    state.invoices[invoice_id] = [amount, amount, due, ts]
-    if state.unapplied_credit > 0:
-        _apply_credit(state, invoice_id)
+    state.orders = [o for o in state.orders if o[ORD_ID] != order_id]
+    windows.insert(state.cancelled, [ts, order_id])
 
 
-def _apply_credit(state: CustomerState, invoice_id: str) -> None:
-    """Pay ``invoice_id`` from earlier unapplied payments, oldest payment first.
+def _receivable(state: CustomerState, entry: list[Any]) -> None:
+    state.book, state.book_base = receivables.record(
+        state.book, state.journal, state.book_base, entry
+    )
 
-    The allocation is recorded on each payment, so a later bounce of that
-    payment re-opens this invoice too.
-    """
-    inv = state.invoices[invoice_id]
-    for record in state.payments.values():
-        if inv[INV_OPEN] <= 0:
+
+def _ledger(state: CustomerState, ts: float, delta: float) -> None:
+    day = int(ts // feats.DAY)
+    ledger = state.ledger
+    for rec in reversed(ledger):
+        if rec[0] == day:
+            rec[1] += delta
+            return
+        if rec[0] < day:
             break
-        unapplied = record[1]
-        if unapplied <= 0:
-            continue
-        used = min(unapplied, inv[INV_OPEN])
-        record[1] -= used
-        state.unapplied_credit = max(state.unapplied_credit - used, 0.0)
-        inv[INV_OPEN] -= used
-        record[2].append([invoice_id, used, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
-    if inv[INV_OPEN] <= SETTLED_BELOW:
-        del state.invoices[invoice_id]
+    windows.insert(ledger, [day, delta])
 
 
-def _oldest_open(state: CustomerState) -> list[str]:
-    open_ids = [k for k, inv in state.invoices.items() if inv[INV_OPEN] > 0]
-    open_ids.sort(key=lambda k: (state.invoices[k][INV_DUE], state.invoices[k][INV_ISSUED], k))
-    return open_ids
+def _statement(state: CustomerState, record: list[Any]) -> None:
+    statements = [s for s in state.statements if s[STMT_ID] != record[STMT_ID]]
+    windows.insert(statements, record)
+    state.statements = statements[-STATEMENTS_KEPT:]
 
 
-def _settle(
-    state: CustomerState, payment_id: str, amount: float, invoice_id: str | None, ts: float
-) -> None:
-    allocations: list[list[Any]] = []
-    remaining = amount
-    targets = _oldest_open(state)
-    if invoice_id is not None and invoice_id in targets:
-        targets.remove(invoice_id)
-        targets.insert(0, invoice_id)
-    for inv_id in targets:
-        if remaining <= 0:
-            break
-        inv = state.invoices[inv_id]
-        paid = min(inv[INV_OPEN], remaining)
-        inv[INV_OPEN] -= paid
-        remaining -= paid
-        allocations.append([inv_id, paid, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
-        if inv[INV_OPEN] <= SETTLED_BELOW:
-            del state.invoices[inv_id]
-    state.unapplied_credit += remaining
-    state.payments[payment_id] = [ts, remaining, allocations]
-    if len(state.payments) > PAYMENTS_REMEMBERED:
-        del state.payments[next(iter(state.payments))]
-
-
-def _undo_payment(state: CustomerState, payment_id: str) -> None:
-    state.bounced_payments += 1
-    record = state.payments.pop(payment_id, None)
-    if record is None:
-        return  # not remembered (or never settled): counted, nothing to reopen
-    _, unapplied, allocations = record
-    state.unapplied_credit = max(state.unapplied_credit - unapplied, 0.0)
-    for inv_id, paid, due, issued, original in allocations:
-        inv = state.invoices.get(inv_id)
-        if inv is None:
-            state.invoices[inv_id] = [paid, original, due, issued]
-        else:
-            inv[INV_OPEN] += paid
+def _forget(state: CustomerState, now: float, ctx: Context) -> None:
+    """Fold and expire what no window, lateness or undo can need any more."""
+    state.book_base = receivables.fold(state.journal, state.book_base, now - ctx.allowed_lateness)
+    receivables.expire(state.book, now - feats.HISTORY)
+    horizon = now - feats.ORDER_HISTORY - ctx.allowed_lateness
+    windows.expire(state.orders, horizon)
+    windows.expire(state.cancelled, horizon)
+    windows.expire(state.promises, now - feats.HISTORY)
+    ledger = state.ledger
+    first_day = int(now // feats.DAY) - feats.LEDGER_DAYS
+    while ledger and ledger[0][0] < first_day:
+        state.ledger_base += ledger.pop(0)[1]

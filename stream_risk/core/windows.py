@@ -1,0 +1,109 @@
+"""Event-time windows over small sorted record lists.
+
+Records are lists whose first element is the event time (epoch seconds).
+Inserting keeps them sorted, so records that arrive out of order within the
+allowed lateness give exactly the state in-order arrival gives. Sums and
+counts are over the half-open interval ``(now - width, now]``: a record
+leaves a 30-day window exactly 30 days after it happened.
+
+>>> records: list[list[float]] = []
+>>> insert(records, [20.0, 5.0]); insert(records, [10.0, 3.0])
+>>> records
+[[10.0, 3.0], [20.0, 5.0]]
+>>> window_sum(records, now=25.0, width=10.0, field=1)
+5.0
+>>> window_count(records, now=25.0, width=20.0)
+2
+>>> expire(records, horizon=10.0); records
+[[20.0, 5.0]]
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+
+def insert(records: list[list[Any]], record: list[Any]) -> None:
+    """Insert ``record`` keeping ``records`` sorted by time; ties keep arrival order."""
+    ts = record[0]
+    if not records or records[-1][0] <= ts:
+        records.append(record)
+        return
+    records.insert(bisect.bisect_right(records, ts, key=lambda r: r[0]), record)
+
+
+def expire(records: list[list[Any]], horizon: float) -> None:
+    """Drop every record at or before ``horizon``."""
+    if records and records[0][0] <= horizon:
+        cut = bisect.bisect_right(records, horizon, key=lambda r: r[0])
+        del records[:cut]
+
+
+def in_window(records: list[list[Any]], now: float, width: float) -> list[list[Any]]:
+    """Records with ``now - width < time <= now``, oldest first."""
+    lo = now - width
+    out = []
+    # Per-customer lists are short and the recent end is what windows want.
+    for r in reversed(records):
+        t = r[0]
+        if t <= lo:
+            break
+        if t <= now:
+            out.append(r)
+    out.reverse()
+    return out
+
+
+def window_count(records: list[list[Any]], now: float, width: float) -> int:
+    return len(in_window(records, now, width))
+
+
+def window_sum(records: list[list[Any]], now: float, width: float, field: int) -> float:
+    return float(sum(r[field] for r in in_window(records, now, width)))
+
+
+def counts_and_sums(
+    records: list[list[Any]], now: float, widths: tuple[float, ...], field: int
+) -> tuple[list[int], list[float]]:
+    """Count and sum of ``field`` in each window ``(now - width, now]``, in one pass.
+
+    >>> counts_and_sums([[1.0, 2.0], [5.0, 3.0], [9.0, 4.0]], 9.0, (5.0, 10.0), 1)
+    ([2, 3], [7.0, 9.0])
+    """
+    counts = [0] * len(widths)
+    sums = [0.0] * len(widths)
+    longest = max(widths)
+    for r in reversed(records):
+        t = r[0]
+        if t <= now - longest:
+            break
+        if t > now:
+            continue
+        age = now - t
+        value = r[field]
+        for i, width in enumerate(widths):
+            if age < width:
+                counts[i] += 1
+                sums[i] += value
+    return counts, sums
+
+
+def slope_per(points: list[tuple[float, float]], unit: float) -> float | None:
+    """Least-squares slope of ``(time, value)`` points, per ``unit`` of time.
+
+    >>> slope_per([(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)], unit=1.0)
+    2.0
+    >>> slope_per([(0.0, 1.0)], unit=1.0) is None
+    True
+    """
+    n = len(points)
+    if n < 2:
+        return None
+    mean_t = sum(p[0] for p in points) / n
+    mean_v = sum(p[1] for p in points) / n
+    var = sum((p[0] - mean_t) ** 2 for p in points)
+    if var == 0:
+        return None
+    cov = sum((p[0] - mean_t) * (p[1] - mean_v) for p in points)
+    return cov / var * unit
