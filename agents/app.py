@@ -107,7 +107,11 @@ def build(settings: Settings) -> Topology:
         raw = states.data.get(customer_id.encode())
         return raw if raw is None or isinstance(raw, bytes) else bytes(raw)
 
-    ctx = Context(base_currency=settings.base_currency, fx_rates=dict(settings.fx_rates))
+    ctx = Context(
+        base_currency=settings.base_currency,
+        fx_rates=dict(settings.fx_rates),
+        allowed_lateness=settings.allowed_lateness_days * 86_400.0,
+    )
     driver = MonitorDriver(ctx, {t: k for k, t in input_topics.items()}, load)
     rebuild = {"needed": True}
 

@@ -70,7 +70,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     rates = dict(settings.fx_rates)
     rates.update(dict(args.fx_rate or []))
-    ctx = Context(base_currency=args.base_currency or settings.base_currency, fx_rates=rates)
+    lateness = (
+        args.allowed_lateness_days
+        if args.allowed_lateness_days is not None
+        else settings.allowed_lateness_days
+    )
+    ctx = Context(
+        base_currency=args.base_currency or settings.base_currency,
+        fx_rates=rates,
+        allowed_lateness=lateness * 86_400.0,
+    )
     shown = 0
 
     def on_bad(bad: BadLine) -> None:
@@ -164,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_rate,
         metavar="CUR=RATE",
         help="units of base currency per unit of CUR; repeatable",
+    )
+    p.add_argument(
+        "--allowed-lateness-days",
+        type=float,
+        metavar="DAYS",
+        help="how far an event may lag its customer's latest event time "
+        "(default: STREAM_RISK_ALLOWED_LATENESS_DAYS or 7)",
     )
     p.add_argument(
         "--max-bad-shown",

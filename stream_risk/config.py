@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="units of base currency per unit of another currency (JSON)",
     )
+    allowed_lateness_days: float = Field(
+        7.0,
+        ge=0,
+        description="how far an event may lag its customer's latest event time and still be "
+        "applied as if in order; older events go to the dead-letter topic",
+    )
     data_dir: Path = Field(Path("./stream-risk-data"), description="worker-local state directory")
     web_port: int = Field(6066, description="worker web port")
     web_enabled: bool = Field(False, description="serve the worker's web interface")

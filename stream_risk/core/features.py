@@ -92,7 +92,8 @@ def groups_of(names: Iterable[str]) -> frozenset[str]:
 def _latest_statement(state: CustomerState, now: float) -> list[Any] | None:
     for stmt in reversed(state.statements):
         if stmt[STMT_TS] <= now:
-            return stmt
+            latest: list[Any] = stmt
+            return latest
     return None
 
 
@@ -338,7 +339,7 @@ def _partial_share(state: CustomerState, now: float) -> float | None:
     if not payments:
         return None
     if state.invoiced:
-        return sum(p[2] for p in payments) / len(payments)
+        return float(sum(p[2] for p in payments)) / len(payments)
     partial = 0
     for p in payments:
         before = None
@@ -515,8 +516,8 @@ def profile(state: CustomerState, now: float, out: Features) -> None:
     financials = state.financials or {}
     for name in ("current_ratio", "debt_ratio"):
         value = financials.get(name)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        out[name] = float(value) if ok and math.isfinite(value) else None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out[name] = float(value) if number and math.isfinite(value) else None  # type: ignore[arg-type]
     out["payment_terms_days"] = state.payment_terms_days
     out["months_on_book"] = (
         (now - state.first_seen) / MONTH if state.first_seen is not None else None
