@@ -37,6 +37,8 @@ DAY = 86_400.0
 MONTH = 30 * DAY
 #: Longest window any feature looks back over (order frequency: 30 + 90 days).
 ORDER_HISTORY = 120 * DAY
+#: Orders kept: the z-score looks at an order up to 90 days old and the 90 days before it.
+ORDER_RETENTION = 180 * DAY
 HISTORY = 366 * DAY
 LEDGER_DAYS = 100
 
@@ -81,9 +83,16 @@ def compute(state: CustomerState, now: float, groups: frozenset[str] | None = No
     return out
 
 
+#: Groups whose functions read features of another group.
+REQUIRES: dict[str, frozenset[str]] = {"aging": frozenset({"exposure"})}
+
+
 def groups_of(names: Iterable[str]) -> frozenset[str]:
     """The groups that compute ``names``; raises ``KeyError`` for an unknown feature."""
-    return frozenset(REGISTRY[n].group for n in names)
+    groups = {REGISTRY[n].group for n in names}
+    for name in list(groups):
+        groups |= REQUIRES.get(name, frozenset())
+    return frozenset(groups)
 
 
 # ------------------------------------------------------------------ helpers
@@ -116,7 +125,8 @@ def exposure_at(state: CustomerState, t: float) -> float | None:
 
 
 def _growth(now_value: float | None, then_value: float | None) -> float | None:
-    if now_value is None or then_value is None or then_value <= 0:
+    # Below half a cent the receivable was paid down: growth from nothing is undefined.
+    if now_value is None or then_value is None or then_value < 0.005:
         return None
     return now_value / then_value - 1.0
 
@@ -282,7 +292,7 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
     out["paid_to_due_ratio_90d"] = _ratio(out["payment_amount_90d"], due)
     out["partial_payment_share_90d"] = _partial_share(state, now)
     out["bounced_payments_90d"] = windows.window_count(state.book["bounced"], now, 90 * DAY)
-    last = None
+    last = state.book.get("last_paid")
     for p in reversed(paid):
         if p[0] <= now:
             last = p[0]
@@ -432,7 +442,7 @@ def _page_hinkley(days_late: tuple[float, ...]) -> int:
     (
         "order_amount_zscore",
         "z",
-        "latest order amount against the customer's other orders of the 90 days before it",
+        "latest order of the last 90 days against the customer's other orders of the 90 days before it",
     ),
     (
         "order_frequency_change",
@@ -460,7 +470,7 @@ def orders(state: CustomerState, now: float, out: Features) -> None:
     out["order_frequency_change"] = (
         out["order_count_30d"] / (earlier / 3.0) - 1.0 if earlier else None
     )
-    last = None
+    last = state.last_order_at
     for o in reversed(recs):
         if o[ORD_TS] <= now:
             last = o[ORD_TS]
@@ -487,6 +497,8 @@ def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
     if len(current) < 4:
         return None
     latest = current[-1]
+    if latest[ORD_TS] <= now - 90 * DAY:
+        return None  # no order in the last 90 days: nothing new to compare
     baseline = [o[ORD_AMOUNT] for o in current[:-1] if o[ORD_TS] > latest[ORD_TS] - 90 * DAY]
     if len(baseline) < 3:
         return None

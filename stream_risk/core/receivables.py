@@ -26,6 +26,8 @@ The book is a plain dict (JSON-ready):
     [occurred_at, amount, partial (0/1), payment_id] of settled payments
 ``bounced``
     [occurred_at, payment_id] of bounces and reversals
+``last_paid``
+    the latest settled payment no longer in ``paid`` (for the silence feature)
 """
 
 from __future__ import annotations
@@ -130,8 +132,26 @@ def _invoice(book: Book, invoice_id: str, amount: float, due: float, ts: float) 
         _apply_credit(book, invoice_id, ts)
 
 
+def invoiced_amount(book: Book, invoice_id: str) -> float:
+    """The amount ``invoice_id`` was last issued for (0 when unknown)."""
+    inv = book["inv"].get(invoice_id)
+    if inv is not None:
+        return float(inv[INV_AMOUNT])
+    for closed in reversed(book["closed"]):
+        if closed[4] == invoice_id:
+            return float(closed[2])
+    return 0.0
+
+
 def _apply_credit(book: Book, invoice_id: str, ts: float) -> None:
     inv = book["inv"][invoice_id]
+    # Credit of payments no longer remembered (evicted, oldest) is used first.
+    tracked = sum(rec[1] for rec in book["pay"].values())
+    untracked = book["credit"] - tracked
+    if untracked > 0:
+        used = min(untracked, inv[INV_OPEN])
+        book["credit"] -= used
+        inv[INV_OPEN] -= used
     for rec in book["pay"].values():
         if inv[INV_OPEN] <= 0:
             break
@@ -207,5 +227,9 @@ def _undo(book: Book, payment_id: str, ts: float) -> None:
 
 def expire(book: Book, horizon: float) -> None:
     """Forget closed invoices, payments and bounces older than ``horizon``."""
+    paid = book["paid"]
+    if paid and paid[0][0] <= horizon:
+        expired = max(p[0] for p in paid if p[0] <= horizon)
+        book["last_paid"] = max(book.get("last_paid") or expired, expired)
     for name in ("closed", "paid", "bounced"):
         windows.expire(book[name], horizon)

@@ -52,10 +52,12 @@ class CustomerState:
     #: Net receivable before the first ledger day.
     ledger_base: float = 0.0
     # -- statements, orders, promises (sorted by event time)
-    #: [occurred_at, balance, days_past_due, status, statement_id], the last 13.
+    #: [occurred_at, balance, days_past_due, status, statement_id] of the last year.
     statements: list[list[Any]] = field(default_factory=list)
     #: [occurred_at, amount, order_id] of placed orders in the last 120 days.
     orders: list[list[Any]] = field(default_factory=list)
+    #: Latest placed order no longer in ``orders`` (for the silence feature).
+    last_order_at: float | None = None
     #: [occurred_at, order_id] of cancellations in the last 120 days.
     cancelled: list[list[Any]] = field(default_factory=list)
     #: [made_at, promised_at, promised_amount] of promises to pay in the last year.
@@ -120,10 +122,13 @@ def decode(raw: bytes | str) -> CustomerState:
     if not isinstance(data, dict):
         raise ValueError("customer state must be a JSON object")
     version = data.pop("v", None)
-    if version == 1:
-        data = _upgrade_v1(data)
-    elif version != STATE_VERSION:
+    if type(version) is not int or version not in (1, STATE_VERSION):
         raise ValueError(f"unsupported customer state version {version!r}")
+    if version == 1:
+        try:
+            data = _upgrade_v1(data)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"malformed version 1 customer state: {exc!r}") from None
     seen = data.pop("seen", [])
     unknown = set(data) - set(_FIELDS)
     if unknown:
@@ -139,13 +144,19 @@ def decode(raw: bytes | str) -> CustomerState:
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 kept only the latest statement and no payment or closing history."""
     book = new_book()
-    book["inv"] = {k: v[:4] for k, v in data.pop("invoices", {}).items()}
-    book["pay"] = data.pop("payments", {})
-    book["credit"] = data.pop("unapplied_credit", 0.0)
+    book["inv"] = {str(k): [float(x) for x in v[:4]] for k, v in data.pop("invoices", {}).items()}
+    payments = data.pop("payments", {})
+    if not isinstance(payments, dict):
+        raise TypeError("payments must be an object")
+    book["pay"] = payments
+    book["credit"] = float(data.pop("unapplied_credit", 0.0))
     data.pop("bounced_payments", None)
     data["book"] = book
+    # The net receivable so far: what is open minus unapplied credit.
+    data["ledger_base"] = sum(v[0] for v in book["inv"].values()) - book["credit"]
     statement = data.pop("statement", None)
     if statement is not None:
-        data["statements"] = [[*statement[:4], None]]
-    data["orders"] = [[*o[:3]] for o in data.get("orders", [])]
+        ts, balance, dpd, status = statement[:4]
+        data["statements"] = [[float(ts), float(balance), int(dpd), str(status), None]]
+    data["orders"] = [[float(o[0]), float(o[1]), str(o[2])] for o in data.get("orders", [])]
     return data

@@ -16,7 +16,7 @@ from stream_risk.core import features as feats
 from stream_risk.core import receivables, windows
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.scoring import risk_score, tier_of
-from stream_risk.core.state import ORD_ID, STMT_ID, CustomerState
+from stream_risk.core.state import ORD_ID, STMT_ID, STMT_TS, CustomerState
 from stream_risk.schemas.events import (
     CollectionEvent,
     CustomerEvent,
@@ -27,8 +27,10 @@ from stream_risk.schemas.events import (
     StatementEvent,
 )
 
-#: Statements kept: a year of monthly statements and one more for trends.
-STATEMENTS_KEPT = 13
+#: Statements kept at most (a year of weekly ones); older than a year are dropped anyway.
+STATEMENTS_KEPT = 60
+#: Statements kept however old they are (a year of monthly ones and one more).
+STATEMENTS_ALWAYS_KEPT = 13
 
 AnyEvent: TypeAlias = (
     CustomerEvent
@@ -198,7 +200,8 @@ def _warning(
 
 def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> None:
     if isinstance(event, OrderEvent):
-        _order(state, event.order_id, ctx.to_base(event.amount, event.currency), event.status, ts)
+        amount = ctx.to_base(event.amount, event.currency)
+        _order(state, event.order_id, amount, event.status, ts, ctx.allowed_lateness)
     elif isinstance(event, PaymentEvent):
         amount = ctx.to_base(event.amount, event.currency)
         if event.status == "settled":
@@ -210,8 +213,10 @@ def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> No
     elif isinstance(event, InvoiceEvent):
         amount = ctx.to_base(event.amount, event.currency)
         state.invoiced = True
+        # A re-sent invoice corrects the amount: only the difference changes the receivable.
+        previous = receivables.invoiced_amount(state.book, event.invoice_id)
         _receivable(state, [ts, "i", event.invoice_id, amount, event.due_at.timestamp()])
-        _ledger(state, ts, amount)
+        _ledger(state, ts, amount - previous)
     elif isinstance(event, StatementEvent):
         balance = ctx.to_base(event.balance, event.currency)
         _statement(state, [ts, balance, event.days_past_due, event.status, event.statement_id])
@@ -251,10 +256,14 @@ def _plain_numbers(values: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _order(state: CustomerState, order_id: str, amount: float, status: str, ts: float) -> None:
+def _order(
+    state: CustomerState, order_id: str, amount: float, status: str, ts: float, lateness: float
+) -> None:
     if status == "placed":
-        if any(c[1] == order_id for c in state.cancelled):
-            return  # its cancellation arrived first
+        # A cancellation that arrived first cancels it; one from long before the
+        # order (an id re-used later) does not.
+        if any(c[1] == order_id and c[0] >= ts - lateness for c in state.cancelled):
+            return
         windows.insert(state.orders, [ts, amount, order_id])
         return
     state.orders = [o for o in state.orders if o[ORD_ID] != order_id]
@@ -280,6 +289,9 @@ def _ledger(state: CustomerState, ts: float, delta: float) -> None:
 
 
 def _statement(state: CustomerState, record: list[Any]) -> None:
+    for s in state.statements:
+        if s[STMT_ID] == record[STMT_ID] and s[STMT_TS] > record[STMT_TS]:
+            return  # a later correction of this statement is already applied
     statements = [s for s in state.statements if s[STMT_ID] != record[STMT_ID]]
     windows.insert(statements, record)
     state.statements = statements[-STATEMENTS_KEPT:]
@@ -289,9 +301,21 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> None:
     """Fold and expire what no window, lateness or undo can need any more."""
     state.book_base = receivables.fold(state.journal, state.book_base, now - ctx.allowed_lateness)
     receivables.expire(state.book, now - feats.HISTORY)
-    horizon = now - feats.ORDER_HISTORY - ctx.allowed_lateness
-    windows.expire(state.orders, horizon)
-    windows.expire(state.cancelled, horizon)
+    # A pure function of the clock, so what is kept never depends on arrival order.
+    horizon = now - feats.ORDER_RETENTION - ctx.allowed_lateness
+    orders = state.orders
+    if orders and orders[0][0] <= horizon:
+        expired = max(o[0] for o in orders if o[0] <= horizon)
+        state.last_order_at = max(state.last_order_at or expired, expired)
+    windows.expire(orders, horizon)
+    windows.expire(state.cancelled, now - feats.ORDER_HISTORY - ctx.allowed_lateness)
+    statements = state.statements
+    if len(statements) > STATEMENTS_ALWAYS_KEPT:
+        # The latest ones stay however old: balance, trends and streaks come from them.
+        latest = statements[-STATEMENTS_ALWAYS_KEPT:]
+        del statements[-STATEMENTS_ALWAYS_KEPT:]
+        windows.expire(statements, now - feats.HISTORY - ctx.allowed_lateness)
+        statements.extend(latest)
     windows.expire(state.promises, now - feats.HISTORY)
     ledger = state.ledger
     first_day = int(now // feats.DAY) - feats.LEDGER_DAYS

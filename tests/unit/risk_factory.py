@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
-from stream_risk.core.state import INV_OPEN
+from stream_risk.core.receivables import INV_OPEN
 from stream_risk.schemas.events import input_event_adapter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -195,7 +196,8 @@ def follow(state: CustomerState, until: float, ctx: Context | None = None) -> li
 
 def open_invoices(state: CustomerState) -> dict[str, float]:
     """invoice_id -> open amount, for invoices with something left to pay."""
-    return {k: round(v[INV_OPEN], 6) for k, v in state.invoices.items() if v[INV_OPEN] > 1e-6}
+    invoices = state.book["inv"]
+    return {k: round(v[INV_OPEN], 6) for k, v in invoices.items() if v[INV_OPEN] > 1e-6}
 
 
 def strip_detected(warning: dict[str, Any]) -> dict[str, Any]:
@@ -343,3 +345,36 @@ def event_lists(
         .map(_maybe_sorted)
         .map(_number)
     )
+
+
+# --------------------------------------------------------------------------- features, lateness
+
+
+def same_value(got: Any, want: Any, rel: float = 1e-6, abs_: float = 1e-6) -> bool:
+    """Feature values agree: None and labels exactly, numbers within float noise."""
+    if got is None or want is None:
+        return got is None and want is None
+    if isinstance(got, str) or isinstance(want, str):
+        return bool(got == want)
+    return bool(got == pytest.approx(want, rel=rel, abs=abs_))
+
+
+def feature_differences(got: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """name -> (got, want) for every feature that differs (or is missing on one side)."""
+    return {
+        name: (got.get(name, "<missing>"), want.get(name, "<missing>"))
+        for name in sorted(set(got) | set(want))
+        if name not in got or name not in want or not same_value(got[name], want[name])
+    }
+
+
+def late_arrival_order(times: list[float], delays: list[float], lateness: float) -> list[int]:
+    """Arrival order of events at ``times`` when event ``i`` is held back ``delays[i]``.
+
+    With every delay in ``[0, lateness]`` no event arrives more than ``lateness``
+    behind the latest event time seen before it: if ``j`` arrives before ``i`` then
+    ``t_j + d_j <= t_i + d_i``, so ``t_i >= t_j - d_i >= t_j - lateness``.
+    """
+    assert len(times) == len(delays)
+    assert all(0 <= d <= lateness for d in delays)
+    return sorted(range(len(times)), key=lambda i: (times[i] + delays[i], i))

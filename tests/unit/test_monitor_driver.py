@@ -169,7 +169,7 @@ def test_good_events_after_bad_ones_are_processed() -> None:
     assert len(result.dead_letters) == 4
     state = state_of(h, "c1")
     assert state.credit_limit == 1000.0
-    assert set(state.invoices) == {"i1"}
+    assert set(state.book["inv"]) == {"i1"}
     assert [o[2] for o in state.orders] == ["o3"]
     assert [w["rule"] for _, w in result.warnings] == ["high_credit_utilisation"]
     assert set(result.profiles) == {"c1"}

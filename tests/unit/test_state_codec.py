@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import pickle
+import sys
+import tokenize
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,17 +19,27 @@ from risk_factory import (
     DAY,
     T0S,
     apply_all,
+    at,
+    collection,
     customer,
     event_lists,
     invoice,
+    open_invoices,
+    order,
+    outcome,
     parse,
     payment,
     run,
     statement,
     strategy_context,
+    ts,
 )
 
-from stream_risk.core import CustomerState, advance
+import stream_risk
+import stream_risk.agents
+import stream_risk.schemas
+from stream_risk.core import Context, CustomerState, advance, step
+from stream_risk.core.features import compute
 from stream_risk.core.state import STATE_VERSION, decode, encode
 
 CUSTOMERS = ("c1", "c2")
@@ -92,7 +107,7 @@ def test_round_trip_of_a_rich_state_is_exact() -> None:
         ]
     )
     advance(state, T0S + 60 * DAY, strategy_context())
-    assert state.alerts and state.invoices and state.payments and state.seen
+    assert state.alerts and state.book["inv"] and state.book["pay"] and state.seen
     assert decode(encode(state)) == state
 
 
@@ -117,15 +132,14 @@ def test_encoded_state_is_small_json_without_defaults() -> None:
     assert data == {
         "v": STATE_VERSION,
         "customer_id": "c9",
+        "book": {"inv": {}, "pay": {}, "credit": 0.0, "closed": [], "paid": [], "bounced": []},
         "invoiced": False,
-        "unapplied_credit": 0.0,
-        "bounced_payments": 0,
         "risk_score": 0.0,
         "tier": "low",
     }
 
 
-@pytest.mark.parametrize("version", [0, 2, STATE_VERSION + 1, "1", None])
+@pytest.mark.parametrize("version", [0, STATE_VERSION + 1, 99, "1", "2", None, True, 1.5, [2]])
 def test_unknown_version_is_rejected(version: Any) -> None:
     data = orjson.loads(encode(CustomerState("c1")))
     data["v"] = version
@@ -150,6 +164,10 @@ def test_missing_version_is_rejected() -> None:
         b"null",
         b"42",
         b'{"v": 1, "customer_id": "c1", "password": "x"}',
+        b'{"v": 2, "customer_id": "c1", "password": "x"}',
+        b'{"v": 2}',
+        b'{"v": 2, "customer_id": "c1", "seen": 5}',
+        b'{"v": 1}',
     ],
 )
 def test_garbage_is_rejected_with_value_error(raw: bytes) -> None:
@@ -186,3 +204,297 @@ def test_no_pickle_encoding_is_utf8_json() -> None:
     raw = encode(state)
     assert not raw.startswith(b"\x80")  # pickle protocol marker
     assert json.loads(raw.decode("utf-8"))["customer_id"] == "c1"
+
+
+# ------------------------------------------------------------------ no pickle in the package
+
+#: Modules that (un)pickle, and the codec names that would make Faust pickle.
+_PICKLERS = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "dill",
+    "cloudpickle",
+    "shelve",
+    "marshal",
+    "jsonpickle",
+}
+
+
+def _package_sources() -> list[Path]:
+    roots = {
+        Path(p)
+        for pkg in (stream_risk, stream_risk.agents, stream_risk.schemas)
+        for p in pkg.__path__
+    }
+    return sorted({f for root in roots for f in root.rglob("*.py")})
+
+
+def _names_a_pickler(tok: tokenize.TokenInfo) -> bool:
+    if tok.type == tokenize.NAME:
+        return tok.string in _PICKLERS
+    if tok.type != tokenize.STRING:
+        return False
+    try:
+        value = ast.literal_eval(tok.string)
+    except (ValueError, SyntaxError):  # f-strings
+        return False
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return value.strip().lower() in {p.lower() for p in _PICKLERS}
+
+
+def test_no_pickle_anywhere_in_the_package() -> None:
+    """No module of the package (core, agents, schemas) imports or names a pickler, and no
+    serializer is configured as ``"pickle"`` (prose like "never unpickles" is fine)."""
+    sources = _package_sources()
+    assert any(f.name == "state.py" for f in sources) and any(f.name == "app.py" for f in sources)
+    found = [
+        f"{path}:{tok.start[0]}: {tok.line.strip()}"
+        for path in sources
+        for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        if _names_a_pickler(tok)
+    ]
+    assert found == []
+
+
+# ------------------------------------------------------------------ stored fixtures
+
+FIXTURES = Path(__file__).parent / "fixtures"
+V2_FIXTURE = FIXTURES / "state-v2.json"
+V1_FIXTURE = FIXTURES / "state-v1.json"
+
+#: The events behind fixtures/state-v2.json. The file was written once by the version-2
+#: codec (``python tests/unit/test_state_codec.py --write-v2-fixture``) and is kept as it
+#: is: it is what later versions must go on reading.
+RICH_EVENTS = [
+    customer(
+        0,
+        2000.0,
+        segment={"industry": "retail", "size": "sme", "region": "EU"},
+        rating="BB+",
+        financials={"current_ratio": 1.4, "debt_ratio": 0.55, "revenue": 1200000},
+    ),
+    order(1, "o1", 1200.0),
+    invoice(2, "i1", 1200.0, 32),
+    order(5, "o2", 300.0),
+    order(6, "o2", 300.0, "cancelled"),
+    statement(10, 800.0, 0, "revolving"),
+    statement(40, 1500.0, 30, "delinquent"),
+    payment(45, "p1", 700.0),  # no invoice_id: the oldest, i1
+    invoice(50, "i2", 900.0, 80),
+    payment(60, "p2", 1500.0, invoice_id="i2"),  # i2, then the rest of i1, then credit 100
+    order(70, "o3", 2000.0),
+    invoice(71, "i3", 2000.0, 101),  # 100 of credit applied
+    collection(75, "promise_to_pay", promised_at=at(90), promised_amount=1000.0),  # broken
+    payment(95, "p3", 1000.0),
+    payment(100, "p3", 1000.0, "bounced"),  # within the lateness: still in the journal
+    outcome(104, "current"),
+    order(105, "o4", 250.0),
+    statement(106, 2100.0, 0, "revolving"),
+]
+
+
+def rich_state() -> CustomerState:
+    state, _ = run(RICH_EVENTS)
+    state.offsets = {"risk.invoice": 41, "risk.payment": 17}
+    # An order long gone from the record list (only dormant customers reach this).
+    state.last_order_at = T0S - 200 * DAY
+    return state
+
+
+#: Features of the fixture at its clock (day 106), worked out by hand from RICH_EVENTS.
+RICH_FEATURES: dict[str, Any] = {
+    "open_balance": 1900.0,  # i3: 2000 - 100 credit; p3 bounced
+    "overdue_balance": 1900.0,  # due day 101
+    "credit_limit": 2000.0,
+    "credit_utilisation": 0.95,
+    "days_past_due": 5,
+    "statement_days_past_due": 0,
+    "overdue_invoice_count": 1,
+    "avg_days_late_90d": 16.0,  # i1 (1200) closed 28 days late, i2 (900) on time
+    "order_count_30d": 1,
+    "order_amount_30d": 250.0,
+    "order_count_90d": 2,
+    "order_amount_90d": 2250.0,
+    "cancellation_share_90d": 0.0,  # the cancellation (day 6) is older than 90 days
+    "payment_count_90d": 2,  # p1, p2; p3 bounced
+    "payment_amount_90d": 2200.0,
+    "bounced_payments_90d": 1,
+    "days_since_last_payment": 46.0,
+    "times_30dpd_6m": 1,  # the day-40 statement
+    "broken_promises_90d": 1,
+    "open_promises": 0,
+    "statement_balance": 2100.0,
+    "exposure_growth_30d": 0.0,  # 1900 now and on day 76
+    "exposure_growth_90d": 1900.0 / 1200.0 - 1.0,  # 1200 on day 16
+    "segment_industry": "retail",
+    "segment_size": "sme",
+    "rating": "BB+",
+    "current_ratio": 1.4,
+    "debt_ratio": 0.55,
+    "payment_terms_days": 30,
+    "months_on_book": 106 / 30,
+}
+
+
+def _check_features(state: CustomerState, want: dict[str, Any]) -> None:
+    assert state.clock is not None
+    got = compute(state, state.clock)
+    assert {k: got[k] for k in want} == {
+        k: pytest.approx(v) if isinstance(v, float) else v for k, v in want.items()
+    }
+
+
+def test_the_rich_state_fills_every_field() -> None:
+    """The fixture is only a compatibility check if every part of the layout is in it."""
+    data = orjson.loads(encode(rich_state()))
+    assert set(data) == {"v", *CustomerState.__slots__}  # type: ignore[attr-defined]
+    for name in ("journal", "ledger", "statements", "orders", "cancelled", "promises", "alerts"):
+        assert data[name], name
+    assert all(data["book"][part] for part in ("inv", "pay", "closed", "paid", "bounced"))
+    assert data["book_base"] and data["ledger_base"]
+    _check_features(rich_state(), RICH_FEATURES)
+
+
+def test_the_stored_v2_state_decodes_with_the_expected_features() -> None:
+    raw = V2_FIXTURE.read_bytes()
+    assert orjson.loads(raw)["v"] == 2
+    state = decode(raw)
+    assert state.customer_id == "c1"
+    assert state.offsets == {"risk.invoice": 41, "risk.payment": 17}
+    assert open_invoices(state) == {"i3": 1900.0}
+    _check_features(state, RICH_FEATURES)
+
+
+def test_the_stored_v2_state_re_encodes_to_identical_bytes() -> None:
+    """While the layout is version 2, decode then encode gives back the stored bytes. When
+    STATE_VERSION is bumped, keep this file (the new version must still decode it, see the
+    test above) and add a fixture of the new version next to it."""
+    raw = V2_FIXTURE.read_bytes()
+    assert STATE_VERSION == 2, "new layout: add fixtures/state-v3.json and its tests"
+    assert encode(decode(raw)) == raw
+
+
+def test_the_stored_v2_state_carries_on() -> None:
+    """A stored state goes on as if it had never left memory: the journal still takes a
+    late payment in its place, redeliveries are still recognised, windows still move."""
+    ctx = Context()
+    state = decode(V2_FIXTURE.read_bytes())
+    again = decode(V2_FIXTURE.read_bytes())
+    _, out = step(state, parse(RICH_EVENTS[-1]), ctx)
+    assert out.duplicate
+    # Arrives late (day 103 after day 106), inside the lateness: settles what is open.
+    late = payment(103, "p4", 1900.0, invoice_id="i3")
+    step(state, parse(late), ctx)
+    step(again, parse(late), ctx)
+    assert open_invoices(state) == {}
+    assert encode(state) == encode(again)
+    advance(state, ts(194), ctx)  # the bounce (day 100) has left the 90 days, o4 (105) not
+    f = compute(state, ts(194))
+    assert (f["open_balance"], f["bounced_payments_90d"], f["order_count_90d"]) == (0.0, 0, 1)
+
+
+def test_the_v1_fixture_upgrades_with_the_expected_features() -> None:
+    """A version-1 state (hand-written in the old layout: ``invoices``, ``payments``,
+    ``unapplied_credit``, a bounce count, the latest ``statement`` only) decodes into the
+    current layout, with the features the version-1 engine would have shown."""
+    state = decode(V1_FIXTURE.read_bytes())
+    assert state.customer_id == "c-legacy"
+    assert open_invoices(state) == {"i1": 400.0, "i2": 700.0}
+    assert state.book["credit"] == 0.0
+    assert state.offsets == {"risk.invoice": 12}
+    assert set(state.alerts) == {"overdue_30_days"}
+    _check_features(
+        state,
+        {
+            "open_balance": 1100.0,
+            "overdue_balance": 1100.0,
+            "credit_limit": 5000.0,
+            "credit_utilisation": 0.22,
+            "limit_headroom": 3900.0,
+            "days_past_due": 35,  # i1 due day 20, clock day 55
+            "invoice_days_past_due": 35,
+            "statement_days_past_due": 0,
+            "overdue_invoice_count": 2,
+            "aging_1_30": 700.0,
+            "aging_31_60": 400.0,
+            "times_30dpd_6m": 1,  # i1 reached 30 days on day 50
+            "statement_balance": 1200.0,
+            "order_count_30d": 1,  # o1 (day 25) left the 30-day window exactly at day 55
+            "order_amount_30d": 300.0,
+            "order_count_90d": 2,
+            "order_amount_90d": 1000.0,
+            "bounced_payments_90d": 0,  # version 1 kept a count without times
+            "segment_industry": "steel",
+            "rating": "A",
+            "current_ratio": 1.2,
+            "payment_terms_days": 30,
+        },
+    )
+    # It is written back in the current layout, and reads back the same.
+    raw = encode(state)
+    assert orjson.loads(raw)["v"] == STATE_VERSION
+    assert decode(raw) == state
+
+
+def test_the_upgraded_v1_state_carries_on() -> None:
+    ctx = Context()
+    state = decode(V1_FIXTURE.read_bytes())
+    redelivered = dict(order(40, "o2", 300.0), event_id="legacy-o2")
+    _, out = step(state, parse(redelivered), ctx)
+    assert out.duplicate  # the ids seen by version 1 are still recognised
+    # A bounce of a payment settled under version 1 re-opens what it paid.
+    step(state, parse(payment(56, "p1", 600.0, "bounced")), ctx)
+    assert open_invoices(state) == {"i1": 1000.0, "i2": 700.0}
+    step(state, parse(statement(58, 1700.0, 30, "delinquent")), ctx)
+    f = compute(state, ts(58))
+    assert (f["bounced_payments_90d"], f["statement_balance"], f["open_balance"]) == (
+        1,
+        1700.0,
+        1700.0,
+    )
+    assert [s[1] for s in state.statements] == [1200.0, 1700.0]
+    assert decode(encode(state)) == state
+
+
+def test_the_upgraded_v1_state_keeps_its_net_receivable() -> None:
+    """The exposure features read the net receivable; a version-1 state owes 1100 (its
+    open invoices), and what follows changes that amount, it does not start from zero."""
+    ctx = Context()
+    state = decode(V1_FIXTURE.read_bytes())
+    step(state, parse(invoice(56, "i3", 300.0, 86)), ctx)
+    step(state, parse(payment(70, "p2", 400.0, invoice_id="i1")), ctx)
+    advance(state, ts(90), ctx)
+    f = compute(state, ts(90))
+    assert f["open_balance"] == pytest.approx(1000.0)
+    # 1000 owed now, 1400 on day 60.
+    assert f["exposure_growth_30d"] == pytest.approx(1000.0 / 1400.0 - 1.0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"invoices": []},
+        {"invoices": {"i1": 5}},
+        {"statement": 5},
+        {"statement": {"balance": 1.0}},
+        {"orders": [5]},
+        {"orders": 5},
+    ],
+    ids=lambda d: orjson.dumps(d).decode(),
+)
+def test_malformed_v1_state_is_rejected_with_value_error(data: dict[str, Any]) -> None:
+    """Drivers skip an unreadable stored state on ``ValueError`` (``rebuild_timers``); any
+    other exception from the upgrade stops the worker."""
+    with pytest.raises(ValueError):
+        decode(orjson.dumps({"v": 1, "customer_id": "c1", **data}))
+
+
+def _write_v2_fixture() -> None:
+    V2_FIXTURE.write_bytes(encode(rich_state()))
+    print(f"wrote {V2_FIXTURE}")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write-v2-fixture"]:
+    _write_v2_fixture()

@@ -136,7 +136,7 @@ def test_payment_settlement(
     invoices = [invoice(1, "i1", 100, 20), invoice(2, "i2", 200, 25), invoice(3, "i3", 300, 40)]
     state, _ = run([customer(0, 1000.0), *invoices, *payments])
     assert open_invoices(state) == {k: v for k, v in expected_open.items() if v}
-    assert state.unapplied_credit == pytest.approx(credit)
+    assert state.book["credit"] == pytest.approx(credit)
     assert features(state)["open_balance"] == pytest.approx(sum(expected_open.values()))
 
 
@@ -150,7 +150,7 @@ def test_oldest_means_earliest_due_even_if_issued_later() -> None:
 def test_prepayment_is_applied_to_a_later_invoice() -> None:
     state, _ = run([payment(1, "p1", 80), invoice(2, "i1", 100, 30)])
     assert open_invoices(state) == {"i1": 20}
-    assert state.unapplied_credit == 0
+    assert state.book["credit"] == 0
 
 
 @pytest.mark.parametrize("status", ["bounced", "reversed"])
@@ -172,15 +172,15 @@ def test_bounced_or_reversed_payment_reopens_what_it_settled(
     assert open_invoices(state) == expected_after_payment
     state, _ = run([payment(12, "p1", pay["amount"], status)], state=state)
     assert open_invoices(state) == {"i1": 100, "i2": 200, "i3": 300}
-    assert state.unapplied_credit == pytest.approx(0.0)
+    assert state.book["credit"] == pytest.approx(0.0)
     assert features(state)["open_balance"] == pytest.approx(600.0)
-    assert features(state)["bounced_payments"] == 1
+    assert features(state)["bounced_payments_90d"] == 1
 
 
 def test_bounce_counts_even_for_an_unknown_payment() -> None:
     state, _ = run([invoice(1, "i1", 100, 20), payment(5, "nope", 10, "bounced")])
     assert open_invoices(state) == {"i1": 100}
-    assert features(state)["bounced_payments"] == 1
+    assert features(state)["bounced_payments_90d"] == 1
 
 
 def test_bounced_prepayment_reopens_the_invoice_it_paid() -> None:
@@ -198,6 +198,17 @@ def test_bounced_overpayment_reopens_the_later_invoice_it_paid() -> None:
     assert open_invoices(state) == {"i2": 30}
     state, _ = run([payment(7, "p1", 150, "bounced")], state=state)
     assert open_invoices(state) == {"i1": 100, "i2": 80}
+
+
+def test_unapplied_credit_outlives_the_payments_remembered_for_bounces() -> None:
+    """Only the latest payments are remembered for undoing a bounce; credit left by an
+    older payment is still the customer's money and settles later invoices."""
+    prepaid = payment(0, "p0", 100)
+    small = [payment(1 + i / 100, f"q{i}", 1) for i in range(40)]
+    state, _ = run([prepaid, *small, invoice(2, "i1", 50, 30)])
+    assert open_invoices(state) == {}  # 140 paid in advance, 50 invoiced
+    assert state.book["credit"] == pytest.approx(90.0)
+    assert features(state)["open_balance"] == 0.0
 
 
 def test_exactly_paid_large_invoice_is_closed() -> None:
@@ -397,6 +408,10 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
     assert resolved["overdue_90_days"]["level"] == "critical"
     assert resolved["overdue_30_days"]["occurred_at"] == at(due + 95)
     assert profile_of(state)["active_warnings"] == []
+    # Nothing is overdue any more: no daily overdue checks. The only wake-ups left are
+    # the payment leaving the 30- and 90-day payment windows; then there are none.
+    assert state.next_wakeup == ts(due + 95 + 30)
+    assert follow(state, ts(due + 95 + 400), ctx) == []
     assert state.next_wakeup is None
     check_outputs(state, at30 + at90 + paid)
 
@@ -553,7 +568,7 @@ def test_profile_shape() -> None:
         "overdue_invoice_count",
         "order_count_30d",
         "order_amount_30d",
-        "bounced_payments",
+        "bounced_payments_90d",
     }
 
 
