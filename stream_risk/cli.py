@@ -203,6 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-group", action="store_true", help="sort by group, then name")
     p.set_defaults(func=cmd_features)
 
+    from stream_risk import backtest
+
+    p = verbs.add_parser(
+        "backtest",
+        help="score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
+        description=backtest.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backtest.configure_parser(p)
+    p.set_defaults(func=backtest.run)
+
     _add_lazy(verbs)
     return parser
 

@@ -1,0 +1,288 @@
+"""``stream-risk backtest``: how good were the scores and warnings, against outcomes.
+
+The events are replayed through the same core as ``stream-risk replay``. For
+every customer with a labelled outcome (an ``outcome`` event in the stream, or
+a line of ``--labels``), the prediction is the customer's ``risk_score`` and
+``tier`` just before the outcome became known, and the warnings are those that
+fired before it. ``default`` and ``written_off`` are adverse outcomes;
+``current`` and ``recovered`` are not.
+
+Reported: ROC AUC and PR AUC of the score; precision and recall per tier and
+per warning level; and how many days before the outcome the first high or
+critical warning came (median, p25, p75).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stream_risk.core import Context
+from stream_risk.replay import BadLine, Replayer, open_lines, read_events
+from stream_risk.schemas.outputs import LEVEL_ORDER
+
+ADVERSE = frozenset({"default", "written_off"})
+DAY = 86_400.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What was predicted for one customer, and what happened."""
+
+    adverse: bool
+    score: float
+    tier: str
+    at: float | None
+    levels: set[str] = field(default_factory=set)
+    first_severe_at: float | None = None
+
+
+def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
+    """Area under the ROC curve (ties count half), or ``None`` with one class only.
+
+    >>> roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
+    0.75
+    """
+    pairs = sorted(zip(scores, labels, strict=True))
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    rank_sum = 0.0
+    i = 0
+    while i < len(pairs):
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        average_rank = (i + j + 1) / 2  # ranks are 1-based
+        rank_sum += average_rank * sum(1 for k in range(i, j) if pairs[k][1])
+        i = j
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def pr_auc(scores: list[float], labels: list[bool]) -> float | None:
+    """Average precision: the mean precision at each adverse outcome, best scores first.
+
+    >>> pr_auc([0.9, 0.8, 0.1], [True, False, True])
+    0.8333333333333333
+    """
+    positives = sum(labels)
+    if positives == 0:
+        return None
+    ranked = sorted(zip(scores, labels, strict=True), key=lambda p: -p[0])
+    hits = 0
+    total = 0.0
+    for n, (_, label) in enumerate(ranked, start=1):
+        if label:
+            hits += 1
+            total += hits / n
+    return total / positives
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
+    """Every metric of the report, as a JSON-ready dict."""
+    scores = [o.score for o in outcomes.values()]
+    labels = [o.adverse for o in outcomes.values()]
+    adverse_total = sum(labels)
+    tiers = {}
+    for tier in ("low", "medium", "high"):
+        members = [o for o in outcomes.values() if o.tier == tier]
+        hits = sum(o.adverse for o in members)
+        tiers[tier] = {
+            "customers": len(members),
+            "adverse": hits,
+            "precision": _share(hits, len(members)),
+            "recall": _share(hits, adverse_total),
+        }
+    levels = {}
+    for level in LEVEL_ORDER:
+        # A customer counts at a level when a warning of that level or above fired.
+        members = [
+            o
+            for o in outcomes.values()
+            if any(LEVEL_ORDER[v] >= LEVEL_ORDER[level] for v in o.levels)
+        ]
+        hits = sum(o.adverse for o in members)
+        levels[level] = {
+            "customers": len(members),
+            "adverse": hits,
+            "precision": _share(hits, len(members)),
+            "recall": _share(hits, adverse_total),
+        }
+    leads = [
+        (o.at - o.first_severe_at) / DAY
+        for o in outcomes.values()
+        if o.adverse and o.at is not None and o.first_severe_at is not None
+    ]
+    return {
+        "customers": len(outcomes),
+        "adverse": adverse_total,
+        "base_rate": _share(adverse_total, len(outcomes)),
+        "roc_auc": roc_auc(scores, labels),
+        "pr_auc": pr_auc(scores, labels),
+        "tiers": tiers,
+        "levels": levels,
+        "lead_days_first_high_or_critical": {
+            "warned_defaulters": len(leads),
+            "median": _quantile(leads, 0.5),
+            "p25": _quantile(leads, 0.25),
+            "p75": _quantile(leads, 0.75),
+        },
+    }
+
+
+def backtest(
+    paths: list[Path], ctx: Context, labels: dict[str, str] | None, on_bad: Any
+) -> dict[str, Any]:
+    warnings: dict[str, list[dict[str, Any]]] = {}
+
+    def collect(warning: dict[str, Any]) -> None:
+        if warning["status"] == "firing":
+            warnings.setdefault(warning["customer_id"], []).append(warning)
+
+    driver = Replayer(ctx, collect)
+    predictions: dict[str, Outcome] = {}
+    for ts, file_no, line_no, event in read_events(paths, on_bad):
+        if event.type == "outcome" and labels is None:
+            driver.advance_to(ts)
+            state = driver.states.get(event.customer_id)
+            if state is not None and event.customer_id not in predictions:
+                predictions[event.customer_id] = Outcome(
+                    event.outcome in ADVERSE, state.risk_score, state.tier, ts
+                )
+        driver.apply(event, str(paths[file_no]), line_no, on_bad)
+    if labels is not None:
+        for customer_id, label in labels.items():
+            state = driver.states.get(customer_id)
+            if state is not None:
+                predictions[customer_id] = Outcome(
+                    label in ADVERSE, state.risk_score, state.tier, None
+                )
+    for customer_id, prediction in predictions.items():
+        for w in warnings.get(customer_id, []):
+            at = datetime.fromisoformat(w["occurred_at"]).timestamp()
+            if prediction.at is not None and at > prediction.at:
+                continue
+            prediction.levels.add(w["level"])
+            if w["level"] in ("high", "critical") and (
+                prediction.first_severe_at is None or at < prediction.first_severe_at
+            ):
+                prediction.first_severe_at = at
+    return evaluate(predictions)
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """``customer_id,outcome`` CSV (with a header) or JSON lines with those two fields."""
+    labels: dict[str, str] = {}
+    with open_lines(path) as fh:
+        text = fh.read().decode()
+    if path.suffix in (".csv", ".tsv") or path.name.endswith((".csv.gz", ".tsv.gz")):
+        dialect = "excel-tab" if ".tsv" in path.name else "excel"
+        for row in csv.DictReader(text.splitlines(), dialect=dialect):
+            labels[row["customer_id"]] = row["outcome"]
+    else:
+        for line in text.splitlines():
+            if line.strip():
+                item = json.loads(line)
+                labels[item["customer_id"]] = item["outcome"]
+    return labels
+
+
+def render(report: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"customers with an outcome: {report['customers']} "
+        f"({report['adverse']} adverse, base rate {pct(report['base_rate'])})",
+        f"ROC AUC {pct(report['roc_auc'])}   PR AUC {pct(report['pr_auc'])}",
+        "",
+        f"{'tier':<10}{'customers':>10}{'adverse':>9}{'precision':>11}{'recall':>8}",
+    ]
+    for tier, row in report["tiers"].items():
+        lines.append(
+            f"{tier:<10}{row['customers']:>10}{row['adverse']:>9}"
+            f"{pct(row['precision']):>11}{pct(row['recall']):>8}"
+        )
+    lines += ["", f"{'warned at':<10}{'customers':>10}{'adverse':>9}{'precision':>11}{'recall':>8}"]
+    for level, row in report["levels"].items():
+        lines.append(
+            f"{level + '+':<10}{row['customers']:>10}{row['adverse']:>9}"
+            f"{pct(row['precision']):>11}{pct(row['recall']):>8}"
+        )
+    lead = report["lead_days_first_high_or_critical"]
+    lines += [
+        "",
+        f"first high/critical warning before a default: {lead['warned_defaulters']} "
+        f"defaulters warned; days ahead median {pct(lead['median'])}, "
+        f"p25 {pct(lead['p25'])}, p75 {pct(lead['p75'])}",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_risk.cli import _settings
+
+    settings = _settings()
+    missing = [p for p in [*args.files, *([args.labels] if args.labels else [])] if not p.is_file()]
+    if missing:
+        print(
+            "stream-risk backtest: no such file: " + ", ".join(map(str, missing)), file=sys.stderr
+        )
+        return 2
+    ctx = Context(
+        base_currency=args.base_currency or settings.base_currency,
+        fx_rates=dict(settings.fx_rates),
+        allowed_lateness=settings.allowed_lateness_days * DAY,
+    )
+    bad = 0
+
+    def on_bad(line: BadLine) -> None:
+        nonlocal bad
+        bad += 1
+        if bad <= 20:
+            print(f"{line.source}:{line.line}: bad event: {line.reason}", file=sys.stderr)
+
+    labels = read_labels(args.labels) if args.labels else None
+    report = backtest(args.files, ctx, labels, on_bad)
+    if report["customers"] == 0:
+        print(
+            "stream-risk backtest: no customer has an outcome (add outcome events or --labels)",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, metavar="EVENTS", help="event files")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="outcomes as CSV (customer_id,outcome) or JSON lines, instead of "
+        "outcome events; scores are then the final ones",
+    )
+    p.add_argument("--base-currency", metavar="CUR", help="base currency (default: settings)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")

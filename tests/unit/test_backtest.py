@@ -1,0 +1,141 @@
+"""Backtest metrics against hand-checked values and the replay of a small portfolio."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_risk.backtest import Outcome, evaluate, pr_auc, roc_auc
+from stream_risk.cli import main
+
+
+def _auc_reference(scores: list[float], labels: list[bool]) -> float:
+    # Probability that a random adverse customer outscores a random other one.
+    s = np.array(scores)
+    y = np.array(labels)
+    pos, neg = s[y], s[~y]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_matches_the_pairwise_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = [float(x) for x in rng.integers(0, 8, size=60) / 8]  # many ties
+    labels = [bool(x) for x in rng.integers(0, 2, size=60)]
+    assert roc_auc(scores, labels) == pytest.approx(_auc_reference(scores, labels))
+
+
+def test_one_class_has_no_auc() -> None:
+    assert roc_auc([0.1, 0.2], [True, True]) is None
+    assert pr_auc([0.1, 0.2], [False, False]) is None
+
+
+def test_average_precision_by_hand() -> None:
+    # ranked: T (1/1), F, T (2/3) -> (1 + 2/3) / 2
+    assert pr_auc([0.9, 0.5, 0.1], [True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_tiers_levels_and_lead_time() -> None:
+    day = 86_400.0
+    outcomes = {
+        "a": Outcome(True, 0.9, "high", 100 * day, {"critical", "high"}, 40 * day),
+        "b": Outcome(True, 0.3, "medium", 100 * day, {"medium"}, None),
+        "c": Outcome(False, 0.2, "low", 100 * day, set(), None),
+        "d": Outcome(False, 0.6, "high", 100 * day, {"high"}, 90 * day),
+        "e": Outcome(True, 0.8, "high", 100 * day, {"high"}, 80 * day),
+    }
+    report = evaluate(outcomes)
+    assert report["adverse"] == 3
+    assert report["tiers"]["high"] == {
+        "customers": 3,
+        "adverse": 2,
+        "precision": 2 / 3,
+        "recall": 2 / 3,
+    }
+    assert report["levels"]["medium"]["customers"] == 4  # medium or above
+    assert report["levels"]["critical"] == {
+        "customers": 1,
+        "adverse": 1,
+        "precision": 1.0,
+        "recall": 1 / 3,
+    }
+    lead = report["lead_days_first_high_or_critical"]
+    assert lead["warned_defaulters"] == 2
+    assert lead["median"] == pytest.approx(40.0)  # 60 and 20 days ahead
+
+
+def _event(kind: str, eid: str, cid: str, day: int, **fields: object) -> dict[str, object]:
+    return {
+        "type": kind,
+        "event_id": eid,
+        "customer_id": cid,
+        "occurred_at": f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T00:00:00Z",
+        **fields,
+    }
+
+
+def test_backtest_cli_on_a_small_portfolio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = []
+    for n in range(6):
+        cid = f"c{n}"
+        late = n < 3  # the first three fall behind and default
+        events.append(
+            _event(
+                "customer",
+                f"{cid}-p",
+                cid,
+                0,
+                credit_limit=1000.0,
+                currency="EUR",
+                payment_terms_days=30,
+            )
+        )
+        events.append(
+            _event(
+                "statement",
+                f"{cid}-s",
+                cid,
+                30,
+                statement_id="s",
+                balance=500.0,
+                currency="EUR",
+                days_past_due=95 if late else 0,
+                status="delinquent" if late else "revolving",
+            )
+        )
+        events.append(
+            _event("outcome", f"{cid}-o", cid, 80, outcome="default" if late else "current")
+        )
+    path = tmp_path / "events.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in events)
+    assert main(["backtest", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["customers"] == 6 and report["adverse"] == 3
+    assert report["roc_auc"] == 1.0
+    assert report["levels"]["critical"]["precision"] == 1.0
+    assert report["levels"]["critical"]["recall"] == 1.0
+    # the 95-days-past-due statement came 50 days before the outcome
+    assert report["lead_days_first_high_or_critical"]["median"] == pytest.approx(50.0)
+
+
+def test_backtest_without_outcomes_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        json.dumps(
+            _event("customer", "p", "c", 0, credit_limit=1.0, currency="EUR", payment_terms_days=1)
+        )
+        + "\n"
+    )
+    assert main(["backtest", str(path)]) == 1
+    assert "no customer has an outcome" in capsys.readouterr().err
