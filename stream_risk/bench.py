@@ -16,13 +16,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from stream_risk.worker_process import WorkerDidNotStart, start_worker
 
 
 def _rss_mib(pid: int) -> float:
@@ -154,20 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         env["STREAM_RISK_DATA_DIR"] = tmp
-        log_path = Path(tmp) / "worker.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_risk.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
         try:
-            while "Worker]: Ready" not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None:
-                    print(log_path.read_text()[-3000:], file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
+            proc = start_worker(env, Path(tmp) / "worker.log")
+        except WorkerDidNotStart as exc:
+            print(f"bench: the worker did not start:\n{exc}", file=sys.stderr)
+            return 1
+        try:
             ready = time.perf_counter()
             peak_rss = 0.0
             while True:

@@ -26,6 +26,7 @@ from typing import Any
 
 from stream_risk.config import Settings
 from stream_risk.kafka_admin import broker_reachable
+from stream_risk.worker_process import WorkerDidNotStart, start_worker
 
 COLOURS = {
     "low": "\033[34m",
@@ -118,26 +119,13 @@ def run(args: argparse.Namespace) -> int:
         kafka_bootstrap=settings.kafka_bootstrap,
     )
     log_path = Path(args.data_dir) / f"{run_id}-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     _say(f"topics {run_id}.*, worker log {log_path}")
-    with log_path.open("wb") as log:
-        # Its own session: Ctrl-C reaches the demo only, which then stops the worker cleanly.
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "stream_risk.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     counts: Counter[str] = Counter()
     stop = threading.Event()
+    worker: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 120
-        while "Worker]: Ready" not in log_path.read_text(errors="replace"):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                _say("the worker did not start:\n" + log_path.read_text()[-3000:])
-                return 1
-            time.sleep(0.2)
+        # Its own session: Ctrl-C reaches the demo only, which then stops the worker cleanly.
+        worker = start_worker(env, log_path, own_session=True)
         _say(
             "worker ready; simulating "
             f"{args.customers} customers over {args.days} days at {args.speed:g} days/s"
@@ -147,13 +135,17 @@ def run(args: argparse.Namespace) -> int:
         _print_warnings(demo_settings, args, counts, sim, stop)
     except KeyboardInterrupt:
         _say("stopping")
+    except WorkerDidNotStart as exc:
+        _say(f"the worker did not start:\n{exc}")
+        return 1
     finally:
         stop.set()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         for what in reversed(started):
             if not args.keep_services:
                 _services("stop", what)
