@@ -8,7 +8,7 @@ without breaking the engine.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AwareDatetime,
@@ -130,16 +130,19 @@ class CollectionEvent(_Event):
     note: str | None = None
 
 
-InputEvent = Annotated[
+#: Any input event model (a validated event is one of these).
+AnyEvent: TypeAlias = (
     CustomerEvent
     | OrderEvent
     | InvoiceEvent
     | PaymentEvent
     | StatementEvent
     | OutcomeEvent
-    | CollectionEvent,
-    Field(discriminator="type"),
-]
+    | CollectionEvent
+)
+
+#: The union as validated from the wire: discriminated on ``type``.
+InputEvent = Annotated[AnyEvent, Field(discriminator="type")]
 
 EVENT_TYPES: tuple[str, ...] = (
     "customer",

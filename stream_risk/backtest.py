@@ -104,31 +104,31 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
     scores = [o.score for o in outcomes.values()]
     labels = [o.adverse for o in outcomes.values()]
     adverse_total = sum(labels)
-    tiers = {}
-    for tier in ("low", "medium", "high"):
-        members = [o for o in outcomes.values() if o.tier == tier]
+
+    def row(members: list[Outcome]) -> dict[str, Any]:
         hits = sum(o.adverse for o in members)
-        tiers[tier] = {
+        return {
             "customers": len(members),
             "adverse": hits,
             "precision": _share(hits, len(members)),
             "recall": _share(hits, adverse_total),
         }
-    levels = {}
-    for level in LEVEL_ORDER:
-        # A customer counts at a level when a warning of that level or above fired.
-        members = [
-            o
-            for o in outcomes.values()
-            if any(LEVEL_ORDER[v] >= LEVEL_ORDER[level] for v in o.levels)
-        ]
-        hits = sum(o.adverse for o in members)
-        levels[level] = {
-            "customers": len(members),
-            "adverse": hits,
-            "precision": _share(hits, len(members)),
-            "recall": _share(hits, adverse_total),
-        }
+
+    tiers = {
+        tier: row([o for o in outcomes.values() if o.tier == tier])
+        for tier in ("low", "medium", "high")
+    }
+    # A customer counts at a level when a warning of that level or above fired.
+    levels = {
+        level: row(
+            [
+                o
+                for o in outcomes.values()
+                if any(LEVEL_ORDER[v] >= LEVEL_ORDER[level] for v in o.levels)
+            ]
+        )
+        for level in LEVEL_ORDER
+    }
     leads = [
         (o.at - o.first_severe_at) / DAY
         for o in outcomes.values()

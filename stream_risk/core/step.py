@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 from stream_risk.core import features as feats
 from stream_risk.core import receivables, windows
@@ -18,6 +18,7 @@ from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.scoring import risk_score, tier_of
 from stream_risk.core.state import ORD_ID, STMT_ID, STMT_TS, CustomerState
 from stream_risk.schemas.events import (
+    AnyEvent,
     CollectionEvent,
     CustomerEvent,
     InvoiceEvent,
@@ -31,16 +32,6 @@ from stream_risk.schemas.events import (
 STATEMENTS_KEPT = 60
 #: Statements kept however old they are (a year of monthly ones and one more).
 STATEMENTS_ALWAYS_KEPT = 13
-
-AnyEvent: TypeAlias = (
-    CustomerEvent
-    | OrderEvent
-    | InvoiceEvent
-    | PaymentEvent
-    | StatementEvent
-    | OutcomeEvent
-    | CollectionEvent
-)
 
 
 @dataclass(slots=True)
