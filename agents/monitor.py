@@ -91,7 +91,10 @@ class MonitorDriver:
                 log.exception("unreadable state for customer %s", customer_id)
                 continue
             if state.next_wakeup is not None:
-                self._queue(partition_of(customer_id)).schedule(customer_id, state.next_wakeup)
+                partition = state.partition
+                if partition is None:
+                    partition = partition_of(customer_id)
+                self._queue(partition).schedule(customer_id, state.next_wakeup)
 
     def _queue(self, partition: int) -> TimerQueue:
         queue = self.timers.get(partition)
@@ -165,6 +168,7 @@ class MonitorDriver:
             self.counts["duplicates"] += 1
             return
         state.offsets[msg.topic] = msg.offset
+        state.partition = msg.partition
         self._collect(msg.partition, state, out.warnings, result)
 
     def _fire_timers(

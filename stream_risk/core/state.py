@@ -68,6 +68,9 @@ class CustomerState:
     #: Input topic -> offset of the last message applied (set by the streaming
     #: driver): a redelivered message at or below it is skipped exactly.
     offsets: dict[str, int] = field(default_factory=dict)
+    #: The partition the customer's messages arrive on (set by the streaming
+    #: driver): timers rebuilt after a restart fire on that partition.
+    partition: int | None = None
     #: rule name -> [warning_id, level, fired_at] while the rule fires.
     alerts: dict[str, list[Any]] = field(default_factory=dict)
     last_outcome: str | None = None

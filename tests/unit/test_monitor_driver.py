@@ -271,6 +271,19 @@ def test_rebuild_timers_restores_wake_ups_from_encoded_states() -> None:
     ]
 
 
+def test_rebuild_timers_use_the_partition_the_customer_arrived_on() -> None:
+    """An upstream with its own partitioner: the stored partition wins over the guess,
+    so the overdue check is written to the same changelog partition as the events."""
+    first = Harness()
+    first.process(first.msg(invoice(0, "ia", 100, 5, cid="a"), partition=2))
+    h = Harness()
+    h.table.update(first.table)
+    h.driver.rebuild_timers(list(h.table.items()), lambda cid: 0)
+    assert 0 not in h.driver.timers or not h.driver.timers[0]
+    r = h.process(h.msg(order(40, "o", 1, cid="z"), partition=2))
+    assert [(p, w["customer_id"]) for p, w in r.warnings] == [(2, "a")]
+
+
 def test_rebuild_timers_replaces_old_queues() -> None:
     h = Harness()
     h.process(h.msg(invoice(0, "ia", 100, 5, cid="a"), partition=0))

@@ -298,6 +298,7 @@ RICH_EVENTS = [
 def rich_state() -> CustomerState:
     state, _ = run(RICH_EVENTS)
     state.offsets = {"risk.invoice": 41, "risk.payment": 17}
+    state.partition = 3
     # An order long gone from the record list (only dormant customers reach this).
     state.last_order_at = T0S - 200 * DAY
     return state
