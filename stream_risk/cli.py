@@ -204,15 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features)
 
     from stream_risk import backtest
+    from stream_risk.cli_verbs import add_module_verb
 
-    p = verbs.add_parser(
+    add_module_verb(
+        verbs,
         "backtest",
-        help="score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
-        description=backtest.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        backtest,
+        "score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
     )
-    backtest.configure_parser(p)
-    p.set_defaults(func=backtest.run)
 
     _add_lazy(verbs)
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from types import ModuleType
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -49,6 +50,24 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_module_verb(
+    verbs: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    module: ModuleType,
+    help_text: str,
+) -> None:
+    """A verb implemented by a module with ``configure_parser(p)`` and ``run(args)``;
+    its docstring is the verb's description."""
+    p = verbs.add_parser(
+        name,
+        help=help_text,
+        description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.configure_parser(p)
+    p.set_defaults(func=module.run)
+
+
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = verbs.add_parser(
         "worker",
@@ -74,30 +93,19 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     from stream_risk import bench, demo, simulate
 
-    p = verbs.add_parser(
+    add_module_verb(
+        verbs,
         "demo",
-        help="run Kafka, Redis, a worker and the simulator on this machine; print warnings",
-        description=demo.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        demo,
+        "run Kafka, Redis, a worker and the simulator on this machine; print warnings",
     )
-    demo.configure_parser(p)
-    p.set_defaults(func=demo.run)
-
-    p = verbs.add_parser(
+    add_module_verb(
+        verbs,
         "simulate",
-        help="produce realistic order/invoice/payment traffic to Kafka (or a file)",
-        description=simulate.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        simulate,
+        "produce realistic order/invoice/payment traffic to Kafka (or a file)",
     )
-    simulate.configure_parser(p)
-    p.set_defaults(func=simulate.run)
-
-    p = verbs.add_parser(
-        "bench",
-        help="measure worker throughput against a raw aiokafka ceiling",
-        description=bench.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_module_verb(
+        verbs, "bench", bench, "measure worker throughput against a raw aiokafka ceiling"
     )
-    bench.configure_parser(p)
-    p.set_defaults(func=bench.run)
     logging.getLogger("kafka").setLevel(logging.WARNING)
