@@ -180,3 +180,30 @@ def test_redis_outage_does_not_stop_the_worker_and_the_sink_catches_up(
         worker.stop()
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(env: Env) -> None:
+    first = env.worker()
+    first.start()
+    events = _orders()
+    half = len(events) // 2
+    for e in events[:half]:
+        env.send(e)
+    env.flush()
+    env.consume("profiles", lambda rs: len(rs) >= 50)
+    # A second worker joins: the group rebalances and it recovers its partition's
+    # state from the changelog while events keep arriving.
+    second = env.worker()
+    second.start()
+    for e in events[half:]:
+        env.send(e)
+    env.flush()
+    latest = _profiles_from_topic(env, ORDERS_EACH)
+    for c in range(CUSTOMERS):
+        features = latest[f"cust-{c:03d}"]["features"]
+        assert isinstance(features, dict)
+        assert features["order_count_30d"] == ORDERS_EACH, (c, features)
+    assert first.proc is not None and first.proc.poll() is None
+    assert second.proc is not None and second.proc.poll() is None
+    # The second worker really owns a partition: it read state from the changelog.
+    assert "customer-state-changelog" in second.log().split("Highwater - Active")[1]
