@@ -65,9 +65,10 @@ def build(settings: Settings) -> Topology:
     )
     partitions = settings.partitions
 
-    def topic(name: str, compacted: bool = False) -> Any:
+    def topic(*names: str, compacted: bool = False) -> Any:
+        # Bytes in and out on every topic: validation and encoding are ours.
         return app.topic(
-            settings.topic(name),
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -78,21 +79,13 @@ def build(settings: Settings) -> Topology:
         )
 
     input_topics = settings.input_topics()
-    inputs = app.topic(
-        *input_topics.values(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-        internal=True,
-    )
-    warnings = topic("warnings")
-    dead_letters = topic("dead-letters")
-    profiles = topic("profiles", compacted=True)
+    inputs = topic(*input_topics.values())
     warnings_name = settings.topic("warnings")
     profiles_name = settings.topic("profiles")
     dead_letters_name = settings.topic("dead-letters")
+    warnings = topic(warnings_name)
+    dead_letters = topic(dead_letters_name)
+    profiles = topic(profiles_name, compacted=True)
 
     states = app.Table(
         "customer-state",

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
@@ -220,7 +219,3 @@ class MonitorDriver:
         }
         log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
         result.dead_letters.append((msg.key, record))
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)

@@ -55,16 +55,22 @@ def _profiles_from_topic(env: Env, expected: int) -> dict[str, dict[str, object]
     return latest
 
 
-def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(env: Env) -> None:
-    worker = env.worker()
-    worker.start()
-    events = _orders()
+def _send_first_half_and_wait(env: Env, events: list[dict[str, object]]) -> int:
+    """Send the first half of ``events``; return once the worker has published profiles."""
     half = len(events) // 2
     for e in events[:half]:
         env.send(e)
     env.flush()
-    # Let the worker get part of the way, then kill it without any chance to clean up.
     env.consume("profiles", lambda rs: len(rs) >= 50)
+    return half
+
+
+def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(env: Env) -> None:
+    worker = env.worker()
+    worker.start()
+    events = _orders()
+    half = _send_first_half_and_wait(env, events)
+    # The worker got part of the way: kill it without any chance to clean up.
     worker.kill9()
     for e in events[half:]:
         env.send(e)
@@ -186,11 +192,7 @@ def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(env: Env) -> 
     first = env.worker()
     first.start()
     events = _orders()
-    half = len(events) // 2
-    for e in events[:half]:
-        env.send(e)
-    env.flush()
-    env.consume("profiles", lambda rs: len(rs) >= 50)
+    half = _send_first_half_and_wait(env, events)
     # A second worker joins: the group rebalances and it recovers its partition's
     # state from the changelog while events keep arriving.
     second = env.worker()

@@ -107,23 +107,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _replay_args(fa: Path, fb: Path, w_out: Path, p_out: Path) -> list[str]:
+    return [
+        str(fa),
+        str(fb),
+        "--warnings-out",
+        str(w_out),
+        "--profiles-out",
+        str(p_out),
+        "--base-currency",
+        "EUR",
+        "-q",
+    ]
+
+
 def test_replay_reports_bad_lines_and_carries_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fa, fb, expected = write_inputs(tmp_path)
     w_out, p_out = tmp_path / "w.jsonl", tmp_path / "p.jsonl"
     rc, err = run_replay(
-        [
-            str(fa),
-            str(fb),
-            "--warnings-out",
-            str(w_out),
-            "--profiles-out",
-            str(p_out),
-            "--base-currency",
-            "EUR",
-            "-q",
-        ],
+        _replay_args(fa, fb, w_out, p_out),
         capsys,
     )
     assert rc == 0
@@ -184,17 +188,7 @@ def test_replay_is_deterministic_apart_from_detected_at(
     for run_no in range(2):
         w_out, p_out = tmp_path / f"w{run_no}.jsonl", tmp_path / f"p{run_no}.jsonl.gz"
         rc, _ = run_replay(
-            [
-                str(fa),
-                str(fb),
-                "--warnings-out",
-                str(w_out),
-                "--profiles-out",
-                str(p_out),
-                "--base-currency",
-                "EUR",
-                "-q",
-            ],
+            _replay_args(fa, fb, w_out, p_out),
             capsys,
         )
         assert rc == 0
