@@ -8,13 +8,12 @@ return what should be published. No I/O, no clock.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from stream_risk.core import alerting, receivables, windows
 from stream_risk.core import features as feats
-from stream_risk.core import receivables, windows
 from stream_risk.core.context import BadEvent, Context
+from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.scoring import risk_score, tier_of
 from stream_risk.core.state import ORD_ID, STMT_ID, STMT_TS, CustomerState
 from stream_risk.schemas.events import (
@@ -34,31 +33,9 @@ STATEMENTS_KEPT = 60
 STATEMENTS_ALWAYS_KEPT = 13
 
 
-@dataclass(slots=True)
-class Outputs:
-    """What one step or advance publishes."""
-
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    #: True when the event was already applied (redelivery): nothing changed.
-    duplicate: bool = False
-
-
-def iso(ts: float) -> str:
-    """Event time (epoch seconds) as an RFC 3339 UTC timestamp."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def event_key(event_id: str) -> str:
     """A short digest of an event id: what de-duplication remembers (ids may be 200 chars)."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
-
-
-def warning_id(customer_id: str, rule: str, trigger: str) -> str:
-    """Deterministic id of a warning episode: same inputs, same id."""
-    digest = hashlib.blake2b(
-        f"{customer_id}\x1f{rule}\x1f{trigger}".encode(), digest_size=12
-    ).hexdigest()
-    return f"w-{digest}"
 
 
 def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerState, Outputs]:
@@ -124,69 +101,9 @@ def _evaluate(
     state.risk_score = score
     state.tier = tier
     out = Outputs()
-    alerts = state.alerts
-    for rule in ctx.rules:
-        holds = rule.holds(features)
-        active = alerts.get(rule.name)
-        if holds and active is None:
-            wid = warning_id(state.customer_id, rule.name, trigger)
-            alerts[rule.name] = [wid, rule.level, occurred_at]
-            out.warnings.append(
-                _warning(
-                    state,
-                    wid,
-                    rule.level,
-                    "firing",
-                    rule.name,
-                    occurred_at,
-                    ctx,
-                    [rule.reason(features)],
-                    [dict(a) for a in rule.actions],
-                )
-            )
-        elif not holds and active is not None:
-            del alerts[rule.name]
-            out.warnings.append(
-                _warning(
-                    state,
-                    active[0],
-                    active[1],
-                    "resolved",
-                    rule.name,
-                    occurred_at,
-                    ctx,
-                    [rule.reason(features)],
-                    [],
-                )
-            )
+    alerting.evaluate(state, features, trigger, occurred_at, ctx, out)
     state.next_wakeup = feats.next_check(state, now, ctx.feature_groups)
     return out
-
-
-def _warning(
-    state: CustomerState,
-    wid: str,
-    level: str,
-    status: str,
-    rule: str,
-    occurred_at: float,
-    ctx: Context,
-    reasons: list[dict[str, Any]],
-    actions: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "warning_id": wid,
-        "customer_id": state.customer_id,
-        "level": level,
-        "status": status,
-        "rule": rule,
-        "occurred_at": iso(occurred_at),
-        "detected_at": ctx.detected_at.isoformat(),
-        "reasons": reasons,
-        "risk_score": state.risk_score,
-        "tier": state.tier,
-        "actions": actions,
-    }
 
 
 def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> None:
