@@ -212,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         backtest,
         "score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
     )
+    from stream_risk import latency
+    from stream_risk.notify import cli as notify_cli
+
+    add_module_verb(
+        verbs,
+        "notify",
+        notify_cli,
+        "notify the collections team of warnings (webhook, e-mail, chat); check routing files",
+    )
+    add_module_verb(
+        verbs,
+        "bench-latency",
+        latency,
+        "measure the time from producing an event to its warning in Redis",
+    )
 
     _add_lazy(verbs)
     return parser

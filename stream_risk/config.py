@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from stream_risk.schemas.events import EVENT_TYPES
 
 #: Output and internal topics besides the one-per-type input topics.
-OUTPUT_TOPICS = ("warnings", "dead-letters", "profiles")
+OUTPUT_TOPICS = ("warnings", "dead-letters", "profiles", "notification-dead-letters")
 
 
 class Settings(BaseSettings):

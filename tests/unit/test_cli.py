@@ -19,8 +19,10 @@ def test_all_verbs_are_there() -> None:
     assert set(_verbs()) == {
         "backtest",
         "bench",
+        "bench-latency",
         "demo",
         "features",
+        "notify",
         "replay",
         "simulate",
         "topics",

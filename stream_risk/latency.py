@@ -1,0 +1,268 @@
+"""``stream-risk bench-latency``: time from producing an event to its warning in Redis.
+
+Expects Kafka and Redis to answer at the configured addresses (start them with
+``docker/services.sh start``). On fresh topics it starts one worker, then
+produces a steady stream for ``--duration`` seconds at ``--rate`` events/s:
+orders of ``--customers`` background customers, and, as ``--trigger-share`` of
+the events, a delinquent statement (45 days past due) for a new customer, which
+fires ``overdue_30_days`` on that very event. A reader follows the Redis
+warnings stream (``XREAD``) and matches each warning to its triggering event by
+customer. The latency of a warning is the time from handing its triggering
+event to the producer to the warning being readable in the stream; p50, p90,
+p99 and max are printed. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stream_risk.worker_process import WorkerDidNotStart, start_worker
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
+    """Nearest-rank percentiles of ``values`` (``nan`` when there are none).
+
+    >>> percentiles([5, 1, 4, 2, 3], [50, 90, 100])
+    [3, 5, 5]
+    >>> percentiles([], [50])
+    [nan]
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return [math.nan for _ in qs]
+    return [ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] for q in qs]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _customer_event(customer: str) -> dict[str, Any]:
+    return {
+        "type": "customer",
+        "event_id": f"{customer}-c",
+        "customer_id": customer,
+        "occurred_at": _now_iso(),
+        "credit_limit": 1_000_000,
+        "currency": "EUR",
+        "payment_terms_days": 30,
+        "segment": {"industry": "wholesale", "size": "sme", "region": "DACH"},
+    }
+
+
+def _order(customer: str, n: int) -> dict[str, Any]:
+    return {
+        "type": "order",
+        "event_id": f"{customer}-o{n}",
+        "customer_id": customer,
+        "occurred_at": _now_iso(),
+        "order_id": f"{customer}-o{n}",
+        "amount": 100.0,
+        "currency": "EUR",
+        "status": "placed",
+    }
+
+
+def _late_statement(customer: str) -> dict[str, Any]:
+    return {
+        "type": "statement",
+        "event_id": f"{customer}-s",
+        "customer_id": customer,
+        "occurred_at": _now_iso(),
+        "statement_id": f"{customer}-s",
+        "balance": 500.0,
+        "currency": "EUR",
+        "days_past_due": 45,
+        "status": "delinquent",
+    }
+
+
+class _StreamWatcher(threading.Thread):
+    """Records when each customer's first firing warning becomes readable in the stream."""
+
+    def __init__(self, redis_url: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        import redis
+
+        self._client = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.stream = stream
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        last = "0-0"
+        while not self.stop.is_set():
+            reply: Any = self._client.xread({self.stream: last}, count=1000, block=200)
+            now = time.perf_counter()
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get("status") == "firing":
+                        self.seen.setdefault(fields["customer_id"], now)
+
+
+def run(args: argparse.Namespace) -> int:
+    import redis
+    from kafka import KafkaProducer
+
+    from stream_risk.config import Settings
+    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+
+    base = Settings()
+    prefix = f"latency{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        partitions=args.partitions,
+        kafka_bootstrap=args.bootstrap or base.kafka_bootstrap,
+        redis_url=base.redis_url,
+        redis_prefix=f"{prefix}:risk",
+    )
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(
+            f"stream-risk bench-latency: Redis at {settings.redis_url} does not answer ({exc}); "
+            "start it with 'docker/services.sh start' or set STREAM_RISK_REDIS_URL",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        ensure_topics(settings)
+    except KafkaUnavailable as exc:
+        print(f"stream-risk bench-latency: {exc}", file=sys.stderr)
+        return 1
+    env = dict(
+        os.environ,
+        STREAM_RISK_TOPIC_PREFIX=prefix,
+        STREAM_RISK_APP_ID=settings.app_id,
+        STREAM_RISK_PARTITIONS=str(args.partitions),
+        STREAM_RISK_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STREAM_RISK_REDIS_URL=settings.redis_url,
+        STREAM_RISK_REDIS_PREFIX=settings.redis_prefix,
+        STREAM_RISK_REDIS_ENABLED="true",
+    )
+    topics = settings.input_topics()
+    rng = random.Random(5)
+    background = [f"{prefix}-c{i}" for i in range(args.customers)]
+    watcher = _StreamWatcher(settings.redis_url, f"{settings.redis_prefix}:warnings")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=2)
+
+    def send(event: dict[str, Any]) -> None:
+        producer.send(
+            topics[event["type"]],
+            key=event["customer_id"].encode(),
+            value=json.dumps(event, separators=(",", ":")).encode(),
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env["STREAM_RISK_DATA_DIR"] = tmp
+        print(f"bench-latency: starting a worker on {prefix}.*", file=sys.stderr)
+        try:
+            proc = start_worker(env, Path(tmp) / "worker.log")
+        except WorkerDidNotStart as exc:
+            print(f"bench-latency: the worker did not start:\n{exc}", file=sys.stderr)
+            return 1
+        produced: dict[str, float] = {}
+        try:
+            for customer in background:
+                send(_customer_event(customer))
+            producer.flush()
+            watcher.start()
+            time.sleep(args.warmup)
+            total = int(args.rate * args.duration)
+            every = max(1, round(1 / args.trigger_share)) if args.trigger_share > 0 else 0
+            print(
+                f"bench-latency: {total} events at {args.rate:g}/s for {args.duration:g}s, "
+                f"every {every}th a warning trigger",
+                file=sys.stderr,
+            )
+            started = time.perf_counter()
+            for i in range(total):
+                target = started + i / args.rate
+                pause = target - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                if every and i % every == 0:
+                    customer = f"{prefix}-late{i}"
+                    produced[customer] = time.perf_counter()
+                    send(_late_statement(customer))
+                else:
+                    send(_order(rng.choice(background), i))
+            producer.flush()
+            elapsed = time.perf_counter() - started
+            deadline = time.monotonic() + args.settle
+            while time.monotonic() < deadline and not set(produced) <= set(watcher.seen):
+                time.sleep(0.2)
+        finally:
+            watcher.stop.set()
+            producer.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+    watcher.join(timeout=5)
+    latencies = [(watcher.seen[c] - t) * 1000 for c, t in produced.items() if c in watcher.seen]
+    p50, p90, p99, top = percentiles(latencies, [50, 90, 99, 100])
+    if not args.keep:
+        client = redis.Redis.from_url(settings.redis_url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    result = {
+        "events": total,
+        "rate_per_s": round(total / elapsed, 1),
+        "partitions": args.partitions,
+        "warnings_expected": len(produced),
+        "warnings_seen": len(latencies),
+        "latency_ms": {
+            "p50": round(p50, 1),
+            "p90": round(p90, 1),
+            "p99": round(p99, 1),
+            "max": round(top, 1),
+        },
+    }
+    print(
+        f"bench-latency: {total} events in {elapsed:.1f}s ({total / elapsed:.0f}/s), "
+        f"{len(latencies)} of {len(produced)} warnings seen in the Redis stream"
+    )
+    print(
+        f"latency produce -> Redis stream (ms): p50 {p50:.1f}  p90 {p90:.1f}  "
+        f"p99 {p99:.1f}  max {top:.1f}"
+    )
+    print(json.dumps(result))
+    return 0 if len(latencies) == len(produced) else 1
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of traffic (default 30)")
+    p.add_argument(
+        "--trigger-share",
+        type=float,
+        default=0.1,
+        help="share of events that fire a warning (default 0.1)",
+    )
+    p.add_argument("--customers", type=int, default=500, help="background customers (default 500)")
+    p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
+    p.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds between set-up and traffic (default 3)"
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the last warnings after producing (default 30)",
+    )
+    p.add_argument("--bootstrap", help="Kafka bootstrap (default STREAM_RISK_KAFKA_BOOTSTRAP)")
+    p.add_argument("--keep", action="store_true", help="keep the run's Redis keys")

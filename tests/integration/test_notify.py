@@ -1,0 +1,519 @@
+"""The notifier against a real worker, Kafka and Redis, and real HTTP and SMTP servers.
+
+One worker serves every test of this module (each test has its own customers,
+segment region, notifier consumer group and routing file). The webhook
+receiver is an aiohttp server on loopback that records every request; the
+mail server is aiosmtpd on loopback. Notifiers run as ``stream-risk notify run``
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from kafka import KafkaProducer
+
+from stream_risk.notify.message import verify
+
+from .conftest import BOOTSTRAP, REDIS_URL, Env, wait_for
+
+SECRET = "notify-test-secret"
+SECRET_ENV = "STREAM_RISK_TEST_WEBHOOK_SECRET"
+
+
+# --- a webhook receiver ---------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.headers["Idempotency-Key"]
+
+    def signed(self) -> bool:
+        return verify(
+            SECRET.encode(),
+            self.headers["X-Stream-Risk-Timestamp"],
+            self.body,
+            self.headers["X-Stream-Risk-Signature"],
+            now=time.time(),
+        )
+
+    def json(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on loopback, in its own thread: answers 200, or ``fail`` paths with
+    500; the ``hold_at``-th request on ``hold_path`` waits until :meth:`release`."""
+
+    fail: set[str] = field(default_factory=set)
+    hold_path: str | None = None
+    hold_at: int = 0
+    requests: list[Request] = field(default_factory=list)
+    port: int = 0
+
+    def start(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "webhook receiver did not start"
+
+    def _serve(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        self._held = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/{name}", self._handle)
+        self._runner = web.AppRunner(app)
+        loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        req = Request(request.path, dict(request.headers), await request.read())
+        with self._lock:
+            self.requests.append(req)
+            n = sum(1 for r in self.requests if r.path == req.path)
+        if req.path == self.hold_path and n == self.hold_at:
+            await self._held.wait()
+            req.status = 503  # never answered to the notifier: it was killed meanwhile
+        else:
+            req.status = 500 if req.path in self.fail else 200
+        return web.Response(status=req.status)
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._held.set)
+
+    def on(self, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.release()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+# --- the deployment: one worker for the module ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployment(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("notify")
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings_env = dict(
+        os.environ,
+        STREAM_RISK_KAFKA_BOOTSTRAP=BOOTSTRAP,
+        STREAM_RISK_REDIS_URL=REDIS_URL,
+        STREAM_RISK_APP_ID=f"{prefix}-app",
+        STREAM_RISK_TOPIC_PREFIX=prefix,
+        STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
+        STREAM_RISK_PARTITIONS="2",
+        STREAM_RISK_DATA_DIR=str(tmp / "data"),
+        STREAM_RISK_BASE_CURRENCY="EUR",
+    )
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    env = Env(prefix, settings_env, tmp, producer, client)
+    try:
+        env.worker().start()
+        yield env
+    finally:
+        for w in env.workers:
+            w.stop()
+        producer.close()
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
+@dataclass
+class NotifierProcess:
+    """``stream-risk notify run`` as a subprocess."""
+
+    env: dict[str, str]
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.starts += 1
+        marker = f"===== start {self.starts} ====="
+        with self.log_path.open("ab") as log:
+            log.write(f"\n{marker}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_risk.cli", "notify", "run", *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while "notifier ready" not in self.log()[self.log().rfind(marker) :]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"notifier did not start:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Scenario:
+    """One test's slice of the deployment: its region, group, routes and notifiers."""
+
+    env: Env
+    name: str
+    notifiers: list[NotifierProcess] = field(default_factory=list)
+
+    @property
+    def region(self) -> str:
+        return f"region-{self.name}"
+
+    @property
+    def group(self) -> str:
+        return f"notify-{self.name}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.env.settings_env['STREAM_RISK_REDIS_PREFIX']}:warnings"
+
+    def customer(self, n: int) -> str:
+        return f"{self.name}-{n}"
+
+    def notifier(self, routes: str, *extra: str) -> NotifierProcess:
+        path = self.env.tmp / f"{self.name}-routes.yaml"
+        path.write_text(routes)
+        n = NotifierProcess(
+            dict(self.env.settings_env, **{SECRET_ENV: SECRET}),
+            [
+                "--routes",
+                str(path),
+                "--group",
+                self.group,
+                "--consumer",
+                "c1",
+                "--block-ms",
+                "200",
+                *extra,
+            ],
+            self.env.tmp / f"{self.name}-notifier.log",
+        )
+        self.notifiers.append(n)
+        return n
+
+    def onboard(self, customers: list[str], credit_limit: float = 1_000_000) -> None:
+        """Customer events with this scenario's region; wait until Redis profiles show it."""
+        for c in customers:
+            self.env.send(
+                {
+                    "type": "customer",
+                    "event_id": f"{c}-onboarding",
+                    "customer_id": c,
+                    "occurred_at": "2026-01-01T00:00:00+00:00",
+                    "credit_limit": credit_limit,
+                    "currency": "EUR",
+                    "payment_terms_days": 30,
+                    "segment": {"industry": "retail", "size": "sme", "region": self.region},
+                }
+            )
+        self.env.flush()
+        prefix = self.env.settings_env["STREAM_RISK_REDIS_PREFIX"]
+
+        def region(c: str) -> str | None:
+            raw = self.env.redis.hget(f"{prefix}:profile:{c}", "features")
+            return json.loads(raw).get("segment_region") if raw else None
+
+        wait_for(lambda: all(region(c) == self.region for c in customers), what="profiles")
+
+    def make_overdue(self, customer: str) -> None:
+        """A statement 45 days past due: ``overdue_30_days`` (high) fires on it."""
+        self.env.send(
+            {
+                "type": "statement",
+                "event_id": f"{customer}-late",
+                "customer_id": customer,
+                "occurred_at": "2026-02-01T00:00:00+00:00",
+                "statement_id": f"{customer}-st",
+                "balance": 500.0,
+                "currency": "EUR",
+                "days_past_due": 45,
+                "status": "delinquent",
+            }
+        )
+
+    def warnings_in_stream(self, customers: list[str]) -> list[dict[str, str]]:
+        entries = self.env.redis.xrange(self.stream)
+        return [f for _, f in entries if f["customer_id"] in customers]
+
+    def pending(self) -> int:
+        return int(self.env.redis.xpending(self.stream, self.group)["pending"])
+
+    def stop(self) -> None:
+        for n in self.notifiers:
+            if n.proc is not None:
+                n.stop()
+
+
+@pytest.fixture
+def scenario(deployment: Env, request: pytest.FixtureRequest) -> Iterator[Scenario]:
+    s = Scenario(deployment, request.node.name.removeprefix("test_")[:20])
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _webhook_routes(region: str, channels: dict[str, str], retry: str = "") -> str:
+    hooks = "".join(
+        f"  {name}:\n    type: webhook\n    url: {url}\n    secret_env: {SECRET_ENV}\n"
+        f"    timeout_seconds: 5\n{retry}"
+        for name, url in channels.items()
+    )
+    return (
+        f"channels:\n{hooks}"
+        f"routes:\n  - name: this-region\n"
+        f"    match: {{min_level: medium, segment: {{region: {region}}}}}\n"
+        f"    channels: [{', '.join(channels)}]\n"
+    )
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_each_warning_reaches_the_webhook_once_across_a_kill9(
+    scenario: Scenario, receiver: Receiver
+) -> None:
+    customers = [scenario.customer(i) for i in range(8)]
+    scenario.onboard(customers)
+    receiver.hold_path, receiver.hold_at = "/hook", 4
+    notifier = scenario.notifier(
+        _webhook_routes(scenario.region, {"collections": receiver.url("/hook")}),
+        "--concurrency",
+        "1",
+    )
+    # The first start creates the group (at the end of the stream) and stops on SIGTERM.
+    notifier.start()
+    assert notifier.stop() == 0
+    assert "notifier stopped" in notifier.log()
+
+    for c in customers:
+        scenario.make_overdue(c)
+    scenario.env.flush()
+    wait_for(lambda: len(scenario.warnings_in_stream(customers)) == 8, what="8 warnings")
+
+    # All eight are read in one batch; three are sent, the fourth is held, then kill -9.
+    notifier.start()
+    wait_for(lambda: len(receiver.on("/hook")) == 4, what="4 webhook requests")
+    notifier.kill9()
+    receiver.release()
+    assert scenario.pending() == 8  # nothing of the batch was acknowledged
+
+    notifier.start()
+    wait_for(lambda: scenario.pending() == 0, what="every warning acknowledged")
+    assert notifier.stop() == 0
+
+    requests = receiver.on("/hook")
+    assert all(r.signed() for r in requests)
+    answered = Counter(r.key for r in requests if r.status == 200)
+    expected = {
+        f"{f['warning_id']}:firing:high:collections" for f in scenario.warnings_in_stream(customers)
+    }
+    assert set(answered) == expected
+    assert set(answered.values()) == {1}, answered
+    # Only the request in flight at the kill was sent twice (same key; it got no answer).
+    held = [r for r in requests if r.status == 503]
+    assert len(held) == 1 and len(requests) == 9
+    assert Counter(r.key for r in requests)[held[0].key] == 2
+    bodies = [r.json() for r in requests if r.status == 200]
+    assert {b["warning"]["customer_id"] for b in bodies} == set(customers)
+    assert {b["kind"] for b in bodies} == {"firing"}
+    assert all(b["segment"]["region"] == scenario.region for b in bodies)
+    # After the restart the three sent before the kill were recognised, not sent again.
+    last_run = notifier.log().split("===== start 3 =====")[1]
+    assert "duplicate 3" in last_run and "sent_firing 5" in last_run
+
+
+def test_a_failing_webhook_is_retried_then_dead_lettered(
+    scenario: Scenario, receiver: Receiver
+) -> None:
+    receiver.fail.add("/broken")
+    customer = scenario.customer(0)
+    scenario.onboard([customer])
+    retry = "    retry: {attempts: 3, base_seconds: 0.05, max_seconds: 0.1}\n"
+    notifier = scenario.notifier(
+        _webhook_routes(
+            scenario.region,
+            {"broken": receiver.url("/broken"), "working": receiver.url("/ok")},
+            retry,
+        )
+    )
+    notifier.start()
+    scenario.make_overdue(customer)
+    scenario.env.flush()
+
+    letters = scenario.env.consume(
+        "notification-dead-letters",
+        lambda rs: any(r["value"]["warning"]["customer_id"] == customer for r in rs),
+    )
+    wait_for(lambda: scenario.pending() == 0 and receiver.on("/ok"), what="acknowledged")
+    mine = [r for r in letters if r["value"]["warning"]["customer_id"] == customer]
+    assert len(mine) == 1
+    letter = mine[0]["value"]
+    assert letter["channel"] == "broken"
+    assert letter["channel_type"] == "webhook"
+    assert letter["attempts"] == 3
+    assert "HTTP 500" in letter["last_error"]
+    assert letter["warning"]["rule"] == "overdue_30_days"
+    assert mine[0]["key"] == customer.encode()
+    broken = receiver.on("/broken")
+    assert len(broken) == 3
+    assert {r.key for r in broken} == {letter["idempotency_key"]}
+    assert len(receiver.on("/ok")) == 1  # the other channel is unaffected
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -> None:
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    try:
+        customer = scenario.customer(0)
+        scenario.onboard([customer], credit_limit=1000)
+        routes = (
+            "channels:\n"
+            f"  hook:\n    type: webhook\n    url: {receiver.url('/hook')}\n"
+            f"    secret_env: {SECRET_ENV}\n"
+            f"  mail:\n    type: smtp\n    host: 127.0.0.1\n    port: {smtp.port}\n"
+            "    from: risk@example.com\n    to: [collections@example.com]\n"
+            "routes:\n  - name: all-of-region\n"
+            f"    match: {{segment: {{region: {scenario.region}}}}}\n"
+            "    channels: [mail, hook]\n"
+        )
+        notifier = scenario.notifier(routes)
+        notifier.start()
+        env = scenario.env
+        base = {"customer_id": customer, "currency": "EUR"}
+        # 95 % of the limit: high_credit_utilisation fires; a payment brings it to 85 %.
+        env.send(
+            {
+                **base,
+                "type": "invoice",
+                "event_id": f"{customer}-i",
+                "occurred_at": "2026-01-03T00:00:00+00:00",
+                "invoice_id": f"{customer}-inv",
+                "amount": 950,
+                "due_at": "2026-02-01T00:00:00+00:00",
+            }
+        )
+        env.flush()
+        wait_for(lambda: len(inbox.messages) == 1, what="the firing mail")
+        env.send(
+            {
+                **base,
+                "type": "payment",
+                "event_id": f"{customer}-p",
+                "occurred_at": "2026-01-10T00:00:00+00:00",
+                "payment_id": f"{customer}-pay",
+                "amount": 100,
+                "status": "settled",
+            }
+        )
+        env.flush()
+        wait_for(lambda: len(inbox.messages) == 2, what="the resolution mail")
+        wait_for(lambda: len(receiver.on("/hook")) == 2, what="two webhook calls")
+    finally:
+        smtp.stop()
+
+    fired, resolved = inbox.messages
+    # (A long subject is folded; the parser keeps the folding space.)
+    subjects = [str(m["Subject"]).strip() for m in inbox.messages]
+    assert subjects == [
+        f"[stream-risk] MEDIUM warning: {customer}, high_credit_utilisation",
+        f"[stream-risk] Resolved: {customer}, high_credit_utilisation",
+    ]
+    assert fired["To"] == "collections@example.com"
+    assert fired["References"] == resolved["References"]  # one thread per warning
+    assert "Why: credit utilisation" in fired.get_content()
+    assert "Recommended: contact customer" in fired.get_content()
+    assert "Was: credit utilisation" in resolved.get_content()
+    kinds = [r.json()["kind"] for r in receiver.on("/hook")]
+    assert kinds == ["firing", "resolved"]
+    assert all(r.signed() for r in receiver.on("/hook"))
