@@ -17,12 +17,14 @@ from stream_risk.schemas.outputs import (
     LEVEL_COLOURS,
     LEVEL_ORDER,
     Action,
+    CreditAction,
     DeadLetter,
     Level,
     Reason,
     RiskProfile,
     RiskWarning,
     Tier,
+    TierChange,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "LEVEL_ORDER",
     "Action",
     "CollectionEvent",
+    "CreditAction",
     "CustomerEvent",
     "DeadLetter",
     "InputEvent",
@@ -45,5 +48,6 @@ __all__ = [
     "Segment",
     "StatementEvent",
     "Tier",
+    "TierChange",
     "input_event_adapter",
 ]

@@ -14,7 +14,13 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from stream_risk.schemas.events import InputEvent
-from stream_risk.schemas.outputs import DeadLetter, RiskProfile, RiskWarning
+from stream_risk.schemas.outputs import (
+    CreditAction,
+    DeadLetter,
+    RiskProfile,
+    RiskWarning,
+    TierChange,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,6 +32,8 @@ def schemas() -> dict[str, dict[str, Any]]:
         "warning.schema.json": RiskWarning.model_json_schema(),
         "risk-profile.schema.json": RiskProfile.model_json_schema(),
         "dead-letter.schema.json": DeadLetter.model_json_schema(),
+        "tier-change.schema.json": TierChange.model_json_schema(),
+        "credit-action.schema.json": CreditAction.model_json_schema(),
     }
 
 

@@ -56,6 +56,77 @@ class RiskWarning(BaseModel):
     risk_score: float = Field(ge=0, le=1)
     tier: Tier
     actions: list[Action] = Field(default_factory=list)
+    # Compatible extensions: optional, so older consumers and producers stay valid.
+    group: str | None = Field(default=None, description="the rule's group in its rule file")
+    labels: dict[str, str] = Field(default_factory=dict, description="the rule's labels")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="the rule's annotations, filled with feature values"
+    )
+    rules_version: str | None = Field(
+        default=None, description="version of the rule set that raised or resolved it"
+    )
+    escalated: bool = Field(
+        default=False,
+        description="a firing that re-emits an already firing warning at a higher level",
+    )
+
+
+class TierReason(BaseModel):
+    """Why a tier changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str
+    value: float | str | None
+    text: str
+
+
+class TierChange(BaseModel):
+    """A customer's published risk tier moved (the tier-changes topic).
+
+    Tiers move up at once and down only after a sustained improvement.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    change_id: str = Field(description="deterministic: the same inputs give the same id")
+    customer_id: str
+    before: Tier
+    after: Tier
+    direction: Literal["up", "down"]
+    occurred_at: datetime
+    detected_at: datetime
+    risk_score: float = Field(ge=0, le=1)
+    reasons: list[TierReason]
+    rules_version: str | None = None
+
+
+class CreditAction(BaseModel):
+    """Credit-policy recommendations with their evidence (the credit-actions topic).
+
+    Never applied by the engine: a person or a downstream system approves them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str = Field(description="deterministic: one per warning level or tier change")
+    customer_id: str
+    status: Literal["proposed"]
+    requires_approval: Literal[True]
+    source: Literal["warning", "tier_change"]
+    source_id: str = Field(description="the warning_id or change_id it comes from")
+    rule: str | None = None
+    level: str = Field(description="the warning level, or the tier entered")
+    tier: Tier
+    risk_score: float = Field(ge=0, le=1)
+    occurred_at: datetime
+    detected_at: datetime
+    current: dict[str, float | int | None] = Field(
+        description="the customer's credit_limit and payment_terms_days"
+    )
+    recommendations: list[Action]
+    evidence: dict[str, Any]
+    rules_version: str | None = None
 
 
 class RiskProfile(BaseModel):

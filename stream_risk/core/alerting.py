@@ -1,17 +1,35 @@
-"""Rule evaluation and the warning lifecycle: what turns features into warnings.
+"""Rule evaluation, the warning lifecycle, tiers and credit actions of one evaluation.
 
 :func:`evaluate` is the single seam :mod:`stream_risk.core.step` calls after the
-features and the score are up to date; it appends warnings (and, later, tier
-changes and credit actions) to the step's :class:`Outputs`.
+features and the score are up to date. In order, it
+
+1. moves the customer's published tier with hysteresis (:mod:`~stream_risk.core.tiers`)
+   from the score's own ``raw_tier``, and publishes a tier change when it moves;
+2. evaluates every rule of the active rule set (:mod:`~stream_risk.core.ruleset`)
+   against one CEL context of the customer's features, score and tier;
+3. advances each rule's lifecycle (:mod:`~stream_risk.core.lifecycle`): critical
+   results first, so that a firing critical warning inhibits the lower ones of
+   its group in the same evaluation;
+4. publishes warnings (firing, escalated, resolved) and, for firings and tier
+   changes, credit-policy recommendations (:mod:`~stream_risk.core.policy`).
+
+Firing warnings live in ``state.alerts`` (``rule -> [warning_id, level,
+fired_at]``, what the profile lists as active); pending, muted and cooling
+episodes in ``state.watch``; the tier's hysteresis in ``state.tier_hold``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from stream_risk.core import lifecycle, policy, tiers
 from stream_risk.core.context import Context
+from stream_risk.core.lifecycle import FIRING, Emit, Episode
 from stream_risk.core.outputs import Outputs, iso, warning_id
+from stream_risk.core.rulefmt import TEMPLATE
+from stream_risk.core.ruleset import Escalation, Rule, RuleSet
 from stream_risk.core.state import CustomerState
 
 
@@ -23,45 +41,363 @@ def evaluate(
     ctx: Context,
     out: Outputs,
 ) -> None:
-    """Fire rules that start holding, resolve rules that stop holding."""
-    alerts = state.alerts
-    for rule in ctx.rules:
-        holds = rule.holds(features)
-        active = alerts.get(rule.name)
-        if holds and active is None:
-            wid = warning_id(state.customer_id, rule.name, trigger)
-            alerts[rule.name] = [wid, rule.level, occurred_at]
-            out.warnings.append(
-                warning(
-                    state,
-                    wid,
-                    rule.level,
-                    "firing",
-                    rule.name,
-                    occurred_at,
-                    ctx,
-                    [rule.reason(features)],
-                    [dict(a) for a in rule.actions],
-                )
+    """Advance tiers and every rule's lifecycle for one evaluation; append what to publish."""
+    rules: RuleSet = ctx.rules
+    now = state.clock if state.clock is not None else occurred_at
+    _tier(state, features, trigger, occurred_at, now, rules, ctx, out)
+    env = rules.environment(features, state.tier)
+    segment = state.segment
+    results: list[tuple[Rule, str | None, tuple[Escalation, ...]]] = []
+    for rule in rules.rules:
+        held = rule.level_in(env) if rule.applies_to(segment, state.tier) else None
+        if held is None:
+            results.append((rule, None, ()))
+        else:
+            results.append((rule, held[0], held[1]))
+    alerts, watch = state.alerts, state.watch
+    inhibiting: set[str] = set()
+    # Pass 1: what holds at critical (or keeps a critical warning firing) cannot be
+    # inhibited and decides which groups inhibit; pass 2: everything else.
+    for first_pass in (True, False):
+        for rule, level, reached in results:
+            ep = _episode(alerts, watch, rule.name)
+            keeps_critical = ep is not None and ep.phase == FIRING and ep.level == "critical"
+            critical = level == "critical" or (level is not None and keeps_critical)
+            if critical != first_pass:
+                continue
+            new, emit = lifecycle.transition(
+                ep,
+                level,
+                now,
+                hold=rule.hold,
+                cooldown=rule.cooldown,
+                inhibited=rule.group in inhibiting,
+                new_id=warning_id(state.customer_id, rule.name, trigger),
             )
-        elif not holds and active is not None:
-            del alerts[rule.name]
-            out.warnings.append(
-                warning(
-                    state,
-                    active[0],
-                    active[1],
-                    "resolved",
-                    rule.name,
-                    occurred_at,
-                    ctx,
-                    [rule.reason(features)],
-                    [],
-                )
-            )
+            _store(alerts, watch, rule.name, new)
+            if first_pass and new is not None and new.phase == FIRING and new.level == "critical":
+                inhibiting.add(rule.group)
+            if emit is not None:
+                _publish(state, rule, reached, emit, features, occurred_at, rules, ctx, out)
+    _retire(state, rules, features, occurred_at, ctx, out)
 
 
-def warning(
+def next_due(state: CustomerState, ctx: Context) -> float | None:
+    """The earliest event time at which a lifecycle or the tier may move without new input.
+
+    A pending rule fires when its ``for`` has passed, a muted repeat when its
+    cooldown ends, and the tier moves down when the improvement has lasted.
+    """
+    best: float | None = None
+    by_name = {r.name: r for r in ctx.rules.rules}
+    for name, record in state.watch.items():
+        rule = by_name.get(name)
+        if rule is None:
+            continue
+        when = lifecycle.due(Episode.from_list(record), rule.hold)
+        if when is not None and (best is None or when < best):
+            best = when
+    if state.tier_hold is not None:
+        when = tiers.next_due(_hold(state), ctx.rules.tiers.down_after)
+        if when is not None and (best is None or when < best):
+            best = when
+    return best
+
+
+# ------------------------------------------------------------------ state
+
+
+def _episode(
+    alerts: dict[str, list[Any]], watch: dict[str, list[Any]], name: str
+) -> Episode | None:
+    active = alerts.get(name)
+    if active is not None:
+        return Episode(FIRING, float(active[2]), active[1], active[0])
+    record = watch.get(name)
+    return Episode.from_list(record) if record is not None else None
+
+
+def _store(
+    alerts: dict[str, list[Any]], watch: dict[str, list[Any]], name: str, ep: Episode | None
+) -> None:
+    if ep is not None and ep.phase == FIRING:
+        alerts[name] = [ep.warning_id, ep.level, ep.since]
+        watch.pop(name, None)
+        return
+    alerts.pop(name, None)
+    if ep is None:
+        watch.pop(name, None)
+    else:
+        watch[name] = ep.to_list()
+
+
+def _hold(state: CustomerState) -> tiers.TierHold:
+    data = state.tier_hold
+    if not data:
+        return tiers.TierHold("low")
+    tier, since, improving_since, worst = (list(data) + [None] * 4)[:4]
+    return tiers.TierHold(str(tier), since, improving_since, worst)
+
+
+# ------------------------------------------------------------------ tiers
+
+
+def _tier(
+    state: CustomerState,
+    features: Mapping[str, Any],
+    trigger: str,
+    occurred_at: float,
+    now: float,
+    rules: RuleSet,
+    ctx: Context,
+    out: Outputs,
+) -> None:
+    raw = features.get("raw_tier")
+    if not isinstance(raw, str):
+        raw = state.tier  # as the step set it from the score
+    held, change = tiers.decide(_hold(state), raw, now, rules.tiers.down_after)
+    state.tier_hold = [held.tier, held.since, held.improving_since, held.improving_worst]
+    state.tier = held.tier
+    if change is None:
+        return
+    change_id = (
+        "t-"
+        + hashlib.blake2b(
+            f"{state.customer_id}\x1f{change.before}\x1f{change.after}\x1f{trigger}".encode(),
+            digest_size=12,
+        ).hexdigest()
+    )
+    severe = sorted(
+        (rule, alert[1]) for rule, alert in state.alerts.items() if alert[1] in ("high", "critical")
+    )
+    reasons: list[dict[str, Any]] = [
+        {"feature": "risk_score", "value": state.risk_score, "text": change.why},
+        {"feature": "raw_tier", "value": raw, "text": f"the score's tier is {raw}"},
+    ]
+    change_value = features.get("risk_score_change")
+    if isinstance(change_value, (int, float)) and change_value:
+        reasons.append(
+            {
+                "feature": "risk_score_change",
+                "value": round(float(change_value), 4),
+                "text": f"the score changed by {change_value:+.3f} since the previous evaluation",
+            }
+        )
+    reasons += [
+        {"feature": "warning", "value": rule, "text": f"{level} warning {rule} is firing"}
+        for rule, level in severe
+    ]
+    when, detected = iso(occurred_at), ctx.detected_at.isoformat()
+    out.tier_changes.append(
+        {
+            "change_id": change_id,
+            "customer_id": state.customer_id,
+            "before": change.before,
+            "after": change.after,
+            "direction": change.direction,
+            "occurred_at": when,
+            "detected_at": detected,
+            "risk_score": state.risk_score,
+            "reasons": reasons,
+            "rules_version": rules.version,
+        }
+    )
+    recommendations = policy.recommend(
+        rules.tiers.actions.get(change.after, ()), state.credit_limit, state.payment_terms_days
+    )
+    if recommendations:
+        out.credit_actions.append(
+            policy.credit_action(
+                customer_id=state.customer_id,
+                source="tier_change",
+                source_id=change_id,
+                level=change.after,
+                occurred_at=when,
+                detected_at=detected,
+                tier=state.tier,
+                risk_score=state.risk_score,
+                recommendations=recommendations,
+                credit_limit=state.credit_limit,
+                terms_days=state.payment_terms_days,
+                evidence={"before": change.before, "after": change.after, "reasons": reasons},
+                rules_version=rules.version,
+            )
+        )
+
+
+# ------------------------------------------------------------------ warnings
+
+
+def _shown(value: Any) -> float | str | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return round(float(value), 4)
+    return value if isinstance(value, str) else None
+
+
+def _value(name: str, state: CustomerState, features: Mapping[str, Any]) -> Any:
+    return state.tier if name == "tier" else features.get(name)
+
+
+def reasons_of(
+    rule: Rule,
+    reached: tuple[Escalation, ...],
+    state: CustomerState,
+    features: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """One reason per name the rule (and the escalations reached) read: value, op, threshold."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for condition in (rule.condition, *(step.condition for step in reached)):
+        comparisons: dict[str, tuple[str, float | str]] = {}
+        for compared, operator, literal in condition.comparisons:
+            comparisons.setdefault(compared, (operator, literal))
+        for name in condition.variables:
+            if name in seen:
+                continue
+            seen.add(name)
+            value = _shown(_value(name, state, features))
+            found = comparisons.get(name)
+            op: str = found[0] if found else "expr"
+            threshold: float | str | None = found[1] if found else None
+            if value is None:
+                text = f"{name} is not available"
+            elif threshold is None:
+                text = f"{name} is {value:g}" if isinstance(value, float) else f"{name} is {value}"
+                text += f" in {condition.source}"
+            else:
+                shown = f"{value:g}" if isinstance(value, float) else value
+                limit = f"{threshold:g}" if isinstance(threshold, float) else repr(threshold)
+                text = f"{name} is {shown} (threshold {op} {limit})"
+            out.append(
+                {"feature": name, "value": value, "op": op, "threshold": threshold, "text": text}
+            )
+    return out
+
+
+def render(template: str, names: Mapping[str, Any]) -> str:
+    """Fill ``{{ name }}`` and ``{{ name:format }}`` from ``names``; missing values read n/a."""
+
+    def one(match: Any) -> str:
+        value = names.get(match.group(1))
+        spec = match.group(2)
+        if value is None:
+            return "n/a"
+        if spec and isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return format(value, spec)
+            except ValueError:
+                return str(value)
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    return TEMPLATE.sub(one, template)
+
+
+def _publish(
+    state: CustomerState,
+    rule: Rule,
+    reached: tuple[Escalation, ...],
+    emit: Emit,
+    features: Mapping[str, Any],
+    occurred_at: float,
+    rules: RuleSet,
+    ctx: Context,
+    out: Outputs,
+) -> None:
+    names: dict[str, Any] = dict(features)
+    names.update(
+        tier=state.tier,
+        customer_id=state.customer_id,
+        rule=rule.name,
+        level=emit.level,
+        group=rule.group,
+    )
+    reasons = reasons_of(rule, reached, state, features)
+    recommendations: list[dict[str, Any]] = []
+    if emit.status == "firing":
+        actions = [*rule.actions, *(a for step in reached for a in step.actions)]
+        recommendations = policy.recommend(actions, state.credit_limit, state.payment_terms_days)
+    warning = make_warning(
+        state,
+        emit.warning_id,
+        emit.level,
+        emit.status,
+        rule.name,
+        occurred_at,
+        ctx,
+        reasons,
+        recommendations,
+    )
+    warning.update(
+        group=rule.group,
+        labels={k: render(v, names) for k, v in rule.labels.items()},
+        annotations={k: render(v, names) for k, v in rule.annotations.items()},
+        rules_version=rules.version,
+        escalated=emit.escalated,
+    )
+    out.warnings.append(warning)
+    if recommendations:
+        out.credit_actions.append(
+            policy.credit_action(
+                customer_id=state.customer_id,
+                source="warning",
+                source_id=emit.warning_id,
+                level=emit.level,
+                occurred_at=warning["occurred_at"],
+                detected_at=warning["detected_at"],
+                tier=state.tier,
+                risk_score=state.risk_score,
+                recommendations=recommendations,
+                credit_limit=state.credit_limit,
+                terms_days=state.payment_terms_days,
+                evidence={"reasons": reasons, "annotations": warning["annotations"]},
+                rule=rule.name,
+                rules_version=rules.version,
+            )
+        )
+
+
+def _retire(
+    state: CustomerState,
+    rules: RuleSet,
+    features: Mapping[str, Any],
+    occurred_at: float,
+    ctx: Context,
+    out: Outputs,
+) -> None:
+    """Resolve firing warnings of rules the active rule set no longer has; forget the rest."""
+    names = rules.names()
+    for name in [n for n in state.alerts if n not in names]:
+        wid, level = state.alerts.pop(name)[:2]
+        warning = make_warning(
+            state,
+            wid,
+            level,
+            "resolved",
+            name,
+            occurred_at,
+            ctx,
+            [
+                {
+                    "feature": "rule",
+                    "value": name,
+                    "op": "expr",
+                    "threshold": None,
+                    "text": f"rule {name} is not in the active rule set {rules.version}",
+                }
+            ],
+            [],
+        )
+        warning["rules_version"] = rules.version
+        out.warnings.append(warning)
+    for name in [n for n in state.watch if n not in names]:
+        del state.watch[name]
+
+
+def make_warning(
     state: CustomerState,
     wid: str,
     level: str,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from stream_risk.core.features import groups_of
-from stream_risk.core.rules import BUILTIN_RULES, ThresholdRule
+from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES
 
 
@@ -29,7 +29,8 @@ class Context:
     base_currency: str = "EUR"
     #: Units of base currency per unit of another currency.
     fx_rates: dict[str, float] = field(default_factory=dict)
-    rules: tuple[ThresholdRule, ...] = BUILTIN_RULES
+    #: The active rule set (the default pack unless one is given or published).
+    rules: RuleSet = field(default_factory=default_rules)
     #: Event ids remembered per customer for de-duplication.
     dedup_capacity: int = 128
     #: How far (seconds) an event may lag the customer's latest event time and
@@ -41,9 +42,12 @@ class Context:
     feature_groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.feature_groups = groups_of(
-            [rule.feature for rule in self.rules] + list(SCORE_FEATURES)
-        )
+        self.feature_groups = self.rules.feature_groups() | groups_of(list(SCORE_FEATURES))
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Switch to another (validated) rule set between batches: rules and what they read."""
+        self.rules = rules
+        self.__post_init__()
 
     def to_base(self, amount: float, currency: str) -> float:
         """Convert ``amount`` in ``currency`` into the base currency, or raise :class:`BadEvent`."""

@@ -73,6 +73,11 @@ class CustomerState:
     partition: int | None = None
     #: rule name -> [warning_id, level, fired_at] while the rule fires.
     alerts: dict[str, list[Any]] = field(default_factory=dict)
+    #: rule name -> lifecycle episode of a rule that holds but does not fire (pending,
+    #: muted) or has just resolved (cooling); see :mod:`stream_risk.core.lifecycle`.
+    watch: dict[str, list[Any]] = field(default_factory=dict)
+    #: The published tier's hysteresis: [tier, since, improving_since, improving_worst].
+    tier_hold: list[Any] | None = None
     last_outcome: str | None = None
     outcome_at: float | None = None
     #: Latest event time applied, and the latest time the customer was advanced to.
@@ -97,6 +102,7 @@ _EMPTY_BY_DEFAULT = frozenset(
         "seen",
         "offsets",
         "alerts",
+        "watch",
     }
 )
 

@@ -27,7 +27,7 @@ from risk_factory import (
 from stream_risk import cli
 from stream_risk.core import Context, CustomerState, profile_of
 from stream_risk.core.features import REGISTRY, compute, groups_of
-from stream_risk.core.rules import BUILTIN_RULES
+from stream_risk.core.ruleset import SCORE_VARIABLES, default_rules, variable_kind
 from stream_risk.core.scoring import SCORE_FEATURES
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -105,7 +105,9 @@ def test_every_feature_is_documented() -> None:
 
 
 def test_rules_and_score_read_registered_features() -> None:
-    needed = {rule.feature for rule in BUILTIN_RULES} | set(SCORE_FEATURES)
+    read = {v for v in default_rules().variables if variable_kind(v) is not None}
+    assert read and all(v in REGISTRY or v in SCORE_VARIABLES for v in read)
+    needed = {v for v in read if v in REGISTRY} | set(SCORE_FEATURES)
     assert needed <= set(REGISTRY)
     assert "bounced_payments_90d" in SCORE_FEATURES
     # a step computes (at least) the groups that the rules and the score read

@@ -29,6 +29,7 @@ from risk_factory import (
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
 from stream_risk.core.features import REGISTRY, compute
+from stream_risk.core.ruleset import default_rules
 from stream_risk.core.state import decode, encode
 
 DAY = 86_400.0
@@ -175,13 +176,35 @@ def apply_in(events: list[dict[str, Any]], order: list[int], final: float) -> Cu
     return state
 
 
+#: Rules of the default pack that read only features computed from the input (no score,
+#: tier or online detector, which learn in arrival order).
+_LEARNED = {"risk_score", "risk_score_change", "raw_tier", "tier"} | {
+    name for name, f in REGISTRY.items() if f.group == "detectors"
+}
+ORDER_FREE_RULES = {
+    rule.name
+    for rule in default_rules()
+    if not _LEARNED
+    & {*rule.condition.variables, *(v for e in rule.escalate for v in e.condition.variables)}
+}
+
+
 def comparable(state: CustomerState) -> dict[str, Any]:
     """The encoded state without what legitimately depends on arrival order: the ids seen
     (arrival order), warning episodes (ids and times name the triggering event) and the
     float rounding of per-day sums."""
     data = orjson.loads(encode(state))
     data.pop("seen", None)
-    data["alerts"] = sorted((rule, alert[1]) for rule, alert in data.get("alerts", {}).items())
+    # The published tier moves with hysteresis: it remembers the evaluations it saw.
+    data.pop("tier", None)
+    data.pop("tier_hold", None)
+    # Lifecycles remember their history (cooldowns, escalations, pending since): what
+    # must not depend on arrival order is which rules hold at the end, for the rules
+    # that read no learned value.
+    holding = set(data.pop("alerts", {})) | {
+        rule for rule, ep in data.pop("watch", {}).items() if ep[0] in ("pending", "muted")
+    }
+    data["holding"] = sorted(holding & ORDER_FREE_RULES)
     data["ledger"] = [[day, round(v, 6)] for day, v in data.get("ledger", [])]
     data["ledger_base"] = round(data.get("ledger_base", 0.0), 6)
     return data

@@ -1,0 +1,96 @@
+"""Credit-policy recommendations: what a warning or a tier change suggests doing.
+
+Rules and the tier policy name actions in general terms (reduce the limit to
+half, shorten terms to 15 days); :func:`recommend` turns them into concrete
+proposals for one customer (the new limit in the base currency, the new
+terms), dropping those that would change nothing. :func:`credit_action` wraps
+them with their evidence for the credit-actions topic. The engine never applies
+them: every record is ``proposed`` and needs a person or a downstream system to
+approve it.
+
+>>> recommend([{"kind": "reduce_credit_limit", "to_share": 0.5},
+...            {"kind": "shorten_terms", "days": 45}], credit_limit=10_000.0, terms_days=30)
+[{'kind': 'reduce_credit_limit', 'to_share': 0.5, 'from': 10000.0, 'to': 5000.0}]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def recommend(
+    actions: Iterable[Mapping[str, Any]],
+    credit_limit: float | None,
+    terms_days: int | None,
+) -> list[dict[str, Any]]:
+    """Concrete recommendations for a customer with ``credit_limit`` and ``terms_days``."""
+    out: list[dict[str, Any]] = []
+    for action in actions:
+        item = dict(action)
+        kind = item["kind"]
+        if kind == "reduce_credit_limit":
+            if credit_limit is not None:
+                new = (
+                    credit_limit * float(item["to_share"])
+                    if "to_share" in item
+                    else float(item["to_amount"])
+                )
+                if new >= credit_limit:
+                    continue  # already at or below the proposed limit
+                item["from"] = round(credit_limit, 2)
+                item["to"] = round(new, 2)
+        elif kind == "shorten_terms" and terms_days is not None:
+            if terms_days <= int(item["days"]):
+                continue  # terms are already that short
+            item["from"] = terms_days
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def action_id(customer_id: str, source_id: str, level: str) -> str:
+    """Deterministic id of a recommendation: one per warning (and level) or tier change."""
+    digest = hashlib.blake2b(
+        f"{customer_id}\x1f{source_id}\x1f{level}".encode(), digest_size=12
+    ).hexdigest()
+    return f"a-{digest}"
+
+
+def credit_action(
+    *,
+    customer_id: str,
+    source: str,
+    source_id: str,
+    level: str,
+    occurred_at: str,
+    detected_at: str,
+    tier: str,
+    risk_score: float,
+    recommendations: list[dict[str, Any]],
+    credit_limit: float | None,
+    terms_days: int | None,
+    evidence: dict[str, Any],
+    rule: str | None = None,
+    rules_version: str | None = None,
+) -> dict[str, Any]:
+    """A credit-actions record: proposed recommendations with their evidence."""
+    return {
+        "action_id": action_id(customer_id, source_id, level),
+        "customer_id": customer_id,
+        "status": "proposed",
+        "requires_approval": True,
+        "source": source,
+        "source_id": source_id,
+        "rule": rule,
+        "level": level,
+        "tier": tier,
+        "risk_score": risk_score,
+        "occurred_at": occurred_at,
+        "detected_at": detected_at,
+        "current": {"credit_limit": credit_limit, "payment_terms_days": terms_days},
+        "recommendations": recommendations,
+        "evidence": evidence,
+        "rules_version": rules_version,
+    }

@@ -1,0 +1,469 @@
+"""Rule sets: compile parsed rule files (CEL expressions) into what the engine evaluates.
+
+Loading is separate from parsing (:mod:`stream_risk.core.rulefmt`): it compiles
+every expression once with the CEL library, checks that every name an
+expression or template uses is a feature, a score or a customer field, and
+type-checks each expression by a trial evaluation (numbers are doubles in
+expressions: ``days_past_due >= 30`` works, arithmetic needs ``1.0``). A rule set
+with any error is rejected whole: :func:`load_files` returns every error and no
+rule set, so a bad rule set is never half-applied.
+
+Evaluation builds one CEL context per customer evaluation holding the
+variables the rule set reads (only those that have a value: a rule on a
+missing feature does not hold), then runs each compiled program against it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import importlib.resources
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cel
+
+from stream_risk.core.features import REGISTRY, groups_of
+from stream_risk.core.rulefmt import (
+    LEVELS,
+    TEMPLATE,
+    FileSpec,
+    RuleError,
+    RuleSpec,
+    TierPolicySpec,
+    Where,
+    parse_file,
+)
+
+#: Names expressions may use besides the registered features: the score, its
+#: change, the tier straight from the score and the customer's current tier.
+SCORE_VARIABLES: dict[str, str] = {
+    "risk_score": "number",
+    "risk_score_change": "number",
+    "raw_tier": "label",
+    "tier": "label",
+    "order_amount_zscore": "number",
+    "order_frequency_zscore": "number",
+    "days_late_drift": "number",
+    "behaviour_anomaly": "number",
+}
+#: Names templates may use besides variables.
+TEMPLATE_NAMES = ("customer_id", "rule", "level", "group")
+LEVEL_RANK = {level: n for n, level in enumerate(LEVELS, start=1)}
+
+_CEL_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+_COMPARISON = re.compile(
+    r"\b([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\")"
+)
+
+
+def variable_kind(name: str) -> str | None:
+    """``number``, ``label`` or ``either`` for a known name, else ``None``."""
+    if name in SCORE_VARIABLES:
+        return SCORE_VARIABLES[name]
+    feature = REGISTRY.get(name)
+    if feature is None:
+        return None
+    if feature.unit == "label":
+        return "label"
+    if feature.unit.startswith("label or"):
+        return "either"
+    return "number"
+
+
+def cel_value(value: Any) -> Any:
+    """A feature value as CEL sees it: numbers are doubles, labels strings."""
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled CEL expression and what it reads."""
+
+    source: str
+    program: Any
+    variables: tuple[str, ...]
+    #: (name, op, threshold) of simple comparisons, for warning reasons.
+    comparisons: tuple[tuple[str, str, float | str], ...]
+
+    def holds(self, env: Any) -> bool:
+        """True only when the expression evaluates to ``true``; errors do not hold."""
+        try:
+            return self.program.execute(env) is True
+        except Exception:  # CEL raises several types for a missing or mistyped value
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    level: str
+    condition: Condition
+    actions: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule."""
+
+    name: str
+    group: str
+    level: str
+    condition: Condition
+    hold: float
+    cooldown: float
+    segments: dict[str, tuple[str, ...]]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    actions: tuple[dict[str, Any], ...]
+    escalate: tuple[Escalation, ...]
+
+    def applies_to(self, segment: Mapping[str, Any] | None, tier: str) -> bool:
+        """Whether the customer is in the rule's segments (no filter: everyone)."""
+        for name, values in self.segments.items():
+            value = tier if name == "tier" else (segment or {}).get(name)
+            if value not in values:
+                return False
+        return True
+
+    def level_in(self, env: Any) -> tuple[str, tuple[Escalation, ...]] | None:
+        """The level the rule holds at (highest escalation that holds), or ``None``."""
+        if not self.condition.holds(env):
+            return None
+        level, reached = self.level, tuple[Escalation, ...]()
+        for step in self.escalate:
+            if step.condition.holds(env):
+                level, reached = step.level, (*reached, step)
+        return level, reached
+
+
+@dataclass(frozen=True, slots=True)
+class TierPolicy:
+    """Tier hysteresis and the recommendations per tier."""
+
+    down_after: float = 30 * 86_400.0
+    actions: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """A validated, compiled rule set: what a context evaluates."""
+
+    version: str
+    digest: str
+    #: Rules most severe first (inhibition looks at the critical ones first).
+    rules: tuple[Rule, ...]
+    tiers: TierPolicy
+    #: Every variable an expression reads.
+    variables: tuple[str, ...]
+    #: The source files, by name (what ``rules publish`` sends).
+    files: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.rules)
+
+    def feature_groups(self) -> frozenset[str]:
+        """The feature groups the rules read."""
+        return groups_of(v for v in self.variables if v in REGISTRY)
+
+    def environment(self, features: Mapping[str, Any], tier: str) -> Any:
+        """The CEL context of one evaluation: the rule set's variables that have a value."""
+        values: dict[str, Any] = {}
+        for name in self.variables:
+            value = tier if name == "tier" else cel_value(features.get(name))
+            if value is not None:
+                values[name] = value
+        return cel.Context(values)
+
+
+def digest_of(files: Mapping[str, str]) -> str:
+    """Content digest of a rule set's files (names and texts)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()
+
+
+def _cel_error(message: str, where: Where, source: str) -> tuple[int, int, str]:
+    """Map a CEL parse error onto the rule file: line, column, message."""
+    first = message.splitlines()[0] if message else "cannot compile"
+    match = _CEL_POSITION.search(message)
+    if match is None:
+        return where.line, where.col, f"expr does not compile: {first}"
+    line, col, text = int(match.group(1)), int(match.group(2)), match.group(3)
+    text = text.split("\n")[0]
+    if line == 1 and "\n" not in source:
+        return where.line, where.col + col, f"expr does not compile: {text}"
+    return where.line, where.col, f"expr does not compile at {line}:{col + 1}: {text}"
+
+
+def _trial_values(variables: Iterable[str], either_as: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in variables:
+        kind = variable_kind(name)
+        if kind == "label" or (kind == "either" and either_as == "label"):
+            out[name] = "x"
+        else:
+            out[name] = 1.0
+    return out
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.errors: list[RuleError] = []
+
+    def error(self, where: Where, rule: RuleSpec, message: str, col: int | None = None) -> None:
+        self.errors.append(
+            RuleError(
+                where.file,
+                where.line,
+                where.col if col is None else col,
+                rule.group,
+                rule.name,
+                message,
+            )
+        )
+
+    def condition(self, source: str, where: Where, rule: RuleSpec) -> Condition | None:
+        try:
+            program = cel.compile(source)
+        except Exception as exc:  # the library raises ValueError and others
+            line, col, message = _cel_error(str(exc), where, source)
+            self.errors.append(RuleError(where.file, line, col, rule.group, rule.name, message))
+            return None
+        names = tuple(program.variables())
+        unknown = [n for n in names if variable_kind(n) is None]
+        for name in unknown:
+            close = difflib.get_close_matches(name, [*REGISTRY, *SCORE_VARIABLES], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.error(
+                where,
+                rule,
+                f"unknown name {name!r}: not a feature, score or customer field "
+                f"(stream-risk features lists them){hint}",
+            )
+        if unknown:
+            return None
+        problem = self._trial(program, names)
+        if problem is not None:
+            self.error(where, rule, problem)
+            return None
+        comparisons = tuple(
+            (m.group(1), m.group(2), _literal(m.group(3)))
+            for m in _COMPARISON.finditer(source)
+            if m.group(1) in names
+        )
+        return Condition(source, program, names, comparisons)
+
+    @staticmethod
+    def _trial(program: Any, names: tuple[str, ...]) -> str | None:
+        """A type check by evaluation: every name bound to a value of its kind."""
+        either = any(variable_kind(n) == "either" for n in names)
+        attempts = ("label", "number") if either else ("",)
+        problem = None
+        for either_as in attempts:
+            try:
+                result = program.execute(_trial_values(names, either_as))
+            except Exception as exc:  # no such overload, division by zero, ...
+                first = str(exc).split(". ")[0]
+                problem = (
+                    f"expr does not type-check: {first} (numbers are doubles: "
+                    "write 1.0, not 1, in arithmetic)"
+                )
+                continue
+            if not isinstance(result, bool):
+                return f"expr must be a condition (true or false), got {type(result).__name__}"
+            return None
+        return problem
+
+    def templates(self, rule: RuleSpec, names: set[str]) -> None:
+        for key, text in [
+            *((f"labels.{k}", v) for k, v in rule.labels.items()),
+            *((f"annotations.{k}", v) for k, v in rule.annotations.items()),
+        ]:
+            where = rule.templates_at.get(key, rule.at)
+            for match in TEMPLATE.finditer(text):
+                name = match.group(1)
+                if name not in names and name not in TEMPLATE_NAMES:
+                    self.error(where, rule, f"{key}: unknown name {name!r} in template")
+
+    def rule(self, spec: RuleSpec) -> Rule | None:
+        condition = self.condition(spec.expr, spec.expr_at, spec)
+        escalate: list[Escalation] = []
+        for step in spec.escalate:
+            esc = self.condition(step.expr, step.expr_at, spec)
+            if esc is not None:
+                escalate.append(Escalation(step.level, esc, step.actions))
+        self.templates(spec, {*REGISTRY, *SCORE_VARIABLES})
+        if condition is None or len(escalate) != len(spec.escalate):
+            return None
+        return Rule(
+            name=spec.name,
+            group=spec.group,
+            level=spec.level,
+            condition=condition,
+            hold=spec.hold,
+            cooldown=spec.cooldown,
+            segments=dict(spec.segments),
+            labels=dict(spec.labels),
+            annotations=dict(spec.annotations),
+            actions=spec.actions,
+            escalate=tuple(escalate),
+        )
+
+
+def _literal(text: str) -> float | str:
+    if text[:1] in "'\"":
+        return text[1:-1]
+    return float(text)
+
+
+def compile_specs(
+    specs: list[FileSpec], files: Mapping[str, str], version: str
+) -> tuple[RuleSet | None, list[RuleError]]:
+    """Compile parsed files into one rule set; every error, or a rule set and none."""
+    c = _Compiler()
+    rules: list[Rule] = []
+    seen_rules: dict[str, Where] = {}
+    seen_groups: dict[str, Where] = {}
+    tiers: TierPolicySpec | None = None
+    for spec in specs:
+        if spec.tiers is not None:
+            if tiers is not None and tiers.at is not None and spec.tiers.at is not None:
+                at = spec.tiers.at
+                c.errors.append(
+                    RuleError(
+                        at.file,
+                        at.line,
+                        at.col,
+                        "tiers",
+                        "-",
+                        f"tiers is already defined in {tiers.at.file}:{tiers.at.line}",
+                    )
+                )
+            else:
+                tiers = spec.tiers
+        for group in spec.groups:
+            if group.name in seen_groups:
+                first = seen_groups[group.name]
+                c.errors.append(
+                    RuleError(
+                        group.at.file,
+                        group.at.line,
+                        group.at.col,
+                        group.name,
+                        "-",
+                        f"group {group.name!r} is already defined at {first.file}:{first.line}",
+                    )
+                )
+            seen_groups.setdefault(group.name, group.at)
+            for rule_spec in group.rules:
+                if rule_spec.name in seen_rules:
+                    first = seen_rules[rule_spec.name]
+                    c.error(
+                        rule_spec.at,
+                        rule_spec,
+                        f"rule name {rule_spec.name!r} is already used at "
+                        f"{first.file}:{first.line} (names are unique in a rule set)",
+                    )
+                    continue
+                seen_rules[rule_spec.name] = rule_spec.at
+                rule = c.rule(rule_spec)
+                if rule is not None:
+                    rules.append(rule)
+    if not seen_rules and not c.errors:
+        c.errors.append(RuleError("-", 1, 1, "-", "-", "the rule set has no rules"))
+    if c.errors:
+        return None, c.errors
+    variables: set[str] = {"tier"} if any("tier" in r.segments for r in rules) else set()
+    for rule in rules:
+        variables.update(rule.condition.variables)
+        for step in rule.escalate:
+            variables.update(step.condition.variables)
+    ordered = tuple(
+        sorted(rules, key=lambda r: -max(LEVEL_RANK[s] for s in (r.level, *_levels(r))))
+    )
+    policy = (
+        TierPolicy(tiers.down_after, dict(tiers.actions)) if tiers is not None else TierPolicy()
+    )
+    return (
+        RuleSet(version, digest_of(files), ordered, policy, tuple(sorted(variables)), dict(files)),
+        [],
+    )
+
+
+def _levels(rule: Rule) -> tuple[str, ...]:
+    return tuple(step.level for step in rule.escalate)
+
+
+def load_files(
+    files: Mapping[str, str], version: str | None = None
+) -> tuple[RuleSet | None, list[RuleError]]:
+    """Parse and compile a rule set given as ``{file name: YAML text}``.
+
+    ``version`` defaults to ``local-`` and the first 12 digits of the content digest.
+    """
+    specs: list[FileSpec] = []
+    errors: list[RuleError] = []
+    for name in sorted(files):
+        spec, file_errors = parse_file(files[name], name)
+        specs.append(spec)
+        errors += file_errors
+    if not files:
+        errors.append(RuleError("-", 1, 1, "-", "-", "no rule files (*.yaml, *.yml)"))
+    if errors:
+        # Compile anyway: expression errors are reported together with shape errors.
+        _, more = compile_specs(specs, files, "")
+        return None, errors + [e for e in more if e.message != "the rule set has no rules"]
+    return compile_specs(specs, files, version or f"local-{digest_of(files)[:12]}")
+
+
+def read_dir(path: Path) -> dict[str, str]:
+    """The rule files of a directory (``*.yaml``, ``*.yml``), by path as given."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory")
+    return {
+        str(p): p.read_text(encoding="utf-8")
+        for p in sorted(path.iterdir())
+        if p.suffix in (".yaml", ".yml") and p.is_file()
+    }
+
+
+def load_dir(path: Path, version: str | None = None) -> tuple[RuleSet | None, list[RuleError]]:
+    """Parse and compile every rule file in ``path``."""
+    return load_files(read_dir(path), version)
+
+
+def default_files() -> dict[str, str]:
+    """The default rule pack shipped with the engine, by file name."""
+    package = importlib.resources.files("stream_risk.rules")
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in sorted(package.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith((".yaml", ".yml"))
+    }
+
+
+@functools.cache
+def default_rules() -> RuleSet:
+    """The compiled default rule pack (compiled once per process)."""
+    files = default_files()
+    rules, errors = load_files(files, f"default-{digest_of(files)[:12]}")
+    if rules is None:  # pragma: no cover - the shipped pack is tested
+        raise RuntimeError("the default rule pack is invalid:\n" + "\n".join(map(str, errors)))
+    return rules
