@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
+from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance, profile_of, step
 from stream_risk.core.state import decode, encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
@@ -44,6 +44,9 @@ class BatchResult:
     #: customer_id -> (partition, profile)
     profiles: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    #: (partition, record) for the tier-changes and credit-actions topics.
+    tier_changes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    credit_actions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 class MonitorDriver:
@@ -168,7 +171,7 @@ class MonitorDriver:
             return
         state.offsets[msg.topic] = msg.offset
         state.partition = msg.partition
-        self._collect(msg.partition, state, out.warnings, result)
+        self._collect(msg.partition, state, out, result)
 
     def _fire_timers(
         self, partition: int, now: float, result: BatchResult, cache: dict[str, CustomerState]
@@ -182,16 +185,18 @@ class MonitorDriver:
         for customer_id, wake in queue.due(now):
             state, out = advance(self._state(customer_id, cache), wake, self.ctx)
             result.states[customer_id] = (partition, b"")
-            self._collect(partition, state, out.warnings, result)
+            self._collect(partition, state, out, result)
 
     def _collect(
         self,
         partition: int,
         state: CustomerState,
-        warnings: list[dict[str, Any]],
+        out: Outputs,
         result: BatchResult,
     ) -> None:
-        for warning in warnings:
+        result.tier_changes.extend((partition, change) for change in out.tier_changes)
+        result.credit_actions.extend((partition, action) for action in out.credit_actions)
+        for warning in out.warnings:
             self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
             result.warnings.append((partition, warning))
         self._queue(partition).schedule(state.customer_id, state.next_wakeup)

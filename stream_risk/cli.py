@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from pydantic import ValidationError
 
@@ -80,6 +80,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         fx_rates=rates,
         allowed_lateness=lateness * 86_400.0,
     )
+    if args.rules is not None:
+        rules = _rules_or_exit(args.rules, "replay")
+        ctx.use_rules(rules)
     shown = 0
 
     def on_bad(bad: BadLine) -> None:
@@ -90,8 +93,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         elif shown == args.max_bad_shown + 1:
             print("replay: further bad events are counted, not shown", file=sys.stderr)
 
-    with _output(args.warnings_out) as w_out, _output(args.profiles_out) as p_out:
-        report = replay(args.files, w_out, p_out, ctx, on_bad, progress=not args.quiet)
+    with (
+        _output(args.warnings_out) as w_out,
+        _output(args.profiles_out) as p_out,
+        _output(args.tier_changes_out) as t_out,
+        _output(args.credit_actions_out) as a_out,
+    ):
+        report = replay(
+            args.files,
+            w_out,
+            p_out,
+            ctx,
+            on_bad,
+            progress=not args.quiet,
+            tier_changes_out=t_out,
+            credit_actions_out=a_out,
+        )
     print(
         f"replay: {report.events} events ({report.applied} applied, "
         f"{report.duplicates} duplicates, "
@@ -106,7 +123,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     for reason, count in sorted(report.bad_by_reason.items(), key=lambda kv: -kv[1])[:10]:
         print(f"replay:   bad {reason}: {count}", file=sys.stderr)
+    print(
+        f"replay: rule set {ctx.rules.version}: {report.tier_changes} tier changes, "
+        f"{report.credit_actions} credit-action recommendations",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _rules_or_exit(directory: Path, verb: str) -> Any:
+    """The rule set in ``directory``, or exit 1 listing every error."""
+    from stream_risk.core.ruleset import load_dir
+
+    try:
+        rules, errors = load_dir(directory)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"stream-risk {verb}: {exc}") from None
+    if rules is None:
+        raise SystemExit("\n".join(map(str, errors)) + f"\nstream-risk {verb}: bad rule set")
+    return rules
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -162,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--warnings-out", metavar="W.jsonl", help="write every warning here ('-' = stdout)"
     )
     p.add_argument("--profiles-out", metavar="P.jsonl", help="write one profile per customer here")
+    p.add_argument("--tier-changes-out", metavar="T.jsonl", help="write every tier change here")
+    p.add_argument(
+        "--credit-actions-out",
+        metavar="A.jsonl",
+        help="write every credit-policy recommendation here",
+    )
+    p.add_argument(
+        "--rules",
+        type=Path,
+        metavar="DIR",
+        help="evaluate the rule set in DIR instead of the default pack",
+    )
     p.add_argument(
         "--base-currency",
         metavar="CUR",
@@ -211,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
         "backtest",
         backtest,
         "score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
+    )
+    from stream_risk import rules_cli
+
+    add_module_verb(
+        verbs, "rules", rules_cli, "check, publish (hot reload) and test early-warning rule sets"
     )
     from stream_risk import latency
     from stream_risk.notify import cli as notify_cli

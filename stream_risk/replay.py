@@ -20,7 +20,15 @@ from typing import IO, Any, cast
 import orjson
 from pydantic import ValidationError
 
-from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
+from stream_risk.core import (
+    BadEvent,
+    Context,
+    CustomerState,
+    Outputs,
+    advance,
+    profile_of,
+    step,
+)
 from stream_risk.core.state import encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
@@ -45,6 +53,8 @@ class ReplayReport:
     duplicates: int = 0
     bad: int = 0
     warnings: int = 0
+    tier_changes: int = 0
+    credit_actions: int = 0
     customers: int = 0
     seconds: float = 0.0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
@@ -96,9 +106,13 @@ class Replayer:
         self,
         ctx: Context,
         on_warning: Callable[[dict[str, Any]], None],
+        on_tier_change: Callable[[dict[str, Any]], None] | None = None,
+        on_credit_action: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.on_warning = on_warning
+        self.on_tier_change = on_tier_change
+        self.on_credit_action = on_credit_action
         self.states: dict[str, CustomerState] = {}
         self.timers = TimerQueue()
         self.report = ReplayReport()
@@ -113,7 +127,7 @@ class Replayer:
         """Fire every overdue check due at or before event time ``now``."""
         for customer_id, wake in self.timers.due(now):
             state, out = advance(self.states[customer_id], wake, self.ctx)
-            self._publish(state, out.warnings)
+            self._publish(state, out)
 
     def apply(self, event: Any, source: str, line: int, on_bad: Callable[[BadLine], None]) -> None:
         ts = event.occurred_at.timestamp()
@@ -128,12 +142,21 @@ class Replayer:
             self.report.duplicates += 1
             return
         self.report.applied += 1
-        self._publish(state, out.warnings)
+        self._publish(state, out)
 
-    def _publish(self, state: CustomerState, warnings: list[dict[str, Any]]) -> None:
-        for warning in warnings:
+    def _publish(self, state: CustomerState, out: Outputs) -> None:
+        for warning in out.warnings:
             self.report.warnings += 1
             self.on_warning(warning)
+        self.report.tier_changes += len(out.tier_changes)
+        self.report.credit_actions += len(out.credit_actions)
+        for callback, records in (
+            (self.on_tier_change, out.tier_changes),
+            (self.on_credit_action, out.credit_actions),
+        ):
+            if callback is not None:
+                for record in records:
+                    callback(record)
         self.timers.schedule(state.customer_id, state.next_wakeup)
 
     def profiles(self) -> Iterator[dict[str, Any]]:
@@ -172,6 +195,8 @@ def replay(
     ctx: Context,
     on_bad: Callable[[BadLine], None],
     progress: bool = True,
+    tier_changes_out: IO[bytes] | None = None,
+    credit_actions_out: IO[bytes] | None = None,
 ) -> ReplayReport:
     """Replay ``paths`` through the core; write warnings and final profiles as JSON lines."""
     started = time.monotonic()
@@ -188,7 +213,21 @@ def replay(
         if warnings_out is not None:
             warnings_out.write(orjson.dumps(warning) + b"\n")
 
-    driver = Replayer(ctx, write_warning)
+    def writer(out: IO[bytes] | None) -> Callable[[dict[str, Any]], None] | None:
+        if out is None:
+            return None
+
+        def write(record: dict[str, Any]) -> None:
+            out.write(orjson.dumps(record) + b"\n")
+
+        return write
+
+    driver = Replayer(
+        ctx,
+        write_warning,
+        on_tier_change=writer(tier_changes_out),
+        on_credit_action=writer(credit_actions_out),
+    )
     report = driver.report
     if progress:
         print(f"replay: reading {len(paths)} file(s)", file=sys.stderr, flush=True)

@@ -122,6 +122,8 @@ class RuleSpec:
     at: Where = Where("", 0, 0)
     #: Where each template (label or annotation) was written, for compile errors.
     templates_at: dict[str, Where] = field(default_factory=dict)
+    #: False when the rule has shape errors: compiled for its expression errors only.
+    valid: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +178,14 @@ class _Collector:
         self.errors: list[RuleError] = []
         self.group = "-"
         self.rule = "-"
+        #: Errors recorded since the current rule began.
+        self.rule_errors = 0
 
     def where(self, node: Node) -> Where:
         return Where(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def error(self, node: Node | None, message: str) -> None:
+        self.rule_errors += 1
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
         self.errors.append(RuleError(self.file, line, col, self.group, self.rule, message))
 
@@ -418,6 +423,7 @@ def _escalations(c: _Collector, node: Node | None, level: str | None) -> tuple[E
 
 def _rule(c: _Collector, node: Node, group: str, group_cooldown: float) -> RuleSpec | None:
     c.rule = "-"
+    c.rule_errors = 0
     keys = _mapping(c, node, "rule", _RULE_KEYS)
     if not keys and not isinstance(node, MappingNode):
         return None
@@ -436,14 +442,14 @@ def _rule(c: _Collector, node: Node, group: str, group_cooldown: float) -> RuleS
     segments = _segments(c, keys.get("segments"))
     actions = parse_actions(c, keys.get("actions"))
     escalate = _escalations(c, keys.get("escalate"), level)
-    if name is None or expr is None or level is None:
+    if name is None or expr is None:
         return None
     return RuleSpec(
         name=name,
         group=group,
         expr=expr,
         expr_at=c.where(keys["expr"]),
-        level=level,
+        level=level or "low",
         hold=hold,
         cooldown=cooldown,
         segments=segments,
@@ -453,6 +459,7 @@ def _rule(c: _Collector, node: Node, group: str, group_cooldown: float) -> RuleS
         escalate=escalate,
         at=c.where(node),
         templates_at=templates,
+        valid=level is not None and not c.rule_errors,
     )
 
 

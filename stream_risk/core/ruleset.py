@@ -208,7 +208,7 @@ def _cel_error(message: str, where: Where, source: str) -> tuple[int, int, str]:
     line, col, text = int(match.group(1)), int(match.group(2)), match.group(3)
     text = text.split("\n")[0]
     if line == 1 and "\n" not in source:
-        return where.line, where.col + col, f"expr does not compile: {text}"
+        return where.line, where.col + col - 1, f"expr does not compile: {text}"
     return where.line, where.col, f"expr does not compile at {line}:{col + 1}: {text}"
 
 
@@ -373,7 +373,8 @@ def compile_specs(
                 )
             seen_groups.setdefault(group.name, group.at)
             for rule_spec in group.rules:
-                if rule_spec.name in seen_rules:
+                duplicate = rule_spec.name in seen_rules
+                if duplicate:
                     first = seen_rules[rule_spec.name]
                     c.error(
                         rule_spec.at,
@@ -381,15 +382,15 @@ def compile_specs(
                         f"rule name {rule_spec.name!r} is already used at "
                         f"{first.file}:{first.line} (names are unique in a rule set)",
                     )
-                    continue
-                seen_rules[rule_spec.name] = rule_spec.at
+                seen_rules.setdefault(rule_spec.name, rule_spec.at)
+                # Compiled even when it cannot be used, so its expression errors show too.
                 rule = c.rule(rule_spec)
-                if rule is not None:
+                if rule is not None and rule_spec.valid and not duplicate:
                     rules.append(rule)
     if not seen_rules and not c.errors:
         c.errors.append(RuleError("-", 1, 1, "-", "-", "the rule set has no rules"))
     if c.errors:
-        return None, c.errors
+        return None, sorted(c.errors, key=lambda e: (e.file, e.line, e.col))
     variables: set[str] = {"tier"} if any("tier" in r.segments for r in rules) else set()
     for rule in rules:
         variables.update(rule.condition.variables)
@@ -429,7 +430,8 @@ def load_files(
     if errors:
         # Compile anyway: expression errors are reported together with shape errors.
         _, more = compile_specs(specs, files, "")
-        return None, errors + [e for e in more if e.message != "the rule set has no rules"]
+        errors += [e for e in more if e.message != "the rule set has no rules"]
+        return None, sorted(errors, key=lambda e: (e.file, e.line, e.col))
     return compile_specs(specs, files, version or f"local-{digest_of(files)[:12]}")
 
 
