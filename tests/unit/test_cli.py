@@ -24,6 +24,7 @@ def test_all_verbs_are_there() -> None:
         "features",
         "notify",
         "replay",
+        "rules",
         "simulate",
         "topics",
         "worker",
