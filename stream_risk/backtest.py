@@ -41,6 +41,12 @@ class Outcome:
     at: float | None
     levels: set[str] = field(default_factory=set)
     first_severe_at: float | None = None
+    #: A high or critical warning was still firing when the outcome became known
+    #: (or, with ``--labels``, at the end of the replay).
+    severe_active: bool = False
+    #: Warnings fired (escalations not counted again) and months observed until then.
+    firings: int = 0
+    months: float = 0.0
 
 
 def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
@@ -129,6 +135,7 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
         )
         for level in LEVEL_ORDER
     }
+    months = sum(o.months for o in outcomes.values())
     leads = [
         (o.at - o.first_severe_at) / DAY
         for o in outcomes.values()
@@ -148,6 +155,10 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
             "p25": _quantile(leads, 0.25),
             "p75": _quantile(leads, 0.75),
         },
+        "high_or_critical_active": row([o for o in outcomes.values() if o.severe_active]),
+        "warnings_per_1000_customers_per_month": (
+            1000.0 * sum(o.firings for o in outcomes.values()) / months if months > 0 else None
+        ),
     }
 
 
@@ -168,7 +179,12 @@ def backtest(
             state = driver.states.get(event.customer_id)
             if state is not None and event.customer_id not in predictions:
                 predictions[event.customer_id] = Outcome(
-                    event.outcome in ADVERSE, state.risk_score, state.tier, ts
+                    event.outcome in ADVERSE,
+                    state.risk_score,
+                    state.tier,
+                    ts,
+                    severe_active=_severe_active(state),
+                    months=_months(state, ts),
                 )
         driver.apply(event, str(paths[file_no]), line_no, on_bad)
     if labels is not None:
@@ -176,7 +192,12 @@ def backtest(
             state = driver.states.get(customer_id)
             if state is not None:
                 predictions[customer_id] = Outcome(
-                    label in ADVERSE, state.risk_score, state.tier, None
+                    label in ADVERSE,
+                    state.risk_score,
+                    state.tier,
+                    None,
+                    severe_active=_severe_active(state),
+                    months=_months(state, state.clock),
                 )
     for customer_id, prediction in predictions.items():
         for w in warnings.get(customer_id, []):
@@ -184,11 +205,23 @@ def backtest(
             if prediction.at is not None and at > prediction.at:
                 continue
             prediction.levels.add(w["level"])
+            prediction.firings += not w.get("escalated", False)
             if w["level"] in ("high", "critical") and (
                 prediction.first_severe_at is None or at < prediction.first_severe_at
             ):
                 prediction.first_severe_at = at
     return evaluate(predictions)
+
+
+def _severe_active(state: CustomerState) -> bool:
+    return any(alert[1] in ("high", "critical") for alert in state.alerts.values())
+
+
+def _months(state: CustomerState, until: float | None) -> float:
+    """Months the customer was observed (first event to ``until``), 30-day months."""
+    if state.first_seen is None or until is None:
+        return 0.0
+    return max(until - state.first_seen, 0.0) / (30 * DAY)
 
 
 def read_labels(path: Path) -> dict[str, str]:
@@ -237,6 +270,14 @@ def render(report: dict[str, Any]) -> str:
         f"defaulters warned; days ahead median {pct(lead['median'])}, "
         f"p25 {pct(lead['p25'])}, p75 {pct(lead['p75'])}",
     ]
+    active = report["high_or_critical_active"]
+    rate = report["warnings_per_1000_customers_per_month"]
+    lines += [
+        f"high/critical warning still active at the outcome: {active['customers']} customers, "
+        f"{active['adverse']} adverse; precision {pct(active['precision'])}, "
+        f"recall {pct(active['recall'])}",
+        f"warnings per 1,000 customers per month: {'-' if rate is None else f'{rate:.1f}'}",
+    ]
     return "\n".join(lines)
 
 
@@ -255,6 +296,10 @@ def run(args: argparse.Namespace) -> int:
         fx_rates=dict(settings.fx_rates),
         allowed_lateness=settings.allowed_lateness_days * DAY,
     )
+    if args.rules is not None:
+        from stream_risk.cli import _rules_or_exit
+
+        ctx.use_rules(_rules_or_exit(args.rules, "backtest"))
     bad = 0
 
     def on_bad(line: BadLine) -> None:
@@ -285,4 +330,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "outcome events; scores are then the final ones",
     )
     p.add_argument("--base-currency", metavar="CUR", help="base currency (default: settings)")
+    p.add_argument(
+        "--rules", type=Path, metavar="DIR", help="rule set to evaluate (default: the default pack)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
