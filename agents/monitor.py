@@ -47,6 +47,8 @@ class BatchResult:
     #: (partition, record) for the tier-changes and credit-actions topics.
     tier_changes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     credit_actions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: Labelled model inputs from outcome events, for the trainer.
+    training_examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 class MonitorDriver:
@@ -172,6 +174,7 @@ class MonitorDriver:
         state.offsets[msg.topic] = msg.offset
         state.partition = msg.partition
         self._collect(msg.partition, state, out, result)
+        result.training_examples.extend(out.training_examples)
 
     def _fire_timers(
         self, partition: int, now: float, result: BatchResult, cache: dict[str, CustomerState]

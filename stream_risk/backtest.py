@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stream_risk.core import Context
+from stream_risk.core import Context, CustomerState
+from stream_risk.core.trainer import Trainer
 from stream_risk.replay import BadLine, Replayer, open_lines, read_events
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
@@ -171,7 +172,7 @@ def backtest(
         if warning["status"] == "firing":
             warnings.setdefault(warning["customer_id"], []).append(warning)
 
-    driver = Replayer(ctx, collect)
+    driver = Replayer(ctx, collect, trainer=Trainer())
     predictions: dict[str, Outcome] = {}
     for ts, file_no, line_no, event in read_events(paths, on_bad):
         if event.type == "outcome" and labels is None:

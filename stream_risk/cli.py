@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_module_verb(
         verbs, "rules", rules_cli, "check, publish (hot reload) and test early-warning rule sets"
     )
+    from stream_risk import costs, uci
+
+    add_module_verb(
+        verbs, "uci-split", uci, "split the UCI credit data into a training and a held-out cohort"
+    )
+    add_module_verb(
+        verbs, "costs", costs, "time each stage of the core (features, detectors, score, rules)"
+    )
     from stream_risk import latency
     from stream_risk.notify import cli as notify_cli
 

@@ -31,6 +31,7 @@ from stream_risk.core import (
 )
 from stream_risk.core.state import encode
 from stream_risk.core.timers import TimerQueue
+from stream_risk.core.trainer import Trainer
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
 
@@ -56,6 +57,9 @@ class ReplayReport:
     tier_changes: int = 0
     credit_actions: int = 0
     customers: int = 0
+    #: Outcomes that became training examples, and the last model version loaded.
+    training_examples: int = 0
+    model_version: int = 0
     seconds: float = 0.0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
     #: Encoded state bytes per customer at the end: median and 99th percentile.
@@ -106,6 +110,7 @@ class Replayer:
         self,
         ctx: Context,
         on_warning: Callable[[dict[str, Any]], None],
+        trainer: Trainer | None = None,
         on_tier_change: Callable[[dict[str, Any]], None] | None = None,
         on_credit_action: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -113,6 +118,9 @@ class Replayer:
         self.on_warning = on_warning
         self.on_tier_change = on_tier_change
         self.on_credit_action = on_credit_action
+        #: The in-process single writer of the learned model (as the trainer agent is
+        #: in the streaming topology); ``None`` keeps the scorer as it is.
+        self.trainer = trainer
         self.states: dict[str, CustomerState] = {}
         self.timers = TimerQueue()
         self.report = ReplayReport()
@@ -142,7 +150,18 @@ class Replayer:
             self.report.duplicates += 1
             return
         self.report.applied += 1
+        self._learn(out.training_examples)
         self._publish(state, out)
+
+    def _learn(self, examples: list[dict[str, Any]]) -> None:
+        if self.trainer is None:
+            return
+        for example in examples:
+            self.report.training_examples += 1
+            snapshot = self.trainer.learn_one(example)
+            if snapshot is not None:
+                self.ctx.scorer.load(snapshot)
+                self.report.model_version = snapshot["version"]
 
     def _publish(self, state: CustomerState, out: Outputs) -> None:
         for warning in out.warnings:
@@ -195,10 +214,16 @@ def replay(
     ctx: Context,
     on_bad: Callable[[BadLine], None],
     progress: bool = True,
+    learn: bool = True,
     tier_changes_out: IO[bytes] | None = None,
     credit_actions_out: IO[bytes] | None = None,
 ) -> ReplayReport:
-    """Replay ``paths`` through the core; write warnings and final profiles as JSON lines."""
+    """Replay ``paths`` through the core; write warnings and final profiles as JSON lines.
+
+    With ``learn``, outcome events train the risk model in-process (one
+    :class:`Trainer`, as the trainer agent does in the streaming topology) and
+    every refit is loaded into ``ctx.scorer`` at once.
+    """
     started = time.monotonic()
     bad_count = 0
 
@@ -225,6 +250,7 @@ def replay(
     driver = Replayer(
         ctx,
         write_warning,
+        trainer=Trainer() if learn else None,
         on_tier_change=writer(tier_changes_out),
         on_credit_action=writer(credit_actions_out),
     )

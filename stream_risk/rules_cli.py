@@ -85,6 +85,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def _replay(rules: RuleSet, files: list[Path], base_currency: str | None) -> list[dict[str, Any]]:
     from stream_risk.cli import _settings
     from stream_risk.core import Context
+    from stream_risk.core.trainer import Trainer
     from stream_risk.replay import Replayer, read_events
 
     settings = _settings()
@@ -95,7 +96,7 @@ def _replay(rules: RuleSet, files: list[Path], base_currency: str | None) -> lis
         rules=rules,
     )
     warnings: list[dict[str, Any]] = []
-    driver = Replayer(ctx, warnings.append)
+    driver = Replayer(ctx, warnings.append, trainer=Trainer())
     events = read_events(files, lambda bad: None)
     for _, file_no, line_no, event in events:
         driver.apply(event, str(files[file_no]), line_no, lambda bad: None)

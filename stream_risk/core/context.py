@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from stream_risk.core.features import groups_of
+from stream_risk.core.detectors import SegmentBehaviour
+from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
+from stream_risk.core.features import REGISTRY, groups_of
 from stream_risk.core.ruleset import RuleSet, default_rules
-from stream_risk.core.scoring import SCORE_FEATURES
+from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
+from stream_risk.core.trainer import MODEL_FEATURES
 
 
 class BadEvent(ValueError):
@@ -37,12 +40,28 @@ class Context:
     #: still be applied as if it had arrived in order; older ones are bad events.
     allowed_lateness: float = 7 * 86_400.0
     detected_at: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
+    #: The risk score: scorecard, learned model and tiers (its model is swapped in
+    #: by the driver when the trainer publishes a snapshot).
+    scorer: RiskScorer = field(default_factory=RiskScorer)
+    #: Population detector shared by the customers this driver owns (``None``: off).
+    population: SegmentBehaviour | None = field(default_factory=SegmentBehaviour)
+    #: An outcome labels the customer's model inputs as of this long (seconds) before it.
+    outcome_horizon: float = 30 * 86_400.0
+    #: Model inputs are kept at most one per this many seconds (the latest of each period).
+    snapshot_every: float = 7 * 86_400.0
     #: Feature groups a step evaluates (what the rules and the score read);
     #: profiles always carry every feature.
     feature_groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.feature_groups = self.rules.feature_groups() | groups_of(list(SCORE_FEATURES))
+        if self.snapshot_every > self.outcome_horizon:
+            raise ValueError("snapshot_every must not exceed outcome_horizon")
+        self.feature_groups = self.rules.feature_groups() | groups_of(
+            list(SCORE_FEATURES)
+            + list(MODEL_FEATURES)
+            + list(BEHAVIOUR_SCALE)
+            + [name for name, f in REGISTRY.items() if f.group == "detectors"]
+        )
 
     def use_rules(self, rules: RuleSet) -> None:
         """Switch to another (validated) rule set between batches: rules and what they read."""

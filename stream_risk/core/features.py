@@ -10,13 +10,10 @@ after it happened, whether or not anything else arrives.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from river import drift
 
 from stream_risk.core import windows
 from stream_risk.core.receivables import INV_AMOUNT, INV_DUE, INV_OPEN
@@ -317,11 +314,6 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
         "days per 30 days",
         "least-squares slope of days late (settled invoices, statements) over the last 180 days",
     ),
-    (
-        "days_late_drift",
-        "flag",
-        "1 when PageHinkley detects an upward shift in days late over the last year",
-    ),
     ("broken_promises_90d", "count", "promises to pay due in the last 90 days that were not kept"),
     ("open_promises", "count", "promises to pay not yet due"),
 )
@@ -331,7 +323,6 @@ def delinquency(state: CustomerState, now: float, out: Features) -> None:
     observations = _days_late_observations(state, now)
     recent = [o for o in observations if o[0] > now - 180 * DAY]
     out["days_late_trend"] = windows.slope_per(recent, MONTH) if len(recent) >= 3 else None
-    out["days_late_drift"] = _drift(observations)
     broken = 0
     pending = 0
     for made, promised_at, amount in state.promises:
@@ -407,24 +398,6 @@ def _days_late_observations(state: CustomerState, now: float) -> list[tuple[floa
     return obs[-24:]
 
 
-def _drift(observations: list[tuple[float, float]]) -> int:
-    if len(observations) < 4:
-        return 0
-    return _page_hinkley(tuple(o[1] for o in observations))
-
-
-@functools.lru_cache(maxsize=8192)
-def _page_hinkley(days_late: tuple[float, ...]) -> int:
-    # Days late arrive in steps of weeks; a shift of a month or more is what matters.
-    # The result depends on the sequence only, and sequences repeat across customers.
-    detector = drift.PageHinkley(min_instances=3, delta=5.0, threshold=45.0, mode="up")
-    for value in days_late:
-        detector.update(value)  # type: ignore[no-untyped-call]
-        if detector.drift_detected:
-            return 1
-    return 0
-
-
 @group(
     "orders",
     ("order_count_7d", "count", "orders placed in the last 7 days (cancellations removed)"),
@@ -440,7 +413,7 @@ def _page_hinkley(days_late: tuple[float, ...]) -> int:
         "standard deviation (n-1) of order amounts over the last 90 days",
     ),
     (
-        "order_amount_zscore",
+        "order_amount_zscore_90d",
         "z",
         "latest order of the last 90 days against the customer's other orders of the 90 days before it",
     ),
@@ -465,7 +438,7 @@ def orders(state: CustomerState, now: float, out: Features) -> None:
     mean, std = _mean_std(amounts)
     out["order_amount_mean_90d"] = mean
     out["order_amount_std_90d"] = std
-    out["order_amount_zscore"] = _latest_zscore(recs, now)
+    out["order_amount_zscore_90d"] = _latest_zscore(recs, now)
     earlier = windows.window_count(recs, now - 30 * DAY, 90 * DAY)
     out["order_frequency_change"] = (
         out["order_count_30d"] / (earlier / 3.0) - 1.0 if earlier else None
@@ -572,6 +545,57 @@ def statements(state: CustomerState, now: float, out: Features) -> None:
 
 
 # ------------------------------------------------------------------ timers
+
+
+#: How long a detector's score on an order or a payment stays visible to rules.
+DETECTOR_MEMORY = 30 * DAY
+#: How long a detected shift in days late stays flagged.
+SHIFT_MEMORY = 90 * DAY
+
+
+@group(
+    "detectors",
+    (
+        "order_amount_zscore",
+        "robust z",
+        "latest order amount against the customer's own recent orders (median and MAD), 30 days",
+    ),
+    (
+        "order_frequency_zscore",
+        "robust z",
+        "latest gap between orders against the customer's usual gaps, as frequency: "
+        "positive when orders come faster than usual, 30 days",
+    ),
+    (
+        "days_late_drift",
+        "flag",
+        "1 when PageHinkley detected an upward shift in days late in the last 90 days",
+    ),
+    (
+        "behaviour_anomaly",
+        "score 0..1",
+        "HalfSpaceTrees anomaly score of the behaviour vector against the customer's segment",
+    ),
+)
+def detectors(state: CustomerState, now: float, out: Features) -> None:
+    # Scores are computed when their event is applied (score before learn) and
+    # kept as [event time, score] in the state; this group only reads them.
+    d = state.detectors
+    out["order_amount_zscore"] = _recent(d.get("amount_z"), now, DETECTOR_MEMORY)
+    out["order_frequency_zscore"] = _recent(d.get("frequency_z"), now, DETECTOR_MEMORY)
+    if "late" in d:
+        flag = _recent(d.get("late_shift"), now, SHIFT_MEMORY)
+        out["days_late_drift"] = 0.0 if flag is None else flag
+    else:
+        out["days_late_drift"] = None
+    peer = d.get("peer")
+    out["behaviour_anomaly"] = None if peer is None else peer[1]
+
+
+def _recent(mark: list[Any] | None, now: float, memory: float) -> float | None:
+    if mark is None or mark[1] is None or not (now - memory < mark[0] <= now):
+        return None
+    return float(mark[1])
 
 
 def next_check(

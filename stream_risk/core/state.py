@@ -71,6 +71,13 @@ class CustomerState:
     #: The partition the customer's messages arrive on (set by the streaming
     #: driver): timers rebuilt after a restart fire on that partition.
     partition: int | None = None
+    #: Per-customer detector state and their latest scores as [event time, score]
+    #: (see :mod:`stream_risk.core.detectors` and the ``detectors`` feature group).
+    detectors: dict[str, Any] = field(default_factory=dict)
+    #: [taken_at, [value per model input]]: the learned model's inputs over time
+    #: (in :data:`~stream_risk.core.trainer.MODEL_FEATURES` order), so an outcome
+    #: can be labelled with the features of ``horizon`` before it.
+    snapshots: list[list[Any]] = field(default_factory=list)
     #: rule name -> [warning_id, level, fired_at] while the rule fires.
     alerts: dict[str, list[Any]] = field(default_factory=dict)
     #: rule name -> lifecycle episode of a rule that holds but does not fire (pending,
@@ -103,6 +110,8 @@ _EMPTY_BY_DEFAULT = frozenset(
         "offsets",
         "alerts",
         "watch",
+        "detectors",
+        "snapshots",
     }
 )
 

@@ -8,14 +8,16 @@ return what should be published. No I/O, no clock.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from stream_risk.core import alerting, receivables, windows
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
+from stream_risk.core.detectors import DaysLateShift, RobustZScore
 from stream_risk.core.outputs import Outputs, iso
-from stream_risk.core.scoring import risk_score, tier_of
-from stream_risk.core.state import ORD_ID, STMT_ID, STMT_TS, CustomerState
+from stream_risk.core.state import ORD_ID, ORD_TS, STMT_ID, STMT_TS, CustomerState
+from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
     AnyEvent,
     CollectionEvent,
@@ -55,6 +57,7 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"event is {lag:.1f} days older than the customer's latest event time "
             f"{iso(state.clock)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
+    example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
     _apply(state, event, ts, ctx)
     if state.first_seen is None or ts < state.first_seen:
         state.first_seen = ts
@@ -66,13 +69,16 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
     _forget(state, now, ctx)
-    return state, _evaluate(state, now, event.event_id, ts, ctx)
+    out = _evaluate(state, now, event.event_id, ts, ctx)
+    if example is not None:
+        out.training_examples.append(example)
+    return state, out
 
 
 def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerState, Outputs]:
     """Move the customer's clock to event time ``now`` and re-evaluate (timers)."""
     if state.clock is not None and now <= state.clock:
-        state.next_wakeup = feats.next_check(state, state.clock, ctx.feature_groups)
+        state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
     state.clock = now
     _forget(state, now, ctx)
@@ -96,14 +102,91 @@ def _evaluate(
     state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context
 ) -> Outputs:
     features = feats.compute(state, now, ctx.feature_groups)
-    score = risk_score(features)
-    tier = tier_of(score)
+    detectors = state.detectors
+    fresh_period = _snapshot(state, now, features, ctx)
+    if ctx.population is not None:
+        segment = _segment_key(state)
+        peer = ctx.population.score_one(segment, features)  # score before learn
+        if fresh_period:
+            # Learned once per customer and snapshot period, so busy customers
+            # do not outweigh quiet ones in their segment's picture of normal.
+            ctx.population.learn_one(segment, features, peer)
+        if peer is not None:
+            detectors["peer"] = [now, round(peer, 4)]
+            features["behaviour_anomaly"] = round(peer, 4)
+    scorer = ctx.scorer
+    score = scorer.score(features)
+    previous = detectors.get("score")
+    features["risk_score"] = score
+    features["risk_score_change"] = 0.0 if previous is None else round(score - previous, 6)
+    features["raw_tier"] = scorer.tier(score, state.segment)
+    detectors["score"] = score
     state.risk_score = score
-    state.tier = tier
+    state.tier = features["raw_tier"]
     out = Outputs()
     alerting.evaluate(state, features, trigger, occurred_at, ctx, out)
-    state.next_wakeup = feats.next_check(state, now, ctx.feature_groups)
+    state.next_wakeup = _next_wakeup(state, now, ctx)
     return out
+
+
+def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
+    """The earliest event time a feature, a held rule or the tier changes without input."""
+    times = [feats.next_check(state, now, ctx.feature_groups), alerting.next_due(state, ctx)]
+    future = [t for t in times if t is not None and t > now]
+    return min(future, default=None)
+
+
+def _segment_key(state: CustomerState) -> str:
+    segment = state.segment or {}
+    return str(segment.get("industry") or "all")
+
+
+def _snapshot(state: CustomerState, now: float, features: dict[str, Any], ctx: Context) -> bool:
+    """Keep the model inputs of ``now``: the latest one per ``snapshot_every`` period.
+
+    Returns whether ``now`` opened a new period.
+    """
+    values = [
+        float(f"{v:.4g}") if type(v) is float else (v if type(v) is int else None)
+        for v in map(features.get, MODEL_FEATURES)
+    ]
+    snapshots = state.snapshots
+    fresh = True
+    if snapshots and int(snapshots[-1][0] // ctx.snapshot_every) == int(now // ctx.snapshot_every):
+        snapshots[-1] = [now, values]
+        fresh = False
+    elif not snapshots or now > snapshots[-1][0]:
+        snapshots.append([now, values])
+    else:
+        fresh = False
+    # An older snapshot is useless once a later one is already old enough for
+    # any outcome still to come (outcomes come at ``now`` or later).
+    cutoff = now - ctx.outcome_horizon
+    while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
+        del snapshots[0]
+    return fresh
+
+
+def _training_example(
+    state: CustomerState, event: OutcomeEvent, ts: float, ctx: Context
+) -> dict[str, Any] | None:
+    """The customer's model inputs as of ``outcome_horizon`` before the outcome, labelled."""
+    as_of = ts - ctx.outcome_horizon
+    chosen = None
+    for snapshot in state.snapshots:
+        if snapshot[0] <= as_of:
+            chosen = snapshot
+    if chosen is None or len(chosen[1]) != len(MODEL_FEATURES):
+        return None  # the customer was not known that long before its outcome
+    return {
+        "customer_id": state.customer_id,
+        "event_id": event.event_id,
+        "outcome": event.outcome,
+        "adverse": event.outcome in ADVERSE_OUTCOMES,
+        "outcome_at": iso(ts),
+        "as_of": iso(chosen[0]),
+        "features": dict(zip(MODEL_FEATURES, chosen[1], strict=True)),
+    }
 
 
 def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> None:
@@ -113,7 +196,10 @@ def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> No
     elif isinstance(event, PaymentEvent):
         amount = ctx.to_base(event.amount, event.currency)
         if event.status == "settled":
+            closed = len(state.book["closed"])
             _receivable(state, [ts, "p", event.payment_id, amount, event.invoice_id])
+            for record in state.book["closed"][closed:]:
+                _days_late(state, float(record[3]), ts)
             _ledger(state, ts, -amount)
         else:
             _receivable(state, [ts, "b", event.payment_id])
@@ -128,6 +214,7 @@ def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> No
     elif isinstance(event, StatementEvent):
         balance = ctx.to_base(event.balance, event.currency)
         _statement(state, [ts, balance, event.days_past_due, event.status, event.statement_id])
+        _days_late(state, float(event.days_past_due), ts)
     elif isinstance(event, CustomerEvent):
         limit = ctx.to_base(event.credit_limit, event.currency)
         if state.profile_at is None or ts >= state.profile_at:
@@ -172,10 +259,42 @@ def _order(
         # order (an id re-used later) does not.
         if any(c[1] == order_id and c[0] >= ts - lateness for c in state.cancelled):
             return
+        _order_detectors(state, amount, ts)
         windows.insert(state.orders, [ts, amount, order_id])
         return
     state.orders = [o for o in state.orders if o[ORD_ID] != order_id]
     windows.insert(state.cancelled, [ts, order_id])
+
+
+def _order_detectors(state: CustomerState, amount: float, ts: float) -> None:
+    """Score a new order against the customer's own orders, then learn it."""
+    d = state.detectors
+    amounts = RobustZScore.from_dict(d.get("amount"))
+    z = amounts.score_one(amount)
+    amounts.learn_one(amount)
+    d["amount"] = amounts.to_dict()
+    d["amount_z"] = [ts, None if z is None else round(z, 4)]
+    previous = state.orders[-1][ORD_TS] if state.orders else state.last_order_at
+    if previous is None or ts <= previous:
+        return  # the first order, or a late one: no new gap to judge
+    # Frequency as minus the log of the gap: positive z when orders come faster.
+    frequency = -math.log1p((ts - previous) / feats.DAY)
+    gaps = RobustZScore.from_dict(d.get("frequency"))
+    fz = gaps.score_one(frequency)
+    gaps.learn_one(frequency)
+    d["frequency"] = gaps.to_dict()
+    d["frequency_z"] = [ts, None if fz is None else round(fz, 4)]
+
+
+def _days_late(state: CustomerState, days_late: float, ts: float) -> None:
+    """Feed one days-late observation to the customer's change detector."""
+    d = state.detectors
+    shift = DaysLateShift(state=d.get("late"))
+    flag = shift.score_one(days_late)
+    shift.learn_one(days_late)
+    d["late"] = shift.to_dict()
+    if flag:
+        d["late_shift"] = [ts, flag]
 
 
 def _receivable(state: CustomerState, entry: list[Any]) -> None:

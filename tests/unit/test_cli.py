@@ -20,6 +20,7 @@ def test_all_verbs_are_there() -> None:
         "backtest",
         "bench",
         "bench-latency",
+        "costs",
         "demo",
         "features",
         "notify",
@@ -27,6 +28,7 @@ def test_all_verbs_are_there() -> None:
         "rules",
         "simulate",
         "topics",
+        "uci-split",
         "worker",
     }
 

@@ -1,0 +1,25 @@
+"""Online anomaly detectors: each one a small object that is its own state.
+
+Every detector offers ``score_one`` (before learning, ``None`` while warming
+up), ``learn_one`` and ``explain_one``, and converts to and from plain JSON
+data so per-customer detectors live in the customer's state.
+
+* :class:`RobustZScore`: a value against the customer's own recent history
+  (median and MAD), e.g. order amounts and order frequency;
+* :class:`DaysLateShift`: river's PageHinkley change detector on days late;
+* :class:`SegmentBehaviour`: river's HalfSpaceTrees over the behaviour
+  vector, one forest per segment, held per worker (not per customer).
+"""
+
+from stream_risk.core.detectors.base import Explanation
+from stream_risk.core.detectors.days_late_shift import DaysLateShift
+from stream_risk.core.detectors.robust_zscore import RobustZScore
+from stream_risk.core.detectors.segment_behaviour import SegmentBehaviour, behaviour_vector
+
+__all__ = [
+    "DaysLateShift",
+    "Explanation",
+    "RobustZScore",
+    "SegmentBehaviour",
+    "behaviour_vector",
+]

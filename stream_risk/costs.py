@@ -1,0 +1,159 @@
+"""Per-event cost of each stage of the core, measured on a real event stream.
+
+The events are replayed once through the whole core (with the in-process
+trainer, as ``stream-risk replay`` does): that gives the throughput. Then,
+on the customers' final states and features, each stage is timed on its own:
+the features, every detector (score and learn, including the round trip of
+its state through plain data, as a step does), the scorecard, the blended
+score with the learned model, and rule evaluation. Numbers are microseconds
+per call; one event costs one evaluation, and a detector only runs on the
+events it reads (orders, statements and settled payments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stream_risk.core import Context, CustomerState, alerting
+from stream_risk.core import features as feats
+from stream_risk.core.detectors import DaysLateShift, RobustZScore
+from stream_risk.core.outputs import Outputs
+from stream_risk.core.scoring import risk_score
+from stream_risk.core.state import decode, encode
+from stream_risk.core.trainer import Trainer
+from stream_risk.replay import Replayer, read_events
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, help="event files (.jsonl or .jsonl.gz)")
+    p.add_argument("--base-currency", default="EUR", help="the events' base currency (EUR)")
+    p.add_argument(
+        "--sample", type=int, default=3000, help="customers each stage is timed on (3000)"
+    )
+
+
+def _per_call(fn: Callable[[Any], Any], inputs: list[Any], repeat: int = 3) -> float:
+    """Best of ``repeat`` passes, in microseconds per call."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for item in inputs:
+            fn(item)
+        best = min(best, (time.perf_counter() - started) / max(len(inputs), 1))
+    return best * 1e6
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [p for p in args.files if not p.is_file()]
+    if missing:
+        print("stream-risk costs: no such file: " + ", ".join(map(str, missing)), file=sys.stderr)
+        return 2
+    ctx = Context(base_currency=args.base_currency)
+    events = read_events(args.files, lambda bad: None)
+    driver = Replayer(ctx, lambda warning: None, trainer=Trainer())
+    print(f"costs: replaying {len(events)} events", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    for _, file_no, line_no, event in events:
+        driver.apply(event, str(args.files[file_no]), line_no, lambda bad: None)
+    seconds = time.perf_counter() - started
+    rate = len(events) / max(seconds, 1e-9)
+    # Copies through the codec: timing must not change the replayed states.
+    states = [decode(encode(driver.states[c])) for c in sorted(driver.states)[: args.sample]]
+    rows: list[tuple[str, float, str]] = []
+    with_features = [(s, feats.compute(s, s.clock or 0.0)) for s in states]
+    rows.append(
+        (
+            "features (all groups)",
+            _per_call(lambda s: feats.compute(s, s.clock or 0.0), states),
+            "every event",
+        )
+    )
+    amounts = [s.detectors["amount"] for s in states if "amount" in s.detectors]
+    rows.append(("detector: order amount robust z", _robust(amounts), "orders"))
+    gaps = [s.detectors["frequency"] for s in states if "frequency" in s.detectors]
+    rows.append(("detector: order frequency robust z", _robust(gaps), "orders"))
+    late = [s.detectors["late"] for s in states if "late" in s.detectors]
+    rows.append(
+        (
+            "detector: days-late shift (PageHinkley)",
+            _per_call(_shift_once, late) if late else float("nan"),
+            "statements, payments",
+        )
+    )
+    population = ctx.population
+    if population is not None:
+        peers = copy.deepcopy(population)
+
+        def behaviour(item: tuple[CustomerState, dict[str, Any]]) -> None:
+            segment = str((item[0].segment or {}).get("industry") or "all")
+            score = peers.score_one(segment, item[1])
+            peers.learn_one(segment, item[1], score)
+
+        rows.append(
+            (
+                "detector: segment behaviour (HalfSpaceTrees)",
+                _per_call(behaviour, with_features),
+                "every event",
+            )
+        )
+    vectors = [f for _, f in with_features]
+    rows.append(("score: scorecard only", _per_call(risk_score, vectors), "every event"))
+    rows.append(
+        (
+            f"score: blended, model v{ctx.scorer.version} ({ctx.scorer.outcomes_seen} outcomes)",
+            _per_call(ctx.scorer.score, vectors),
+            "every event",
+        )
+    )
+    rows.append(("rules and lifecycle", _rules(ctx, with_features), "every event"))
+    print(
+        f"replay: {len(events)} events, {len(driver.states)} customers in {seconds:.1f}s: "
+        f"{rate:,.0f} events/s ({1e6 / max(rate, 1e-9):,.0f} us/event, whole core)"
+    )
+    print(f"stages timed on {len(states)} customers' final state (us per call, best of 3):")
+    width = max(len(r[0]) for r in rows)
+    for name, micros, when in rows:
+        print(f"  {name:<{width}}  {micros:8.1f} us   runs on: {when}")
+    return 0
+
+
+def _robust(states: list[dict[str, Any]]) -> float:
+    if not states:
+        return float("nan")
+
+    def once(data: dict[str, Any]) -> None:
+        detector = RobustZScore.from_dict(data)
+        x = statistics.median(detector.values) if detector.values else 1.0
+        detector.score_one(x)
+        detector.learn_one(x)
+        detector.to_dict()
+
+    return _per_call(once, states)
+
+
+def _shift_once(data: dict[str, Any]) -> None:
+    detector = DaysLateShift(state=data)
+    detector.score_one(0.0)
+    detector.learn_one(0.0)
+    detector.to_dict()
+
+
+def _rules(ctx: Context, with_features: list[tuple[CustomerState, dict[str, Any]]]) -> float:
+    copies = [(decode(encode(s)), dict(f)) for s, f in with_features]
+    for state, features in copies:
+        features.setdefault("risk_score", state.risk_score)
+        features.setdefault("risk_score_change", 0.0)
+        features.setdefault("raw_tier", state.tier)
+
+    def once(item: tuple[CustomerState, dict[str, Any]]) -> None:
+        state, features = item
+        alerting.evaluate(state, features, "cost", state.clock or 0.0, ctx, Outputs())
+
+    return _per_call(once, copies, repeat=1)

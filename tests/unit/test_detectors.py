@@ -1,0 +1,117 @@
+"""Online detectors: warm-up, score before learn, confirmed anomalies, state round trips."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_risk.core.detectors import DaysLateShift, RobustZScore, SegmentBehaviour
+
+
+@pytest.mark.parametrize(
+    ("history", "x", "expected"),
+    [
+        ([], 100.0, None),  # warming up
+        ([100.0] * 4, 100.0, None),  # still warming up (5 needed)
+        ([100.0] * 5, 100.0, 0.0),
+        ([100.0] * 5, 105.0, 1.0),  # flat history: spread floor of 5 % of the median
+        ([90.0, 100.0, 110.0, 100.0, 100.0], 100.0, 0.0),
+        ([90.0, 100.0, 110.0, 100.0, 100.0], 70.0, -6.0),
+    ],
+)
+def test_robust_zscore_table(history: list[float], x: float, expected: float | None) -> None:
+    detector = RobustZScore(values=history)
+    score = detector.score_one(x)
+    assert score == (None if expected is None else pytest.approx(expected))
+
+
+def test_one_outlier_does_not_hide_the_next() -> None:
+    detector = RobustZScore(values=[100.0, 102.0, 98.0, 101.0, 99.0, 5_000.0])
+    score = detector.score_one(4_000.0)
+    assert score is not None and score > 6
+
+
+def test_confirmed_anomalies_are_not_learned_and_the_window_is_bounded() -> None:
+    detector = RobustZScore(window=6, values=[100.0, 101.0, 99.0, 100.0, 102.0])
+    detector.learn_one(10_000.0)
+    assert 10_000.0 not in detector.values
+    for _ in range(20):
+        detector.learn_one(100.0)
+    assert len(detector.values) == 6
+
+
+def test_robust_zscore_state_round_trips_through_json() -> None:
+    detector = RobustZScore(values=[1.0, 2.0, 3.0, 4.0, 5.0])
+    again = RobustZScore.from_dict(orjson.loads(orjson.dumps(detector.to_dict())))
+    assert again.score_one(9.0) == detector.score_one(9.0)
+    reason = again.explain_one(9.0, "order_amount", 3.0)
+    assert reason["feature"] == "order_amount" and "robust standard deviations" in reason["text"]
+
+
+def test_days_late_shift_flags_a_sustained_rise_and_not_a_steady_payer() -> None:
+    steady = DaysLateShift()
+    rising = DaysLateShift()
+    flags_steady = []
+    flags_rising = []
+    for month in range(12):
+        flags_steady.append(steady.score_one(0.0))
+        steady.learn_one(0.0)
+        late = 0.0 if month < 6 else 60.0
+        flags_rising.append(rising.score_one(late))
+        rising.learn_one(late)
+    assert flags_steady[:2] == [None, None]
+    assert 1.0 not in flags_steady
+    assert 1.0 in flags_rising[6:]
+
+
+def test_days_late_shift_state_round_trips_through_json() -> None:
+    detector = DaysLateShift()
+    for late in (0.0, 5.0, 0.0, 30.0):
+        detector.learn_one(late)
+    again = DaysLateShift(state=orjson.loads(orjson.dumps(detector.to_dict())))
+    for late in (60.0, 0.0, 90.0):
+        assert again.score_one(late) == detector.score_one(late)
+        again.learn_one(late)
+        detector.learn_one(late)
+    assert again.to_dict() == detector.to_dict()
+
+
+def _peers(n: int, seed: int) -> list[dict[str, float]]:
+    rng = random.Random(seed)
+    return [
+        {"credit_utilisation": rng.uniform(0.2, 0.6), "order_count_30d": rng.randint(2, 6)}
+        for _ in range(n)
+    ]
+
+
+def test_segment_behaviour_warms_up_per_segment_and_ranks_the_unusual_higher() -> None:
+    peers = SegmentBehaviour(warm_up=300, window_size=100)
+    assert peers.score_one("retail", {}) is None
+    for x in _peers(400, 1):
+        peers.learn_one("retail", x)
+    usual = [peers.score_one("retail", x) for x in _peers(50, 2)]
+    odd = peers.score_one(
+        "retail", {"credit_utilisation": 1.5, "days_past_due": 150, "bounced_payments_90d": 3}
+    )
+    assert odd is not None and all(u is not None and odd > u for u in usual)
+    assert peers.score_one("wholesale", {"credit_utilisation": 0.3}) is None
+    reasons = peers.explain_one({"credit_utilisation": 1.5, "days_past_due": 150})
+    assert [r["feature"] for r in reasons][:2] == ["credit_utilisation", "days_past_due"]
+
+
+def test_segment_behaviour_snapshot_restores_the_same_scores(tmp_path: Path) -> None:
+    peers = SegmentBehaviour(warm_up=50, window_size=40)
+    for x in _peers(120, 3):
+        peers.learn_one("retail", x)
+    path = tmp_path / "behaviour.json"
+    peers.save(path)
+    again = SegmentBehaviour(warm_up=50, window_size=40)
+    assert again.load(path) and not SegmentBehaviour().load(tmp_path / "missing.json")
+    for x in _peers(30, 4):
+        assert again.score_one("retail", x) == peers.score_one("retail", x)
+        again.learn_one("retail", x)
+        peers.learn_one("retail", x)
+    assert again.snapshot() == peers.snapshot()
