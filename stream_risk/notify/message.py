@@ -139,6 +139,10 @@ def text(kind: Kind, warning: Mapping[str, Any], segment: Mapping[str, str | Non
         f"{when} {warning.get('occurred_at', '?')} (event time); "
         f"risk score {float(warning.get('risk_score', 0)):.2f}, tier {warning.get('tier', '?')}."
     )
+    annotations = warning.get("annotations")
+    summary = annotations.get("summary") if isinstance(annotations, Mapping) else None
+    if summary:
+        lines.append(f"Summary: {summary}")
     reasons = [str(r.get("text", "")) for r in warning.get("reasons") or [] if r.get("text")]
     if reasons:
         lines.append(("Was: " if kind == "resolved" else "Why: ") + "; ".join(reasons))

@@ -110,3 +110,9 @@ def test_segment_and_subject_from_warning_or_profile() -> None:
     subj = subject_of(own, segment_of(own, features))
     assert (subj.level, subj.status, subj.rule) == ("high", "firing", "overdue_30_days")
     assert subj.labels == {"team": "north", "n": "3"}
+
+
+def test_text_carries_the_rule_summary() -> None:
+    warning = dict(WARNING, annotations={"summary": "open balance 1,100 exceeds the limit 1,000"})
+    lines = Notification("mail", "firing", warning).text.splitlines()
+    assert lines[2] == "Summary: open balance 1,100 exceeds the limit 1,000"
