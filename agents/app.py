@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -14,8 +16,11 @@ import orjson
 from kafka.partitioner.default import murmur2
 
 from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
+from stream_risk.api.server import ApiDeps, ApiServer
+from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
 from stream_risk.core import Context
+from stream_risk.metrics import WorkerMetrics
 from stream_risk.sinks.redis import RedisSink
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ class Topology:
     app: faust.App
     driver: MonitorDriver
     sink: RedisSink | None
+    metrics: WorkerMetrics
+    api: ApiServer | None
     topics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,9 +59,8 @@ def build(settings: Settings) -> Topology:
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
+        # Gates the API service below (app.web_server), which binds its own host and port.
         web_enabled=settings.web_enabled,
-        web_port=settings.web_port,
-        web_bind="127.0.0.1",
         # Changelog and produce sends are flushed before every commit: at-least-once.
         processing_guarantee="at_least_once",
         broker_commit_every=1000,
@@ -107,6 +113,12 @@ def build(settings: Settings) -> Topology:
     )
     driver = MonitorDriver(ctx, {t: k for k, t in input_topics.items()}, load)
     rebuild = {"needed": True}
+    metrics = WorkerMetrics()
+    metrics.watch_counts(driver.counts)
+    metrics.watch_lag(
+        lambda: app.consumer.assignment(),
+        lambda t, p: app.consumer.highwater(faust.types.TP(t, p)),
+    )
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -126,6 +138,7 @@ def build(settings: Settings) -> Topology:
                     ((k.decode(), v) for k, v in states.data.items()),
                     lambda cid: partition_for(cid, partitions),
                 )
+            started = time.perf_counter()
             result = driver.process(
                 Message(
                     e.message.topic,
@@ -137,6 +150,9 @@ def build(settings: Settings) -> Topology:
                 for e in events
             )
             await publish(result)
+            metrics.observe_batch(
+                [e.message for e in events], time.perf_counter() - started, time.time()
+            )
 
     def delivered(future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is None:
@@ -195,6 +211,7 @@ def build(settings: Settings) -> Topology:
     if settings.redis_enabled:
         sink = RedisSink(settings.redis_url, prefix=settings.redis_prefix)
         redis_sink = sink
+        metrics.watch_sink(sink)
         delivery = app.topic(
             settings.topic("warnings"),
             settings.topic("profiles"),
@@ -219,10 +236,27 @@ def build(settings: Settings) -> Topology:
                     else:
                         batch_profiles.append(value)
                 await redis_sink.write_until_done(batch_warnings, batch_profiles, asyncio.sleep)
+                metrics.mark_read(e.message for e in events)
 
         @app.task  # type: ignore[untyped-decorator]
         async def _open_sink() -> None:
             await redis_sink.setup()
+
+    api: ApiServer | None = None
+    if settings.web_enabled:
+
+        async def produce(topic: str, key: bytes, value: bytes) -> Any:
+            # The worker's own producer: one connection, flushed before every commit.
+            return await app.producer.send_and_wait(topic, key, value, None, None, None)
+
+        def stream_time() -> datetime | None:
+            # The furthest event time among this worker's partitions.
+            latest = max(driver.watermarks.values(), default=None)
+            return None if latest is None else datetime.fromtimestamp(latest, UTC)
+
+        deps = ApiDeps(settings, metrics, produce, stream_time=stream_time)
+        api = ApiServer(deps, settings.web_host, settings.web_port)
+        app.web_server(ApiService(api))
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:
@@ -234,6 +268,8 @@ def build(settings: Settings) -> Topology:
         app=app,
         driver=driver,
         sink=sink,
+        metrics=metrics,
+        api=api,
         topics={
             "inputs": inputs,
             "warnings": warnings,

@@ -9,6 +9,22 @@ started=$(date +%s)
 echo "[test] installing the project and its dev dependencies" >&2
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[dev]"
 
+# The dashboard test drives Debian's headless Chromium; install it once (quick when present).
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "[test] installing Debian's chromium for the dashboard test" >&2
+    as_root=(env DEBIAN_FRONTEND=noninteractive)
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || {
+            echo "[test] chromium is missing: apt-get install -y chromium (as root)" >&2
+            exit 1
+        }
+        as_root=(sudo "${as_root[@]}")
+    fi
+    "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+    "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
+    command -v chromium >/dev/null 2>&1 || { echo "[test] chromium still missing after apt-get install" >&2; exit 1; }
+fi
+
 echo "[test] starting Kafka and Redis" >&2
 bash docker/services.sh start
 eval "$(bash docker/services.sh env)"

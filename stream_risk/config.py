@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream_risk.schemas.events import EVENT_TYPES
 
@@ -42,8 +43,31 @@ class Settings(BaseSettings):
         "applied as if in order; older events go to the dead-letter topic",
     )
     data_dir: Path = Field(Path("./stream-risk-data"), description="worker-local state directory")
-    web_port: int = Field(6066, description="worker web port")
-    web_enabled: bool = Field(False, description="serve the worker's web interface")
+    web_enabled: bool = Field(
+        True, description="serve the HTTP API, the metrics and the dashboard from the worker"
+    )
+    web_host: str = Field("127.0.0.1", description="address the worker's web server binds to")
+    web_port: int = Field(
+        6066,
+        ge=0,
+        le=65535,
+        description="port of the worker's web server; give each worker on a host its own",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="API keys accepted by the HTTP API, comma separated",
+    )
+    api_auth: bool = Field(
+        True,
+        description="require an API key on data endpoints and actions; false only for a local demo",
+    )
+    api_event_time: Literal["wall", "stream"] = Field(
+        "wall",
+        description="event time of collection events made by the API: wall (the wall clock) "
+        "or stream (the latest event time the worker has processed; for simulated or "
+        "replayed streams)",
+    )
     log_level: str = Field("info", description="log level of the worker")
     redis_enabled: bool = Field(True, description="publish profiles and warnings to Redis")
     redis_prefix: str = Field("risk", description="prefix of every Redis key and channel")
@@ -54,6 +78,14 @@ class Settings(BaseSettings):
         bad = [k for k, v in value.items() if not v > 0]
         if bad:
             raise ValueError(f"exchange rates must be positive: {', '.join(sorted(bad))}")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        # One environment variable, keys separated by commas; blanks are dropped.
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
     @field_validator("topics")

@@ -5,7 +5,9 @@ project's own single-node Apache Kafka (KRaft, jars from Maven Central) and
 Debian's redis-server through ``docker/services.sh``. Then it starts a worker,
 runs the traffic simulator (a few hundred customers, some deteriorating) at a
 few simulated days per second, and prints warnings as they arrive, in their
-level colours. Ctrl-C stops everything it started.
+level colours. The worker serves the live dashboard and the HTTP API on
+127.0.0.1 without authentication (a local demo only). Ctrl-C stops everything
+it started.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,14 +107,26 @@ def run(args: argparse.Namespace) -> int:
         os.environ,
         STREAM_RISK_TOPIC_PREFIX=run_id,
         STREAM_RISK_APP_ID=f"{run_id}-app",
-        STREAM_RISK_REDIS_PREFIX="risk",
+        # Its own Redis keys: warning ids are deterministic, so a rerun with the same
+        # seed would otherwise be taken for redeliveries of the last run.
+        STREAM_RISK_REDIS_PREFIX=f"{run_id}:risk",
         STREAM_RISK_BASE_CURRENCY="EUR",
         STREAM_RISK_REDIS_ENABLED=str(redis_enabled).lower(),
         STREAM_RISK_PARTITIONS=str(args.partitions),
         STREAM_RISK_DATA_DIR=str(Path(args.data_dir) / run_id),
     )
-    if args.web:
-        env["STREAM_RISK_WEB_ENABLED"] = "true"
+    if args.no_web:
+        env["STREAM_RISK_WEB_ENABLED"] = "false"
+    else:
+        env.update(
+            STREAM_RISK_WEB_ENABLED="true",
+            STREAM_RISK_WEB_HOST="127.0.0.1",
+            STREAM_RISK_WEB_PORT=str(args.web_port),
+            # A local demo: no API key, bound to loopback only.
+            STREAM_RISK_API_AUTH="false",
+            # The simulator runs on simulated time: dashboard actions join it there.
+            STREAM_RISK_API_EVENT_TIME="stream",
+        )
     demo_settings = Settings(
         topic_prefix=run_id,
         app_id=f"{run_id}-app",
@@ -119,13 +134,17 @@ def run(args: argparse.Namespace) -> int:
         kafka_bootstrap=settings.kafka_bootstrap,
     )
     log_path = Path(args.data_dir) / f"{run_id}-worker.log"
-    _say(f"topics {run_id}.*, worker log {log_path}")
+    _say(f"topics {run_id}.*, Redis keys {run_id}:risk:*, worker log {log_path}")
     counts: Counter[str] = Counter()
     stop = threading.Event()
     worker: subprocess.Popen[bytes] | None = None
     try:
         # Its own session: Ctrl-C reaches the demo only, which then stops the worker cleanly.
         worker = start_worker(env, log_path, own_session=True)
+        if not args.no_web:
+            # The worker logs where it serves (the port may have been chosen freely).
+            served = re.search(r"HTTP API and dashboard on (\S+)", log_path.read_text())
+            _say(f"dashboard: {served.group(1) if served else '(not served; see the log)'}")
         _say(
             "worker ready; simulating "
             f"{args.customers} customers over {args.days} days at {args.speed:g} days/s"
@@ -229,7 +248,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="stop after this many seconds (default: when the simulation ends)",
     )
     p.add_argument("--data-dir", default="stream-risk-data", help="worker state and logs")
-    p.add_argument("--web", action="store_true", help="also serve the worker's web port")
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=6066,
+        help="port of the dashboard and the HTTP API on 127.0.0.1 (default 6066; 0: any free port)",
+    )
+    p.add_argument("--no-web", action="store_true", help="no dashboard and no HTTP API")
     p.add_argument(
         "--keep-services",
         action="store_true",

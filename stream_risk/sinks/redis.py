@@ -7,7 +7,9 @@ Layout (all keys configurable by prefix):
 * ``risk:warnings``: stream, one entry per warning (and per resolution), with
   the warning as JSON in the ``warning`` field;
 * ``risk:warnings:live``: pub/sub channel carrying the same JSON;
-* ``risk:scores``: sorted set of customer ids by ``risk_score``.
+* ``risk:scores``: sorted set of customer ids by ``risk_score``;
+* ``risk:history:{customer_id}``: list, the customer's latest profile snapshots
+  (score, tier and a few headline features, JSON), oldest first, capped.
 
 Writes are idempotent: a warning is appended once per ``(warning_id, status)``
 (a server-side check with a TTL), so redeliveries after a crash do not repeat it.
@@ -34,6 +36,9 @@ end
 return 0
 """
 
+#: Features kept in each history snapshot (what the dashboard charts).
+HISTORY_FEATURES = ("days_past_due", "credit_utilisation", "overdue_balance", "open_balance")
+
 
 class RedisSink:
     """Writes warnings and profiles to Redis in one pipeline per batch.
@@ -48,12 +53,14 @@ class RedisSink:
         stream_maxlen: int = 100_000,
         dedup_ttl_seconds: int = 7 * 86_400,
         max_backoff: float = 30.0,
+        history_length: int = 200,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.stream_maxlen = stream_maxlen
         self.dedup_ttl_seconds = dedup_ttl_seconds
         self.max_backoff = max_backoff
+        self.history_length = history_length
         self.stream_key = f"{prefix}:warnings"
         self.channel = f"{prefix}:warnings:live"
         self.scores_key = f"{prefix}:scores"
@@ -64,6 +71,9 @@ class RedisSink:
 
     def profile_key(self, customer_id: str) -> str:
         return f"{self.prefix}:profile:{customer_id}"
+
+    def history_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:history:{customer_id}"
 
     async def setup(self) -> None:
         """Create the client (connections are opened lazily)."""
@@ -121,6 +131,10 @@ class RedisSink:
                 },
             )
             scores[p["customer_id"]] = p["risk_score"]
+            if self.history_length:
+                history = self.history_key(p["customer_id"])
+                pipe.rpush(history, orjson.dumps(history_entry(p)))
+                pipe.ltrim(history, -self.history_length, -1)
         if scores:
             pipe.zadd(self.scores_key, scores)
         await pipe.execute()
@@ -163,3 +177,23 @@ class RedisSink:
             if failures:
                 log.warning("Redis is back after %d failed attempts; catching up", failures)
             return
+
+
+def history_entry(profile: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot of a profile kept in the customer's history list.
+
+    >>> entry = history_entry({"updated_at": "2026-01-01T00:00:00+00:00", "risk_score": 0.2,
+    ...     "tier": "low", "features": {"days_past_due": 3}, "active_warnings": []})
+    >>> entry["days_past_due"], entry["active_warnings"]
+    (3, 0)
+    """
+    features = profile["features"]
+    entry = {
+        "at": profile["updated_at"],
+        "risk_score": profile["risk_score"],
+        "tier": profile["tier"],
+        "active_warnings": len(profile["active_warnings"]),
+    }
+    for name in HISTORY_FEATURES:
+        entry[name] = features.get(name)
+    return entry

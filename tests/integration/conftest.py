@@ -29,6 +29,13 @@ REDIS_URL = os.environ.get("STREAM_RISK_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_HINT = "start the services with 'docker/services.sh start' (the README test command does)"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (each worker serves its API on its own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -97,6 +104,11 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def url(self) -> str:
+        """Base URL of the worker's HTTP API."""
+        return f"http://127.0.0.1:{self.env['STREAM_RISK_WEB_PORT']}"
+
 
 @dataclass
 class Env:
@@ -130,7 +142,7 @@ class Env:
         self.producer.flush(timeout=30)
 
     def worker(self, **extra_env: str) -> Worker:
-        env = dict(self.settings_env, **extra_env)
+        env = {**self.settings_env, "STREAM_RISK_WEB_PORT": str(free_port()), **extra_env}
         w = Worker(env, self.tmp / f"worker-{len(self.workers)}.log")
         self.workers.append(w)
         return w
