@@ -15,11 +15,15 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
+from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
+from stream_risk.agents.rules_feed import rules_loader
 from stream_risk.api.server import ApiDeps, ApiServer
 from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
 from stream_risk.core import Context
+from stream_risk.core.scoring import RiskScorer
+from stream_risk.core.trainer import Trainer
 from stream_risk.metrics import WorkerMetrics
 from stream_risk.sinks.redis import RedisSink
 
@@ -30,6 +34,17 @@ MONITOR_BATCH = 1000
 MONITOR_WITHIN = 0.05
 PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.1
+#: How long the monitor waits at start for the latest model snapshot.
+MODEL_WAIT = 30.0
+
+
+def _learn(trainer: Trainer, raw: bytes) -> dict[str, Any] | None:
+    """Learn one encoded training example; a malformed one is logged and skipped."""
+    try:
+        return trainer.learn_one(orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        log.error("skipping a malformed training example: %s", exc)
+        return None
 
 
 @dataclass
@@ -71,7 +86,7 @@ def build(settings: Settings) -> Topology:
     )
     partitions = settings.partitions
 
-    def topic(*names: str, compacted: bool = False) -> Any:
+    def topic(*names: str, compacted: bool = False, count: int | None = None) -> Any:
         # Bytes in and out on every topic: validation and encoding are ours.
         return app.topic(
             *names,
@@ -79,7 +94,7 @@ def build(settings: Settings) -> Topology:
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
-            partitions=partitions,
+            partitions=count or partitions,
             internal=True,
             compacting=compacted or None,
         )
@@ -92,6 +107,10 @@ def build(settings: Settings) -> Topology:
     warnings = topic(warnings_name)
     dead_letters = topic(dead_letters_name)
     profiles = topic(profiles_name, compacted=True)
+    tier_changes_name = settings.topic("tier-changes")
+    credit_actions_name = settings.topic("credit-actions")
+    tier_changes = topic(tier_changes_name)
+    credit_actions = topic(credit_actions_name)
 
     states = app.Table(
         "customer-state",
@@ -106,11 +125,18 @@ def build(settings: Settings) -> Topology:
         raw = states.data.get(customer_id.encode())
         return raw if raw is None or isinstance(raw, bytes) else bytes(raw)
 
+    horizon = settings.outcome_horizon_days * 86_400.0
     ctx = Context(
         base_currency=settings.base_currency,
         fx_rates=dict(settings.fx_rates),
         allowed_lateness=settings.allowed_lateness_days * 86_400.0,
+        scorer=RiskScorer(tiers=settings.tier_thresholds),
+        outcome_horizon=horizon,
+        snapshot_every=min(7 * 86_400.0, horizon),
     )
+    behaviour_file = settings.data_dir / "segment-behaviour.json"
+    if ctx.population is not None and ctx.population.load(behaviour_file):
+        log.info("segment behaviour detector restored from %s", behaviour_file)
     driver = MonitorDriver(ctx, {t: k for k, t in input_topics.items()}, load)
     rebuild = {"needed": True}
     metrics = WorkerMetrics()
@@ -123,14 +149,101 @@ def build(settings: Settings) -> Topology:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         rebuild["needed"] = True
+        trainer_box["trainer"] = None  # whoever owns the examples now re-learns them
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         rebuild["needed"] = True
 
+    training_name = settings.topic("training-examples")
+    models_name = settings.topic("models")
+    # One partition each: one trainer reads every example in order (single writer),
+    # and its snapshots form one compacted log every worker follows.
+    training = topic(training_name, count=1)
+    models = topic(models_name, compacted=True, count=1)
+    model_feed = CompactedFeed(settings.kafka_bootstrap, models_name, model_loader(ctx.scorer.load))
+    trainer_box: dict[str, Trainer | None] = {"trainer": None}
+    model_wait = {"done": False}
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _follow_models() -> None:
+        await model_feed.run()
+
+    # Rule sets: every worker follows the compacted rules topic; a valid message
+    # replaces the whole rule set between two batches, a bad one is logged and ignored.
+    rules_feed = CompactedFeed(
+        settings.kafka_bootstrap, settings.topic("rules"), rules_loader(ctx, driver.counts)
+    )
+    log.info("rule set %s active (until one is read from the rules topic)", ctx.rules.version)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _follow_rules() -> None:
+        await rules_feed.run()
+
+    async def recover_trainer(upto: int) -> Trainer:
+        # The reservoir lives in memory: a trainer that takes over re-learns the
+        # retained examples before the first new one (learning is deterministic).
+        trainer = Trainer(refit_every=settings.model_refit_every)
+        if upto <= 0:
+            return trainer
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(training_name, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < upto:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset < upto and record.value is not None:
+                        _learn(trainer, record.value)
+        finally:
+            await consumer.stop()
+        log.info("trainer recovered %d examples (model version %d)", upto, trainer.version)
+        return trainer
+
+    @app.agent(training, name="trainer")
+    async def train(stream: Any) -> None:
+        async for events in stream.take_events(500, within=1.0):
+            trainer = trainer_box["trainer"]
+            if trainer is None:
+                trainer = trainer_box["trainer"] = await recover_trainer(events[0].message.offset)
+            snapshot = None
+            for event in events:
+                if event.message.value is not None:
+                    snapshot = _learn(trainer, event.message.value) or snapshot
+            if snapshot is not None:
+                send: Callable[..., Awaitable[Any]] = app.producer.send
+                future = await send(
+                    models_name, b"risk-model", orjson.dumps(snapshot), 0, None, None
+                )
+                future.add_done_callback(delivered)
+                log.info(
+                    "risk model version %d published (%d outcomes)",
+                    snapshot["version"],
+                    snapshot["outcomes"],
+                )
+
+    @app.timer(60.0)  # type: ignore[untyped-decorator]
+    async def _snapshot_behaviour() -> None:
+        if ctx.population is not None and ctx.population.forests:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            ctx.population.save(behaviour_file)
+
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
+            if not rules_feed.caught_up.is_set():
+                # Never evaluate with an older rule set than the published one.
+                await rules_feed.caught_up.wait()
+            if not model_wait["done"]:
+                # Once, at start: score with the latest model from the first batch on.
+                model_wait["done"] = True
+                try:
+                    await asyncio.wait_for(model_feed.caught_up.wait(), MODEL_WAIT)
+                except TimeoutError:
+                    log.warning("no risk model snapshot read yet; scoring with the scorecard")
             if rebuild["needed"]:
                 rebuild["needed"] = False
                 driver.forget()
@@ -200,6 +313,24 @@ def build(settings: Settings) -> Topology:
                     None,
                 )
             )
+        for example in result.training_examples:
+            pending.append(
+                await send(
+                    training_name,
+                    example["customer_id"].encode(),
+                    orjson.dumps(example),
+                    0,
+                    None,
+                    None,
+                )
+            )
+        for name, records in (
+            (tier_changes_name, result.tier_changes),
+            (credit_actions_name, result.credit_actions),
+        ):
+            for partition, record in records:
+                key = record["customer_id"].encode()
+                pending.append(await send(name, key, orjson.dumps(record), partition, None, None))
         for key, record in result.dead_letters:
             pending.append(
                 await send(dead_letters_name, key, orjson.dumps(record), None, None, None)
@@ -261,7 +392,11 @@ def build(settings: Settings) -> Topology:
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:
         if driver.counts:
-            log.info("monitor counts: %s", dict(sorted(driver.counts.items())))
+            log.info(
+                "monitor counts (rule set %s): %s",
+                ctx.rules.version,
+                dict(sorted(driver.counts.items())),
+            )
 
     return Topology(
         settings=settings,
@@ -275,6 +410,10 @@ def build(settings: Settings) -> Topology:
             "warnings": warnings,
             "dead_letters": dead_letters,
             "profiles": profiles,
+            "tier_changes": tier_changes,
+            "credit_actions": credit_actions,
             "states": states,
+            "training": training,
+            "models": models,
         },
     )

@@ -11,7 +11,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stream_risk.schemas.events import EVENT_TYPES
 
 #: Output and internal topics besides the one-per-type input topics.
-OUTPUT_TOPICS = ("warnings", "dead-letters", "profiles", "notification-dead-letters")
+OUTPUT_TOPICS = (
+    "warnings",
+    "dead-letters",
+    "profiles",
+    "notification-dead-letters",
+    "training-examples",
+    "models",
+    "tier-changes",
+    "credit-actions",
+    "rules",
+)
+#: Topics that keep only the latest value per key.
+COMPACTED_TOPICS = ("profiles", "models", "rules")
+#: Topics one consumer reads in order: the trainer's input, its snapshots, rule sets.
+SINGLE_PARTITION_TOPICS = ("training-examples", "models", "rules")
 
 
 class Settings(BaseSettings):
@@ -69,6 +83,19 @@ class Settings(BaseSettings):
         "replayed streams)",
     )
     log_level: str = Field("info", description="log level of the worker")
+    outcome_horizon_days: float = Field(
+        30.0,
+        gt=0,
+        description="an outcome labels the customer's features as of this many days before it",
+    )
+    model_refit_every: int = Field(
+        500, ge=1, description="the trainer refits the risk model after this many new outcomes"
+    )
+    tier_thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"default": {"medium": 0.25, "high": 0.5}},
+        description="risk-score thresholds of the medium and high tiers per segment value, e.g. "
+        '{"default": {"medium": 0.25, "high": 0.5}, "retail": {"medium": 0.2, "high": 0.4}} (JSON)',
+    )
     redis_enabled: bool = Field(True, description="publish profiles and warnings to Redis")
     redis_prefix: str = Field("risk", description="prefix of every Redis key and channel")
 
@@ -86,6 +113,18 @@ class Settings(BaseSettings):
         # One environment variable, keys separated by commas; blanks are dropped.
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _ordered_tiers(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if "default" not in value:
+            raise ValueError('tier thresholds need a "default" entry')
+        for segment, t in value.items():
+            if set(t) != {"medium", "high"} or not 0 < t["medium"] <= t["high"] <= 1:
+                raise ValueError(
+                    f"tier thresholds of {segment!r} need 0 < medium <= high <= 1, got {t}"
+                )
         return value
 
     @field_validator("topics")

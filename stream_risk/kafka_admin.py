@@ -11,7 +11,12 @@ import logging
 import socket
 import time
 
-from stream_risk.config import OUTPUT_TOPICS, Settings
+from stream_risk.config import (
+    COMPACTED_TOPICS,
+    OUTPUT_TOPICS,
+    SINGLE_PARTITION_TOPICS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +68,15 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     try:
         names = list(settings.input_topics().values()) + [settings.topic(t) for t in OUTPUT_TOPICS]
         existing = set(admin.list_topics())
+        compacted = {settings.topic(t) for t in COMPACTED_TOPICS}
+        single = {settings.topic(t) for t in SINGLE_PARTITION_TOPICS}
         wanted = []
         for name in names:
             if name in existing:
                 continue
-            configs = {"cleanup.policy": "compact"} if name == settings.topic("profiles") else {}
-            wanted.append(
-                NewTopic(
-                    name, settings.partitions, settings.replication_factor, topic_configs=configs
-                )
-            )
+            configs = {"cleanup.policy": "compact"} if name in compacted else {}
+            count = 1 if name in single else settings.partitions
+            wanted.append(NewTopic(name, count, settings.replication_factor, topic_configs=configs))
         created = []
         for topic in wanted:
             try:

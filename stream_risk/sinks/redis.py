@@ -11,7 +11,7 @@ Layout (all keys configurable by prefix):
 * ``risk:history:{customer_id}``: list, the customer's latest profile snapshots
   (score, tier and a few headline features, JSON), oldest first, capped.
 
-Writes are idempotent: a warning is appended once per ``(warning_id, status)``
+Writes are idempotent: a warning is appended once per ``(warning_id, status, level)``
 (a server-side check with a TTL), so redeliveries after a crash do not repeat it.
 """
 
@@ -102,7 +102,8 @@ class RedisSink:
         pipe = self._client.pipeline(transaction=False)
         for raw in warnings:
             w = orjson.loads(raw)
-            seen = f"{self.prefix}:warning-seen:{w['warning_id']}:{w['status']}"
+            # An escalation re-fires the same warning at a higher level: a new entry.
+            seen = f"{self.prefix}:warning-seen:{w['warning_id']}:{w['status']}:{w['level']}"
             await self._append(
                 keys=[seen, self.stream_key, self.channel],
                 args=[

@@ -126,7 +126,7 @@ def test_publish_switches_the_worker_and_bad_rule_sets_never_apply(
     assert rejected.returncode == 1
     lines = [line for line in rejected.stderr.splitlines() if "overdue.yaml:" in line]
     assert len(lines) == 3, rejected.stderr
-    assert any(":6:16: overdue/late_payer: level must be one of" in line for line in lines)
+    assert any(":7:16: overdue/late_payer: level must be one of" in line for line in lines)
     assert any("did you mean 'days_past_due'?" in line for line in lines)
     rules_topic = env.consume("rules", lambda rs: len(rs) >= 1)
     assert [r["value"]["version"] for r in rules_topic] == [1]
