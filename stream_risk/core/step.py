@@ -51,11 +51,15 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     if seen_key in state.seen:
         return state, Outputs(duplicate=True)
     ts = event.occurred_at.timestamp()
-    if state.clock is not None and ts < state.clock - ctx.allowed_lateness:
-        lag = (state.clock - ts) / feats.DAY
+    # Lateness is measured against the latest event applied, not the clock: timers
+    # move the clock on event time of other customers (the partition's newest event),
+    # and an event of another topic that is merely behind must still apply.
+    latest = state.updated_at
+    if latest is not None and ts < latest - ctx.allowed_lateness:
+        lag = (latest - ts) / feats.DAY
         raise BadEvent(
             f"event is {lag:.1f} days older than the customer's latest event time "
-            f"{iso(state.clock)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
+            f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
     _apply(state, event, ts, ctx)
@@ -326,22 +330,28 @@ def _statement(state: CustomerState, record: list[Any]) -> None:
 
 def _forget(state: CustomerState, now: float, ctx: Context) -> None:
     """Fold and expire what no window, lateness or undo can need any more."""
-    state.book_base = receivables.fold(state.journal, state.book_base, now - ctx.allowed_lateness)
+    # A late event may still arrive up to the allowed lateness behind the latest
+    # event applied (the clock may be further on): keep what it would need.
+    latest = now if state.updated_at is None else min(now, state.updated_at)
+    state.book_base = receivables.fold(
+        state.journal, state.book_base, latest - ctx.allowed_lateness
+    )
     receivables.expire(state.book, now - feats.HISTORY)
-    # A pure function of the clock, so what is kept never depends on arrival order.
-    horizon = now - feats.ORDER_RETENTION - ctx.allowed_lateness
+    # A pure function of the latest event time, so what is kept never depends on
+    # arrival order.
+    horizon = latest - feats.ORDER_RETENTION - ctx.allowed_lateness
     orders = state.orders
     if orders and orders[0][0] <= horizon:
         expired = max(o[0] for o in orders if o[0] <= horizon)
         state.last_order_at = max(state.last_order_at or expired, expired)
     windows.expire(orders, horizon)
-    windows.expire(state.cancelled, now - feats.ORDER_HISTORY - ctx.allowed_lateness)
+    windows.expire(state.cancelled, latest - feats.ORDER_HISTORY - ctx.allowed_lateness)
     statements = state.statements
     if len(statements) > STATEMENTS_ALWAYS_KEPT:
         # The latest ones stay however old: balance, trends and streaks come from them.
         latest = statements[-STATEMENTS_ALWAYS_KEPT:]
         del statements[-STATEMENTS_ALWAYS_KEPT:]
-        windows.expire(statements, now - feats.HISTORY - ctx.allowed_lateness)
+        windows.expire(statements, latest - feats.HISTORY - ctx.allowed_lateness)
         statements.extend(latest)
     windows.expire(state.promises, now - feats.HISTORY)
     ledger = state.ledger
