@@ -1,14 +1,15 @@
-"""The rules topic: published rule sets, versioned, one key, compacted.
+"""The rules topic: published rule sets, versioned, compacted.
 
-Every message has the key ``active`` and a JSON value::
+Every message is keyed by its version (``v3``) and has a JSON value::
 
     {"version": 3, "digest": "<sha256 of the files>", "published_at": "...",
      "files": {"overdue.yaml": "<YAML text>", ...}}
 
-Compaction keeps the latest, so a worker that starts reads the active rule set
-and nothing older. Workers decode a message with :func:`decode`, which parses
-and compiles it in full: a malformed message is rejected with its errors and
-never half-applied.
+A worker reads the topic from the start and ends on the last valid rule set.
+One key per version means compaction never removes a valid rule set because
+someone later wrote a malformed message (under any key but that version's).
+Workers decode a message with :func:`decode`, which parses and compiles it in
+full: a malformed message is rejected with its errors and never half-applied.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import orjson
 from stream_risk.core.rulefmt import RuleError
 from stream_risk.core.ruleset import RuleSet, digest_of, load_files
 
-KEY = b"active"
+
+def version_key(version: int) -> bytes:
+    """The message key of a published version."""
+    return f"v{version}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ def publish(bootstrap: str, topic: str, version: int, files: Mapping[str, str]) 
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        producer.send(topic, key=KEY, value=encode(version, files)).get(timeout=30)
+        producer.send(topic, key=version_key(version), value=encode(version, files)).get(timeout=30)
         producer.flush(timeout=30)
     finally:
         producer.close()

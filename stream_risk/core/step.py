@@ -332,26 +332,26 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> None:
     """Fold and expire what no window, lateness or undo can need any more."""
     # A late event may still arrive up to the allowed lateness behind the latest
     # event applied (the clock may be further on): keep what it would need.
-    latest = now if state.updated_at is None else min(now, state.updated_at)
+    anchor = now if state.updated_at is None else min(now, state.updated_at)
     state.book_base = receivables.fold(
-        state.journal, state.book_base, latest - ctx.allowed_lateness
+        state.journal, state.book_base, anchor - ctx.allowed_lateness
     )
     receivables.expire(state.book, now - feats.HISTORY)
     # A pure function of the latest event time, so what is kept never depends on
     # arrival order.
-    horizon = latest - feats.ORDER_RETENTION - ctx.allowed_lateness
+    horizon = anchor - feats.ORDER_RETENTION - ctx.allowed_lateness
     orders = state.orders
     if orders and orders[0][0] <= horizon:
         expired = max(o[0] for o in orders if o[0] <= horizon)
         state.last_order_at = max(state.last_order_at or expired, expired)
     windows.expire(orders, horizon)
-    windows.expire(state.cancelled, latest - feats.ORDER_HISTORY - ctx.allowed_lateness)
+    windows.expire(state.cancelled, anchor - feats.ORDER_HISTORY - ctx.allowed_lateness)
     statements = state.statements
     if len(statements) > STATEMENTS_ALWAYS_KEPT:
         # The latest ones stay however old: balance, trends and streaks come from them.
         latest = statements[-STATEMENTS_ALWAYS_KEPT:]
         del statements[-STATEMENTS_ALWAYS_KEPT:]
-        windows.expire(statements, latest - feats.HISTORY - ctx.allowed_lateness)
+        windows.expire(statements, anchor - feats.HISTORY - ctx.allowed_lateness)
         statements.extend(latest)
     windows.expire(state.promises, now - feats.HISTORY)
     ledger = state.ledger
