@@ -28,7 +28,7 @@ from risk_factory import (
 )
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
-from stream_risk.core.features import REGISTRY, compute
+from stream_risk.core.features import REGISTRY, compute, next_check
 from stream_risk.core.ruleset import default_rules
 from stream_risk.core.state import decode, encode
 
@@ -204,6 +204,9 @@ def comparable(state: CustomerState) -> dict[str, Any]:
         rule for rule, ep in data.pop("watch", {}).items() if ep[0] in ("pending", "muted")
     }
     data["holding"] = sorted(holding & ORDER_FREE_RULES)
+    # The wake-up also serves those lifecycles; the features' own next change must agree.
+    data.pop("next_wakeup", None)
+    data["next_feature_change"] = next_check(state, state.clock or 0.0)
     data["ledger"] = [[day, round(v, 6)] for day, v in data.get("ledger", [])]
     data["ledger_base"] = round(data.get("ledger_base", 0.0), 6)
     return data
