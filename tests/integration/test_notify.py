@@ -292,7 +292,7 @@ class Scenario:
         )
 
     def make_overdue(self, customer: str) -> None:
-        """A statement 45 days past due: ``overdue_30_days`` (high) fires on it."""
+        """A statement 65 days past due: ``overdue_30_days`` fires on it, escalated to high."""
         self.env.send(
             {
                 "type": "statement",
@@ -302,7 +302,7 @@ class Scenario:
                 "statement_id": f"{customer}-st",
                 "balance": 500.0,
                 "currency": "EUR",
-                "days_past_due": 45,
+                "days_past_due": 65,
                 "status": "delinquent",
             }
         )

@@ -389,12 +389,20 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
 
     at30 = overdue(follow(state, ts(due + 30), ctx))
     assert [(w["rule"], w["level"], w["status"]) for w in at30] == [
-        ("overdue_30_days", "high", "firing")
+        ("overdue_30_days", "medium", "firing")
     ]
     assert at30[0]["occurred_at"] == iso_ts(ts(due + 30))
     assert at30[0]["reasons"][0]["feature"] == "days_past_due"
     assert at30[0]["reasons"][0]["value"] == 30
     assert {a["kind"] for a in at30[0]["actions"]} >= {"contact_customer"}
+
+    # Two months late escalates the same warning to high.
+    assert overdue(follow(state, ts(due + 60) - 1, ctx)) == []
+    at60 = overdue(follow(state, ts(due + 60), ctx))
+    assert [(w["rule"], w["level"], w["status"]) for w in at60] == [
+        ("overdue_30_days", "high", "firing")
+    ]
+    assert at60[0]["warning_id"] == at30[0]["warning_id"]
 
     assert overdue(follow(state, ts(due + 90) - 1, ctx)) == []
     at90 = overdue(follow(state, ts(due + 90), ctx))
@@ -419,7 +427,7 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
     assert resolved["overdue_30_days"]["occurred_at"] == at(due + 95)
     # The high-risk tier warning stays: the tier moves down only after sustained improvement.
     assert [w for w in state.alerts if w in OVERDUE_DAYS] == []
-    assert state.alerts.keys() <= {"high_risk_tier"}
+    assert state.alerts.keys() <= {"high_risk_tier", "likely_default"}
     # Nothing is overdue any more: no daily overdue checks. The only wake-ups left are
     # the payment leaving the 30- and 90-day payment windows; then there are none.
     assert state.next_wakeup == ts(due + 95 + 30)
@@ -429,7 +437,7 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
     assert [(w["rule"], w["status"]) for w in later] == [("high_risk_tier", "resolved")]
     assert state.tier == "low" and state.alerts == {}
     assert state.next_wakeup is None
-    check_outputs(state, at30 + at90 + paid + later)
+    check_outputs(state, at30 + at60 + at90 + paid + later)
 
 
 def test_a_late_event_fires_the_warning_at_its_own_time() -> None:
