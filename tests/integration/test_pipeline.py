@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from stream_risk.schemas.outputs import DeadLetter, RiskWarning
 
@@ -88,9 +89,21 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
         # 40 days after the due date: the invoice crossed 30 days past due on event time.
         ev("outcome", "out1", "2026-03-13T00:00:00Z", outcome="current"),
     ]
+    # One topic per event type: the worker reads them in no fixed order relative to
+    # each other, so each event goes once the one before it is applied (an event
+    # more than the allowed lateness behind would rightly be a dead letter).
+    prefix = env.settings_env["STREAM_RISK_REDIS_PREFIX"]
     for e in events:
         env.send(e)
-    env.flush()
+        env.flush()
+        at = datetime.fromisoformat(str(e["occurred_at"]))
+        wait_for(
+            lambda at=at: (
+                (p := env.redis.hget(f"{prefix}:profile:acme", "updated_at"))
+                and datetime.fromisoformat(p) >= at
+            ),
+            what=f"{e['event_id']} applied",
+        )
 
     def have_all(records: list[dict]) -> bool:
         rules = {(r["value"]["rule"], r["value"]["status"]) for r in records}
@@ -120,7 +133,6 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
     assert all(r["key"] == b"acme" for r in records)
     assert 0 <= overdue.risk_score <= 1
 
-    prefix = env.settings_env["STREAM_RISK_REDIS_PREFIX"]
     profile = wait_for(
         lambda: (
             (p := env.redis.hgetall(f"{prefix}:profile:acme"))
