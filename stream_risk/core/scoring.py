@@ -203,11 +203,16 @@ class RiskScorer:
             return 0.0
         return self.outcomes_seen / (self.outcomes_seen + self.prior_outcomes)
 
-    def score(self, features: Mapping[str, Any]) -> float:
-        """The customer's risk score in [0, 1]."""
+    def score(self, features: Mapping[str, Any], seasoned: bool = True) -> float:
+        """The customer's risk score in [0, 1].
+
+        ``seasoned`` says the customer has been known for at least the outcome
+        horizon: the model only ever learned from such customers, so a newer one
+        is scored by the scorecard alone.
+        """
         card = risk_score(features)
         weight = self.model_weight()
-        if weight == 0.0 or self.model is None:
+        if weight == 0.0 or self.model is None or not seasoned:
             return card
         learned = self.model.predict_proba_one(features)
         if learned is None:

@@ -119,7 +119,8 @@ def _evaluate(
             detectors["peer"] = [now, round(peer, 4)]
             features["behaviour_anomaly"] = round(peer, 4)
     scorer = ctx.scorer
-    score = scorer.score(features)
+    seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
+    score = scorer.score(features, seasoned)
     previous = detectors.get("score")
     features["risk_score"] = score
     features["risk_score_change"] = 0.0 if previous is None else round(score - previous, 6)

@@ -198,7 +198,12 @@ def test_the_profile_score_uses_the_loaded_model() -> None:
         snapshot = trainer.learn_one(renamed)
         if snapshot is not None:
             ctx.scorer.load(snapshot)
-    state, _ = apply([customer(0), statement(1, 100.0, dpd=90)], ctx)
-    card_only, _ = apply([customer(0), statement(1, 100.0, dpd=90)], Context(population=None))
+    # Known for a day: the model never learned from customers that new.
+    fresh, _ = apply([customer(0), statement(1, 100.0, dpd=90)], ctx)
+    card_fresh, _ = apply([customer(0), statement(1, 100.0, dpd=90)], Context(population=None))
+    assert fresh.risk_score == card_fresh.risk_score
+    # Known for longer than the outcome horizon: the learned model scores it.
+    state, _ = apply([customer(0), statement(40, 100.0, dpd=90)], ctx)
+    card_only, _ = apply([customer(0), statement(40, 100.0, dpd=90)], Context(population=None))
     assert state.risk_score != card_only.risk_score
-    assert ts(1) < ts(2) and DAY > 0
+    assert ts(40) - ts(0) == 40 * DAY
