@@ -231,41 +231,56 @@ def build(settings: Settings) -> Topology:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             ctx.population.save(behaviour_file)
 
+    async def handle(events: list[Any]) -> None:
+        if not rules_feed.caught_up.is_set():
+            # Never evaluate with an older rule set than the published one.
+            await rules_feed.caught_up.wait()
+        if not model_wait["done"]:
+            # Once, at start: score with the latest model from the first batch on.
+            model_wait["done"] = True
+            try:
+                await asyncio.wait_for(model_feed.caught_up.wait(), MODEL_WAIT)
+            except TimeoutError:
+                log.warning("no risk model snapshot read yet; scoring with the scorecard")
+        if rebuild["needed"]:
+            rebuild["needed"] = False
+            driver.forget()
+            driver.rebuild_timers(
+                ((k.decode(), v) for k, v in states.data.items()),
+                lambda cid: partition_for(cid, partitions),
+            )
+        started = time.perf_counter()
+        result = driver.process(
+            Message(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.key,
+                e.message.value,
+            )
+            for e in events
+        )
+        await publish(result)
+        metrics.observe_batch(
+            [e.message for e in events], time.perf_counter() - started, time.time()
+        )
+
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
-            if not rules_feed.caught_up.is_set():
-                # Never evaluate with an older rule set than the published one.
-                await rules_feed.caught_up.wait()
-            if not model_wait["done"]:
-                # Once, at start: score with the latest model from the first batch on.
-                model_wait["done"] = True
-                try:
-                    await asyncio.wait_for(model_feed.caught_up.wait(), MODEL_WAIT)
-                except TimeoutError:
-                    log.warning("no risk model snapshot read yet; scoring with the scorecard")
-            if rebuild["needed"]:
-                rebuild["needed"] = False
-                driver.forget()
-                driver.rebuild_timers(
-                    ((k.decode(), v) for k, v in states.data.items()),
-                    lambda cid: partition_for(cid, partitions),
+            try:
+                await handle(events)
+            except Exception:
+                # Faust acknowledges a batch whose agent raised, and its offsets would
+                # be committed unprocessed. Bad events never get here (they are dead
+                # letters); this is the infrastructure failing: stop, so the restart
+                # reprocesses the batch from the last commit.
+                log.critical(
+                    "the monitor failed on a batch; stopping the worker so that its "
+                    "offsets are not committed",
+                    exc_info=True,
                 )
-            started = time.perf_counter()
-            result = driver.process(
-                Message(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in events
-            )
-            await publish(result)
-            metrics.observe_batch(
-                [e.message for e in events], time.perf_counter() - started, time.time()
-            )
+                os._exit(70)
 
     def delivered(future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is None:
