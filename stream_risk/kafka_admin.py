@@ -75,6 +75,9 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if name in existing:
                 continue
             configs = {"cleanup.policy": "compact"} if name in compacted else {}
+            if name == settings.topic("training-examples"):
+                # A trainer that takes over re-learns every example: keep them all.
+                configs = {"retention.ms": "-1"}
             count = 1 if name in single else settings.partitions
             wanted.append(NewTopic(name, count, settings.replication_factor, topic_configs=configs))
         created = []
