@@ -279,10 +279,14 @@ def test_uci_delinquency_drives_overdue_warnings(uci: dict[str, Any]) -> None:
         if w["rule"].startswith("overdue"):
             overdue_rules[w["customer_id"]].add(w["rule"])
 
-    delinquent_now = {c for c, dpd in latest_dpd.items() if dpd >= 30}
+    # Two months late is high (or critical); one month late is at least a medium warning.
+    delinquent_now = {c for c, dpd in latest_dpd.items() if dpd >= 60}
+    late_now = {c for c, dpd in latest_dpd.items() if dpd >= 30}
     assert len(delinquent_now) > 50 and len(never) > 500  # the sample is meaningful
     missing = sorted(delinquent_now - set(serious))
     assert not missing, f"{len(missing)} delinquent customers without a warning: {missing[:10]}"
+    unwarned = sorted(late_now - set(overdue_rules))
+    assert not unwarned, f"{len(unwarned)} late customers without an overdue warning"
     wrongly = sorted(never & set(overdue_rules))
     assert not wrongly, f"never-delinquent customers with overdue warnings: {wrongly[:10]}"
 
