@@ -187,6 +187,8 @@ class RiskScorer:
     outcomes_seen: int = 0
     #: Version of the loaded snapshot (0: none, scorecard only).
     version: int = 0
+    #: The newest customers (months on book) the loaded model learned from.
+    min_months_on_book: float | None = None
 
     def load(self, snapshot: Mapping[str, Any]) -> None:
         """Switch to a trainer snapshot (see :meth:`stream_risk.core.trainer.Trainer.snapshot`)."""
@@ -196,6 +198,8 @@ class RiskScorer:
         calibrator = Calibrator(float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)))
         self.model, self.calibrator = model, calibrator
         self.outcomes_seen = int(snapshot.get("outcomes", model.seen))
+        tenure = snapshot.get("min_months_on_book")
+        self.min_months_on_book = None if tenure is None else float(tenure)
         self.version = int(snapshot.get("version", 0))
 
     def model_weight(self) -> float:
@@ -207,12 +211,20 @@ class RiskScorer:
         """The customer's risk score in [0, 1].
 
         ``seasoned`` says the customer has been known for at least the outcome
-        horizon: the model only ever learned from such customers, so a newer one
-        is scored by the scorecard alone.
+        horizon. The model scores only customers like those it learned from:
+        seasoned, and on the books at least as long as the newest customer among
+        its examples; the scorecard scores the others.
         """
         card = risk_score(features)
         weight = self.model_weight()
         if weight == 0.0 or self.model is None or not seasoned:
+            return card
+        tenure = features.get("months_on_book")
+        if (
+            self.min_months_on_book is not None
+            and isinstance(tenure, (int, float))
+            and tenure < self.min_months_on_book
+        ):
             return card
         learned = self.model.predict_proba_one(features)
         if learned is None:

@@ -97,6 +97,8 @@ class Trainer:
         self._held_back: list[tuple[float, int]] = []
         self._held_back_seen = 0
         self.version = 0
+        #: The newest customers (months on book) the model has learned from.
+        self.min_months_on_book: float | None = None
         #: Outcome event ids learned (a redelivered example is learned once).
         self._learned: set[str] = set()
 
@@ -109,6 +111,11 @@ class Trainer:
             self._learned.add(event_id)
         features = example["features"]
         adverse = bool(example["adverse"])
+        tenure = features.get("months_on_book")
+        if isinstance(tenure, (int, float)) and (
+            self.min_months_on_book is None or tenure < self.min_months_on_book
+        ):
+            self.min_months_on_book = float(tenure)
         held_back = self.model.predict_proba_one(features)
         if held_back is not None:
             self._hold_back(held_back, int(adverse))
@@ -138,4 +145,5 @@ class Trainer:
             "outcomes": self.model.seen,
             "model": self.model.snapshot(),
             "calibration": {"a": calibrator.a, "b": calibrator.b, "n": len(self._held_back)},
+            "min_months_on_book": self.min_months_on_book,
         }

@@ -207,3 +207,18 @@ def test_the_profile_score_uses_the_loaded_model() -> None:
     card_only, _ = apply([customer(0), statement(40, 100.0, dpd=90)], Context(population=None))
     assert state.risk_score != card_only.risk_score
     assert ts(40) - ts(0) == 40 * DAY
+
+
+def test_the_model_scores_only_customers_as_seasoned_as_its_examples() -> None:
+    trainer = Trainer(["days_past_due", "months_on_book"], refit_every=200)
+    scorer = RiskScorer()
+    for example in _examples(400, 5):
+        seasoned = dict(example, features={**example["features"], "months_on_book": 6.0})
+        snapshot = trainer.learn_one(seasoned)
+        if snapshot is not None:
+            scorer.load(snapshot)
+    assert scorer.min_months_on_book == 6.0
+    young = {"days_past_due": 90, "months_on_book": 1.0}
+    old = {"days_past_due": 90, "months_on_book": 6.5}
+    assert scorer.score(young) == risk_score(young)
+    assert scorer.score(old) != risk_score(old)
