@@ -224,11 +224,17 @@ def test_timers_fire_per_partition_on_the_partition_watermark() -> None:
     assert r2.states["a"][0] == 0
     assert r2.profiles["a"][1]["features"]["days_past_due"] == 35
     assert state_of(h, "a").clock == ts(40)
-    # Later still on partition 0: the 90-day warning comes at due + 90 days.
+    # Later still on partition 0: the 30-day warning escalates at due + 60 days, the
+    # 90-day warning comes at due + 90 days.
     r3 = h.process(h.msg(order(100, "oc2", 1, cid="c"), partition=0))
     # (Other rules of the default pack fire in between: the aging buckets, the tier.)
-    assert [(w["rule"], w["occurred_at"]) for _, w in r3.warnings if w["rule"] in OVERDUE_DAYS] == [
-        ("overdue_90_days", iso_ts(ts(95)))
+    assert [
+        (w["rule"], w["level"], w["occurred_at"])
+        for _, w in r3.warnings
+        if w["rule"] in OVERDUE_DAYS
+    ] == [
+        ("overdue_30_days", "high", iso_ts(ts(65))),
+        ("overdue_90_days", "critical", iso_ts(ts(95))),
     ]
 
 
