@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -306,43 +306,16 @@ def build(settings: Settings) -> Topology:
             key = customer_id.encode()
             states.data[key] = raw
             pending.append(await send(changelog, key, raw, partition, None, None))
-        for partition, warning in result.warnings:
-            pending.append(
-                await send(
-                    warnings_name,
-                    warning["customer_id"].encode(),
-                    orjson.dumps(warning),
-                    partition,
-                    None,
-                    None,
-                )
-            )
-        for customer_id, (partition, profile) in result.profiles.items():
-            pending.append(
-                await send(
-                    profiles_name,
-                    customer_id.encode(),
-                    orjson.dumps(profile),
-                    partition,
-                    None,
-                    None,
-                )
-            )
-        for example in result.training_examples:
-            pending.append(
-                await send(
-                    training_name,
-                    example["customer_id"].encode(),
-                    orjson.dumps(example),
-                    0,
-                    None,
-                    None,
-                )
-            )
-        for name, records in (
+        # Every output record is keyed by its customer, on the customer's partition
+        # (training examples: the trainer's single partition).
+        outputs: tuple[tuple[str, Iterable[tuple[int, dict[str, Any]]]], ...] = (
+            (warnings_name, result.warnings),
+            (profiles_name, result.profiles.values()),
+            (training_name, ((0, example) for example in result.training_examples)),
             (tier_changes_name, result.tier_changes),
             (credit_actions_name, result.credit_actions),
-        ):
+        )
+        for name, records in outputs:
             for partition, record in records:
                 key = record["customer_id"].encode()
                 pending.append(await send(name, key, orjson.dumps(record), partition, None, None))
