@@ -65,6 +65,8 @@ def evaluate(
             critical = level == "critical" or (level is not None and keeps_critical)
             if critical != first_pass:
                 continue
+            if ep is None and level is None:
+                continue  # inactive and still not holding: nothing to decide or store
             new, emit = lifecycle.transition(
                 ep,
                 level,
@@ -89,7 +91,7 @@ def next_due(state: CustomerState, ctx: Context) -> float | None:
     cooldown ends, and the tier moves down when the improvement has lasted.
     """
     best: float | None = None
-    by_name = {r.name: r for r in ctx.rules.rules}
+    by_name = ctx.rules.by_name
     for name, record in state.watch.items():
         rule = by_name.get(name)
         if rule is None:

@@ -167,6 +167,11 @@ class RuleSet:
     variables: tuple[str, ...]
     #: The source files, by name (what ``rules publish`` sends).
     files: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: The rules by name (derived once: lifecycles look rules up on every evaluation).
+    by_name: dict[str, Rule] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {r.name: r for r in self.rules})
 
     def __iter__(self) -> Any:
         return iter(self.rules)
