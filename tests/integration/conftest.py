@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,9 @@ class Env:
             consumer.close()
 
 
-@pytest.fixture
-def env(services: None, tmp_path: Path) -> Iterator[Env]:
+@contextmanager
+def deployment_env(tmp: Path, **extra_env: str) -> Iterator[Env]:
+    """An isolated deployment in ``tmp``; its workers stopped and its Redis keys removed after."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     settings_env = dict(
         os.environ,
@@ -197,13 +199,13 @@ def env(services: None, tmp_path: Path) -> Iterator[Env]:
         STREAM_RISK_TOPIC_PREFIX=prefix,
         STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
         STREAM_RISK_PARTITIONS="2",
-        STREAM_RISK_DATA_DIR=str(tmp_path / "data"),
+        STREAM_RISK_DATA_DIR=str(tmp / "data"),
         STREAM_RISK_BASE_CURRENCY="EUR",
-        STREAM_RISK_FX_RATES='{"USD": 0.9}',
+        **extra_env,
     )
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    e = Env(prefix, settings_env, tmp_path, producer, client)
+    e = Env(prefix, settings_env, tmp, producer, client)
     try:
         yield e
     finally:
@@ -212,6 +214,12 @@ def env(services: None, tmp_path: Path) -> Iterator[Env]:
         producer.close()
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+@pytest.fixture
+def env(services: None, tmp_path: Path) -> Iterator[Env]:
+    with deployment_env(tmp_path, STREAM_RISK_FX_RATES='{"USD": 0.9}') as e:
+        yield e
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:

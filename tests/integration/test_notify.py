@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from aiohttp import web
 from aiosmtpd.controller import Controller
-from kafka import KafkaProducer
 
 from stream_risk.notify.message import verify
 
-from .conftest import BOOTSTRAP, REDIS_URL, Env, wait_for
+from .conftest import Env, deployment_env, wait_for
 
 SECRET = "notify-test-secret"
 SECRET_ENV = "STREAM_RISK_TEST_WEBHOOK_SECRET"
@@ -145,31 +141,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def deployment(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("notify")
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    settings_env = dict(
-        os.environ,
-        STREAM_RISK_KAFKA_BOOTSTRAP=BOOTSTRAP,
-        STREAM_RISK_REDIS_URL=REDIS_URL,
-        STREAM_RISK_APP_ID=f"{prefix}-app",
-        STREAM_RISK_TOPIC_PREFIX=prefix,
-        STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
-        STREAM_RISK_PARTITIONS="2",
-        STREAM_RISK_DATA_DIR=str(tmp / "data"),
-        STREAM_RISK_BASE_CURRENCY="EUR",
-    )
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    env = Env(prefix, settings_env, tmp, producer, client)
-    try:
+    with deployment_env(tmp_path_factory.mktemp("notify")) as env:
         env.worker().start()
         yield env
-    finally:
-        for w in env.workers:
-            w.stop()
-        producer.close()
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
 
 
 @dataclass
