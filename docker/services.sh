@@ -2,6 +2,8 @@
 # Local Kafka (KRaft, single node) + Redis for stream-risk, without Docker.
 #
 #   docker/services.sh start [kafka|redis|all]   start (or reuse) the services
+#   docker/services.sh start --fresh [...]       same, but a broker started here begins
+#                                                with empty storage (old topics dropped)
 #   docker/services.sh stop  [kafka|redis|all]   stop what this script started
 #   docker/services.sh status                    print state (exit 1 if one is down)
 #   docker/services.sh env                       print the app's env exports
@@ -17,7 +19,8 @@
 #   KAFKA_CONTROLLER_PORT     KRaft controller port  (default 9093)
 #   KAFKA_HEAP_OPTS           JVM heap               (default "-Xms128m -Xmx512m")
 #   KAFKA_NUM_PARTITIONS      default partitions of auto-created topics (default 1)
-#   KAFKA_START_TIMEOUT       seconds to wait for the broker (default 90)
+#   KAFKA_START_TIMEOUT       seconds without startup progress before giving up (default 90)
+#   KAFKA_START_MAX           seconds to wait for the broker in any case (default 900)
 #   REDIS_PORT                redis port             (default 6379)
 #   PYTHON                    python used for the broker probe (default python3)
 set -euo pipefail
@@ -32,6 +35,8 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 KAFKA_NUM_PARTITIONS="${KAFKA_NUM_PARTITIONS:-1}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_START_MAX="${KAFKA_START_MAX:-900}"
+FRESH=0
 REDIS_PORT="${REDIS_PORT:-6379}"
 PYTHON="${PYTHON:-python3}"
 HOST="127.0.0.1"
@@ -154,6 +159,8 @@ log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.log.LogCleaner=WARN
 log4j.logger.org.apache.kafka.storage.internals.log=WARN
 log4j.logger.kafka.log=WARN
+# One line per partition loaded at startup: the progress services.sh waits on.
+log4j.logger.kafka.log.LogManager=INFO
 log4j.logger.org.apache.kafka.clients=WARN
 EOF
 }
@@ -206,7 +213,9 @@ EOF
 }
 
 kafka_wait() { # pid -> wait until the port is open and the broker answers
-    local pid="$1" t0=$SECONDS
+    # A broker with many partitions on disk loads them one by one before it
+    # listens; that is progress, so the timeout counts from the last log line.
+    local pid="$1" t0=$SECONDS last=$SECONDS size=-1 now_size said=$SECONDS
     while :; do
         if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
             log "Kafka process $pid exited during startup; last log lines:"
@@ -217,14 +226,23 @@ kafka_wait() { # pid -> wait until the port is open and the broker answers
             log "Kafka ready on $HOST:$KAFKA_PORT ($((SECONDS - t0))s)"
             return 0
         fi
-        if ((SECONDS - t0 >= KAFKA_START_TIMEOUT)); then
-            log "Kafka not ready after ${KAFKA_START_TIMEOUT}s; last log lines:"
+        now_size="$(stat -c %s "$KLOG" 2>/dev/null || echo 0)"
+        if [[ "$now_size" != "$size" ]]; then
+            size="$now_size"
+            last=$SECONDS
+        fi
+        if ((SECONDS - said >= 15)); then
+            said=$SECONDS
+            log "waiting for Kafka ($((SECONDS - t0))s; $(grep -c 'Completed load of' "$KLOG" 2>/dev/null || true) partition logs loaded so far)"
+        fi
+        if ((SECONDS - last >= KAFKA_START_TIMEOUT || SECONDS - t0 >= KAFKA_START_MAX)); then
+            log "Kafka not ready after $((SECONDS - t0))s ($((SECONDS - last))s without progress); last log lines:"
             tail -n 40 "$KLOG" >&2 || true
             if [[ -s "$KDIR/probe.err" ]]; then
                 log "last broker probe error:"
                 tail -n 5 "$KDIR/probe.err" >&2 || true
             fi
-            die "Kafka start timed out (log: $KLOG)"
+            die "Kafka start timed out (log: $KLOG); 'docker/services.sh start --fresh' starts with empty storage"
         fi
         sleep 1
     done
@@ -249,6 +267,10 @@ kafka_start() {
         die "controller port $HOST:$KAFKA_CONTROLLER_PORT is taken by another process; set KAFKA_CONTROLLER_PORT"
     fi
     kafka_fetch_jars
+    if ((FRESH)) && [[ -d "$KDIR/data" ]]; then
+        log "--fresh: dropping the stored topics in $KDIR/data"
+        rm -rf "$KDIR/data"
+    fi
     kafka_write_config
     kafka_format
     [[ -f "$KLOG" ]] && mv -f "$KLOG" "$KLOG.1"
@@ -391,12 +413,18 @@ print_env() {
 }
 
 usage() { # exit-code
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-2}"
 }
 
 main() {
-    local verb="${1:-}" what="${2:-all}" rc=0
+    local verb="${1:-}" rc=0
+    shift || true
+    if [[ "$verb" == start && "${1:-}" == --fresh ]]; then
+        FRESH=1
+        shift
+    fi
+    local what="${1:-all}"
     case "$what" in kafka|redis|all) ;; *) usage ;; esac
     case "$verb" in
         start)

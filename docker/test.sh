@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): install the project with its dev extra, start Apache Kafka
 # and Redis on loopback, then run lint, types, the contract drift check and every test.
+# A broker started here begins with empty storage: no test reads an earlier run's topics,
+# and loading thousands of stale partitions would only slow the start.
 # Extra arguments go to pytest, e.g. `bash docker/test.sh tests/unit -x`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,7 +28,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 echo "[test] starting Kafka and Redis" >&2
-bash docker/services.sh start
+bash docker/services.sh start --fresh
 eval "$(bash docker/services.sh env)"
 
 echo "[test] ruff" >&2

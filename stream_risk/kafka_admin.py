@@ -106,3 +106,23 @@ def _check_partitions(admin, settings: Settings) -> None:  # type: ignore[no-unt
             "input topics must all have STREAM_RISK_PARTITIONS="
             f"{settings.partitions} partitions: " + "; ".join(wrong)
         )
+
+
+def drop_topics(bootstrap: str, prefix: str, timeout: float = 30.0) -> list[str]:
+    """Delete the topics of one deployment: ``<prefix>.*`` and the app's ``<prefix>-*``.
+
+    For throwaway deployments (the demo, tests): a broker that keeps thousands
+    of dead partitions takes minutes to load them on its next start.
+    """
+    from kafka.errors import KafkaError
+
+    admin = admin_client(bootstrap, timeout)
+    try:
+        mine = sorted(t for t in admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-")))
+        if mine:
+            admin.delete_topics(mine, timeout_ms=int(timeout * 1000))
+        return mine
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"could not delete the topics of {prefix}: {exc}") from None
+    finally:
+        admin.close()

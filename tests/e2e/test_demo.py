@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from kafka import KafkaAdminClient
 
 
 def test_demo_prints_graded_warnings_and_a_summary(tmp_path: Path) -> None:
@@ -41,3 +45,17 @@ def test_demo_prints_graded_warnings_and_a_summary(tmp_path: Path) -> None:
     summary = re.search(r"demo: (\d+) warnings fired", proc.stderr)
     assert summary and int(summary.group(1)) > 0, proc.stderr[-2000:]
     assert "worker ready" in proc.stderr
+
+    # Its throwaway topics are gone, so the embedded broker stays quick to restart.
+    run_id = re.search(r"demo: topics (\S+)\.\*", proc.stderr)
+    dropped = re.search(r"deleted the run's (\d+) topics", proc.stderr)
+    assert run_id and dropped and int(dropped.group(1)) > 10, proc.stderr[-2000:]
+    bootstrap = os.environ.get("STREAM_RISK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        deadline = time.monotonic() + 30
+        while left := [t for t in admin.list_topics() if t.startswith(run_id.group(1))]:
+            assert time.monotonic() < deadline, f"topics left after the demo: {left}"
+            time.sleep(0.5)
+    finally:
+        admin.close()
