@@ -116,9 +116,13 @@ def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
         consumer.close()
 
 
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from stream_risk.config import Settings
-    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+    from stream_risk.kafka_admin import KafkaUnavailable, drop_run_topics, ensure_topics
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = dict(
@@ -179,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            if not args.keep:
+                drop_run_topics(settings.kafka_bootstrap, prefix, _say)
 
     result = {
         "events": sent,
@@ -211,3 +217,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis", action="store_true", help="also deliver to Redis during the run")
     p.add_argument("--bootstrap", help="Kafka bootstrap (default STREAM_RISK_KAFKA_BOOTSTRAP)")
     p.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the run's topics (default: delete them)"
+    )

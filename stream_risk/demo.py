@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_risk.config import Settings
-from stream_risk.kafka_admin import KafkaUnavailable, broker_reachable, drop_topics
+from stream_risk.kafka_admin import broker_reachable, drop_run_topics
 from stream_risk.worker_process import WorkerDidNotStart, start_worker
 
 COLOURS = {
@@ -62,15 +62,6 @@ def _services(verb: str, what: str) -> bool:
         )
         return False
     return subprocess.run(["bash", str(SERVICES), verb, what]).returncode == 0
-
-
-def _drop_topics(bootstrap: str, run_id: str) -> None:
-    try:
-        dropped = drop_topics(bootstrap, run_id)
-    except KafkaUnavailable as exc:
-        _say(f"could not delete the run's topics: {exc}")
-        return
-    _say(f"deleted the run's {len(dropped)} topics (--keep-topics keeps them)")
 
 
 def format_warning(w: dict[str, Any], colour: bool) -> str:
@@ -175,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
         if not args.keep_topics:
-            _drop_topics(settings.kafka_bootstrap, run_id)
+            drop_run_topics(settings.kafka_bootstrap, run_id, _say)
         for what in reversed(started):
             if not args.keep_services:
                 _services("stop", what)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 from stream_risk.config import (
     COMPACTED_TOPICS,
@@ -126,3 +127,13 @@ def drop_topics(bootstrap: str, prefix: str, timeout: float = 30.0) -> list[str]
         raise KafkaUnavailable(f"could not delete the topics of {prefix}: {exc}") from None
     finally:
         admin.close()
+
+
+def drop_run_topics(bootstrap: str, prefix: str, say: Callable[[str], None]) -> None:
+    """``drop_topics`` for a run that is ending: a failure is reported with ``say``, not raised."""
+    try:
+        dropped = drop_topics(bootstrap, prefix)
+    except KafkaUnavailable as exc:
+        say(f"could not delete the run's topics: {exc}")
+        return
+    say(f"deleted the run's {len(dropped)} topics")

@@ -117,12 +117,16 @@ class _StreamWatcher(threading.Thread):
                         self.seen.setdefault(fields["customer_id"], now)
 
 
+def _say(text: str) -> None:
+    print(f"bench-latency: {text}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     import redis
     from kafka import KafkaProducer
 
     from stream_risk.config import Settings
-    from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+    from stream_risk.kafka_admin import KafkaUnavailable, drop_run_topics, ensure_topics
 
     base = Settings()
     prefix = f"latency{uuid.uuid4().hex[:8]}"
@@ -249,6 +253,11 @@ def run(args: argparse.Namespace) -> int:
         client = redis.Redis.from_url(settings.redis_url)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+        drop_run_topics(
+            settings.kafka_bootstrap,
+            prefix,
+            lambda t: print(f"bench-latency: {t}", file=sys.stderr),
+        )
     result = {
         "events": total,
         "rate_per_s": round(total / elapsed, 1),
@@ -310,4 +319,4 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="seconds to wait for the last warnings after producing (default 30)",
     )
     p.add_argument("--bootstrap", help="Kafka bootstrap (default STREAM_RISK_KAFKA_BOOTSTRAP)")
-    p.add_argument("--keep", action="store_true", help="keep the run's Redis keys")
+    p.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
