@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         STREAM_RISK_PARTITIONS=str(args.partitions),
         STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
         STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false",
+        # Serves its API as in production, on any free port: 6066 may be taken.
+        STREAM_RISK_WEB_PORT="0",
     )
     settings = Settings(
         topic_prefix=prefix,

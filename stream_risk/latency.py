@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         STREAM_RISK_REDIS_URL=settings.redis_url,
         STREAM_RISK_REDIS_PREFIX=settings.redis_prefix,
         STREAM_RISK_REDIS_ENABLED="true",
+        # Serves its API as in production, on any free port: 6066 may be taken.
+        STREAM_RISK_WEB_PORT="0",
     )
     topics = settings.input_topics()
     rng = random.Random(5)
