@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             proc = start_worker(env, Path(tmp) / "worker.log")
         except WorkerDidNotStart as exc:
-            print(f"bench: the worker did not start:\n{exc}", file=sys.stderr)
+            _say(f"the worker did not start:\n{exc}")
             return 1
         try:
             ready = time.perf_counter()

@@ -179,11 +179,11 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         env["STREAM_RISK_DATA_DIR"] = tmp
-        print(f"bench-latency: starting a worker on {prefix}.*", file=sys.stderr)
+        _say(f"starting a worker on {prefix}.*")
         try:
             proc = start_worker(env, Path(tmp) / "worker.log")
         except WorkerDidNotStart as exc:
-            print(f"bench-latency: the worker did not start:\n{exc}", file=sys.stderr)
+            _say(f"the worker did not start:\n{exc}")
             return 1
         every = max(1, round(1 / args.trigger_share)) if args.trigger_share > 0 else 0
 
@@ -255,11 +255,7 @@ def run(args: argparse.Namespace) -> int:
         client = redis.Redis.from_url(settings.redis_url)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
-        drop_run_topics(
-            settings.kafka_bootstrap,
-            prefix,
-            lambda t: print(f"bench-latency: {t}", file=sys.stderr),
-        )
+        drop_run_topics(settings.kafka_bootstrap, prefix, _say)
     result = {
         "events": total,
         "rate_per_s": round(total / elapsed, 1),
