@@ -22,7 +22,6 @@ from stream_risk.api.server import ApiDeps, ApiServer
 from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
 from stream_risk.core import Context
-from stream_risk.core.scoring import RiskScorer
 from stream_risk.core.trainer import Trainer
 from stream_risk.metrics import WorkerMetrics
 from stream_risk.sinks.redis import RedisSink
@@ -125,15 +124,7 @@ def build(settings: Settings) -> Topology:
         raw = states.data.get(customer_id.encode())
         return raw if raw is None or isinstance(raw, bytes) else bytes(raw)
 
-    horizon = settings.outcome_horizon_days * 86_400.0
-    ctx = Context(
-        base_currency=settings.base_currency,
-        fx_rates=dict(settings.fx_rates),
-        allowed_lateness=settings.allowed_lateness_days * 86_400.0,
-        scorer=RiskScorer(tiers=settings.tier_thresholds),
-        outcome_horizon=horizon,
-        snapshot_every=min(7 * 86_400.0, horizon),
-    )
+    ctx = Context.from_settings(settings)
     behaviour_file = settings.data_dir / "segment-behaviour.json"
     if ctx.population is not None and ctx.population.load(behaviour_file):
         log.info("segment behaviour detector restored from %s", behaviour_file)

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
 from stream_risk.core.trainer import Trainer
 from stream_risk.replay import BadLine, Replayer, open_lines, read_events
@@ -283,24 +284,20 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_risk.cli import _settings
+    from stream_risk.cli import _rules_or_exit
 
-    settings = _settings()
+    settings = load_settings()
     missing = [p for p in [*args.files, *([args.labels] if args.labels else [])] if not p.is_file()]
     if missing:
         print(
             "stream-risk backtest: no such file: " + ", ".join(map(str, missing)), file=sys.stderr
         )
         return 2
-    ctx = Context(
-        base_currency=args.base_currency or settings.base_currency,
-        fx_rates=dict(settings.fx_rates),
-        allowed_lateness=settings.allowed_lateness_days * DAY,
+    ctx = Context.from_settings(
+        settings,
+        rules=_rules_or_exit(args.rules, "backtest") if args.rules is not None else None,
+        base_currency=args.base_currency,
     )
-    if args.rules is not None:
-        from stream_risk.cli import _rules_or_exit
-
-        ctx.use_rules(_rules_or_exit(args.rules, "backtest"))
     bad = 0
 
     def on_bad(line: BadLine) -> None:

@@ -9,22 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
-from pydantic import ValidationError
-
 from stream_risk import __version__
-from stream_risk.config import Settings
-
-
-def _settings() -> Settings:
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [
-            f"  STREAM_RISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise SystemExit("stream-risk: bad configuration:\n" + "\n".join(lines)) from None
+from stream_risk.config import ConfigurationError, load_settings
 
 
 def _parse_rate(text: str) -> tuple[str, float]:
@@ -63,26 +49,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from stream_risk.core import Context
     from stream_risk.replay import BadLine, replay
 
-    settings = _settings()
+    settings = load_settings()
     missing = [p for p in args.files if not p.is_file()]
     if missing:
         print("stream-risk replay: no such file: " + ", ".join(map(str, missing)), file=sys.stderr)
         return 2
-    rates = dict(settings.fx_rates)
-    rates.update(dict(args.fx_rate or []))
-    lateness = (
-        args.allowed_lateness_days
-        if args.allowed_lateness_days is not None
-        else settings.allowed_lateness_days
+    ctx = Context.from_settings(
+        settings,
+        rules=_rules_or_exit(args.rules, "replay") if args.rules is not None else None,
+        base_currency=args.base_currency,
+        fx_rates=dict(args.fx_rate or []),
+        allowed_lateness_days=args.allowed_lateness_days,
     )
-    ctx = Context(
-        base_currency=args.base_currency or settings.base_currency,
-        fx_rates=rates,
-        allowed_lateness=lateness * 86_400.0,
-    )
-    if args.rules is not None:
-        rules = _rules_or_exit(args.rules, "replay")
-        ctx.use_rules(rules)
     shown = 0
 
     def on_bad(bad: BadLine) -> None:
@@ -305,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except ConfigurationError as exc:
+        print(f"stream-risk: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("stream-risk: interrupted", file=sys.stderr)
         return 130

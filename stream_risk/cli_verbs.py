@@ -12,10 +12,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from stream_risk.agents import build
-    from stream_risk.cli import _settings
+    from stream_risk.config import load_settings
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
 
-    settings = _settings()
+    settings = load_settings()
     if args.partitions:
         settings.partitions = args.partitions
     try:
@@ -32,10 +32,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from stream_risk.cli import _settings
+    from stream_risk.config import load_settings
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
 
-    settings = _settings()
+    settings = load_settings()
     try:
         created = ensure_topics(settings)
     except (KafkaUnavailable, ValueError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream_risk.schemas.events import EVENT_TYPES
@@ -143,3 +143,23 @@ class Settings(BaseSettings):
     def input_topics(self) -> dict[str, str]:
         """Event type -> input topic."""
         return {t: self.topic(t) for t in EVENT_TYPES}
+
+
+class ConfigurationError(ValueError):
+    """The environment does not make valid settings; ``str()`` lists every problem."""
+
+
+def load_settings() -> Settings:
+    """The settings of this process, from ``STREAM_RISK_*`` environment variables.
+
+    The one loader every verb uses; raises :class:`ConfigurationError` naming each
+    bad variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  STREAM_RISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigurationError("bad configuration:\n" + "\n".join(lines)) from None

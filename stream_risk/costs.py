@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState, alerting
 from stream_risk.core import features as feats
 from stream_risk.core.detectors import DaysLateShift, RobustZScore
@@ -33,7 +34,11 @@ from stream_risk.replay import Replayer, read_events
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, help="event files (.jsonl or .jsonl.gz)")
-    p.add_argument("--base-currency", default="EUR", help="the events' base currency (EUR)")
+    p.add_argument(
+        "--base-currency",
+        metavar="CUR",
+        help="currency amounts are converted into (default: STREAM_RISK_BASE_CURRENCY or EUR)",
+    )
     p.add_argument(
         "--sample", type=int, default=3000, help="customers each stage is timed on (3000)"
     )
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print("stream-risk costs: no such file: " + ", ".join(map(str, missing)), file=sys.stderr)
         return 2
-    ctx = Context(base_currency=args.base_currency)
+    ctx = Context.from_settings(load_settings(), base_currency=args.base_currency)
     events = read_events(args.files, lambda bad: None)
     driver = Replayer(ctx, lambda warning: None, trainer=Trainer())
     print(f"costs: replaying {len(events)} events", file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from stream_risk.config import load_settings
 from stream_risk.core.ruleset import RuleSet, default_rules, digest_of, load_files, read_dir
 
 
@@ -56,14 +57,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from stream_risk import rules_topic
-    from stream_risk.cli import _settings
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
 
     rules, files = _load(args.dir)
     if rules is None:
         print("stream-risk rules publish: nothing published", file=sys.stderr)
         return 1
-    settings = _settings()
+    settings = load_settings()
     topic = settings.topic("rules")
     try:
         ensure_topics(settings)
@@ -83,18 +83,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _replay(rules: RuleSet, files: list[Path], base_currency: str | None) -> list[dict[str, Any]]:
-    from stream_risk.cli import _settings
     from stream_risk.core import Context
     from stream_risk.core.trainer import Trainer
     from stream_risk.replay import Replayer, read_events
 
-    settings = _settings()
-    ctx = Context(
-        base_currency=base_currency or settings.base_currency,
-        fx_rates=dict(settings.fx_rates),
-        allowed_lateness=settings.allowed_lateness_days * 86_400.0,
-        rules=rules,
-    )
+    ctx = Context.from_settings(load_settings(), rules=rules, base_currency=base_currency)
     warnings: list[dict[str, Any]] = []
     driver = Replayer(ctx, warnings.append, trainer=Trainer())
     events = read_events(files, lambda bad: None)
@@ -161,10 +154,9 @@ def _champion(args: argparse.Namespace) -> tuple[RuleSet | None, str]:
     if args.against_default:
         return default_rules(), "the default pack"
     from stream_risk import rules_topic
-    from stream_risk.cli import _settings
     from stream_risk.core.ruleset import load_files as compile_files
 
-    settings = _settings()
+    settings = load_settings()
     topic = settings.topic("rules")
     try:
         active = rules_topic.read_latest(settings.kafka_bootstrap, topic, timeout=15.0)

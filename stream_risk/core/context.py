@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol, Self
 
 from stream_risk.core.detectors import SegmentBehaviour
 from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
@@ -11,6 +13,28 @@ from stream_risk.core.features import REGISTRY, groups_of
 from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.trainer import MODEL_FEATURES
+
+DAY = 86_400.0
+#: Model inputs are kept at most one per week (the latest of each week).
+SNAPSHOT_EVERY = 7 * DAY
+
+
+class ContextSettings(Protocol):
+    """The settings a :class:`Context` is made from (``stream_risk.config.Settings``).
+
+    A protocol, so the core does not import the runtime's configuration.
+    """
+
+    @property
+    def base_currency(self) -> str: ...
+    @property
+    def fx_rates(self) -> Mapping[str, float]: ...
+    @property
+    def allowed_lateness_days(self) -> float: ...
+    @property
+    def outcome_horizon_days(self) -> float: ...
+    @property
+    def tier_thresholds(self) -> Mapping[str, Mapping[str, float]]: ...
 
 
 class BadEvent(ValueError):
@@ -61,6 +85,42 @@ class Context:
             + list(MODEL_FEATURES)
             + list(BEHAVIOUR_SCALE)
             + [name for name, f in REGISTRY.items() if f.group == "detectors"]
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ContextSettings,
+        *,
+        rules: RuleSet | None = None,
+        base_currency: str | None = None,
+        fx_rates: Mapping[str, float] | None = None,
+        allowed_lateness_days: float | None = None,
+    ) -> Self:
+        """The context every driver (worker, replay, backtest, rules test) steps with.
+
+        One construction, so that a replay predicts the worker run with the same
+        environment. Keyword arguments override single settings, as a verb's
+        command-line options do; ``fx_rates`` adds to the configured rates.
+        """
+        horizon = settings.outcome_horizon_days * DAY
+        rates = dict(settings.fx_rates)
+        rates.update(fx_rates or {})
+        lateness = (
+            settings.allowed_lateness_days
+            if allowed_lateness_days is None
+            else allowed_lateness_days
+        )
+        return cls(
+            base_currency=base_currency or settings.base_currency,
+            fx_rates=rates,
+            rules=rules if rules is not None else default_rules(),
+            allowed_lateness=lateness * DAY,
+            scorer=RiskScorer(
+                tiers={seg: dict(t) for seg, t in settings.tier_thresholds.items()}
+            ),
+            outcome_horizon=horizon,
+            snapshot_every=min(SNAPSHOT_EVERY, horizon),
         )
 
     def use_rules(self, rules: RuleSet) -> None:

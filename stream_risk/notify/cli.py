@@ -60,7 +60,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stream_risk.cli import _settings
+    from stream_risk.config import load_settings
     from stream_risk.notify.channels import build_senders
     from stream_risk.notify.service import Notifier, NotifierOptions
 
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    settings = _settings()
+    settings = load_settings()
     route_file, errors = load_file(args.routes)
     if route_file is None:
         _print_errors(errors)
