@@ -151,6 +151,12 @@ class _SinkWrites(Collector):
         written.add_metric(["warning"], self.sink.written_warnings)
         written.add_metric(["profile"], self.sink.written_profiles)
         yield written
+        errors = CounterMetricFamily(
+            "stream_risk_redis_write_errors",
+            "Redis writes of the publisher that failed (each batch is retried until written)",
+        )
+        errors.add_metric([], getattr(self.sink, "write_errors", 0))
+        yield errors
 
 
 class WorkerMetrics:
@@ -204,7 +210,8 @@ class WorkerMetrics:
         self.registry.register(_ConsumerLag(self.positions, assignment, highwater))
 
     def watch_sink(self, sink: Any) -> None:
-        """Export the Redis sink's write counters (``written_warnings``, ``written_profiles``)."""
+        """Export the Redis sink's counters (``written_warnings``, ``written_profiles``,
+        ``write_errors``)."""
         self.registry.register(_SinkWrites(sink))
 
     def mark_read(self, messages: Iterable[ReadMessage]) -> None:
