@@ -310,9 +310,9 @@ def build(settings: Settings) -> Topology:
             for partition, record in records:
                 key = record["customer_id"].encode()
                 pending.append(await send(name, key, orjson.dumps(record), partition, None, None))
-        for key, record in result.dead_letters:
+        for dead_key, record in result.dead_letters:
             pending.append(
-                await send(dead_letters_name, key, orjson.dumps(record), None, None, None)
+                await send(dead_letters_name, dead_key, orjson.dumps(record), None, None, None)
             )
         for future in pending:
             future.add_done_callback(delivered)

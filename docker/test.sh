@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): install the project with its dev extra, start Apache Kafka
-# and Redis on loopback, then run lint, types, the contract drift check and every test.
+# and Redis on loopback, then run lint, the image's wheel build, types (on that wheel),
+# the contract drift check and every test.
 # A broker started here begins with empty storage: no test reads an earlier run's topics,
 # and loading thousands of stale partitions would only slow the start.
 # Extra arguments go to pytest, e.g. `bash docker/test.sh tests/unit -x`.
@@ -31,10 +32,14 @@ echo "[test] starting Kafka and Redis" >&2
 bash docker/services.sh start --fresh
 eval "$(bash docker/services.sh env)"
 
+# Tools run as `python3 -m ...`: right after an install their scripts may not be on PATH
+# yet (pyenv creates its shims later).
 echo "[test] ruff" >&2
-ruff check .
-echo "[test] mypy" >&2
-mypy
+python3 -m ruff check .
+echo "[test] the wheel builds from exactly the files docker/Dockerfile copies" >&2
+wheel=$(python3 docker/image_wheel.py build/image-wheel)
+echo "[test] mypy -p stream_risk on the installed wheel" >&2
+PYTHON=python3 bash docker/typecheck.sh "$wheel"
 echo "[test] JSON Schema files match the models" >&2
 python3 -m stream_risk.schemas.export --check
 

@@ -14,6 +14,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from stream_risk.agents import build
     from stream_risk.config import load_settings
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
+    from stream_risk.logs import worker_logging_config
 
     settings = load_settings()
     if args.partitions:
@@ -26,7 +27,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if created:
         print(f"stream-risk worker: created topics {', '.join(created)}", file=sys.stderr)
     topology = build(settings)
-    worker = Worker(topology.app, loglevel=args.log_level or settings.log_level, quiet=True)
+    level = args.log_level or settings.log_level
+    logging_config = worker_logging_config(settings.log_format, level)
+    worker = Worker(topology.app, loglevel=level, quiet=True, logging_config=logging_config)
     worker.execute_from_commandline()
     return 0
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         "replayed streams)",
     )
     log_level: str = Field("info", description="log level of the worker")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines of the worker: text, or json (one object per line)"
+    )
     outcome_horizon_days: float = Field(
         30.0,
         gt=0,

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         worker = start_worker(env, log_path, own_session=True)
         if not args.no_web:
             # The worker logs where it serves (the port may have been chosen freely).
-            served = re.search(r"HTTP API and dashboard on (\S+)", log_path.read_text())
+            served = re.search(r'HTTP API and dashboard on ([^\s"]+)', log_path.read_text())
             _say(f"dashboard: {served.group(1) if served else '(not served; see the log)'}")
         _say(
             "worker ready; simulating "

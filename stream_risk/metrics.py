@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -151,6 +151,12 @@ class _SinkWrites(Collector):
         written.add_metric(["warning"], self.sink.written_warnings)
         written.add_metric(["profile"], self.sink.written_profiles)
         yield written
+        errors = CounterMetricFamily(
+            "stream_risk_redis_write_errors",
+            "Redis writes of the publisher that failed (each batch is retried until written)",
+        )
+        errors.add_metric([], getattr(self.sink, "write_errors", 0))
+        yield errors
 
 
 class WorkerMetrics:
@@ -185,6 +191,11 @@ class WorkerMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.event_loop_lag = Gauge(
+            "stream_risk_event_loop_lag_seconds",
+            "Seconds a timer on the worker's event loop last fired late (a blocked loop)",
+            registry=self.registry,
+        )
 
     def watch_counts(self, counts: Mapping[str, int]) -> None:
         """Export the monitor's counts (``events.<type>``, ``dead_letters``, ...)."""
@@ -199,7 +210,8 @@ class WorkerMetrics:
         self.registry.register(_ConsumerLag(self.positions, assignment, highwater))
 
     def watch_sink(self, sink: Any) -> None:
-        """Export the Redis sink's write counters (``written_warnings``, ``written_profiles``)."""
+        """Export the Redis sink's counters (``written_warnings``, ``written_profiles``,
+        ``write_errors``)."""
         self.registry.register(_SinkWrites(sink))
 
     def mark_read(self, messages: Iterable[ReadMessage]) -> None:

@@ -68,6 +68,7 @@ class RedisSink:
         self._append: Any = None
         self.written_warnings = 0
         self.written_profiles = 0
+        self.write_errors = 0
 
     def profile_key(self, customer_id: str) -> str:
         return f"{self.prefix}:profile:{customer_id}"
@@ -163,6 +164,7 @@ class RedisSink:
                 await self.write(warnings, profiles)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
+                self.write_errors += 1
                 log.warning(
                     "Redis unavailable (%s); %d warnings and %d profiles wait on Kafka, "
                     "retry %d in %.1fs",

@@ -17,7 +17,8 @@ from risk_factory import customer, invoice, order, payment, statement
 from stream_risk import cli
 from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
-DATA_DIR = (Path(__file__).parents[2] / ".." / "shared" / "data" / "uci-credit-default").resolve()
+#: A 2,000-customer subset of the UCI table and its converter, carried with the tests.
+DATA_DIR = Path(__file__).parents[1] / "data" / "uci-credit-default"
 
 
 @pytest.fixture(autouse=True)
