@@ -74,9 +74,9 @@ class Settings(BaseSettings):
         "(the id names who acted) or a bare KEY",
     )
     api_rate_per_second: float = Field(
-        10.0, ge=0, description="requests per second per API key (0: no limit)"
+        20.0, ge=0, description="requests per second per API key (0: no limit)"
     )
-    api_rate_burst: int = Field(40, ge=1, description="requests an API key may burst at once")
+    api_rate_burst: int = Field(100, ge=1, description="requests an API key may burst at once")
     api_auth: bool = Field(
         True,
         description="require an API key on data endpoints and actions; false only for a local demo",
