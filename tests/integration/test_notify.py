@@ -721,3 +721,42 @@ def test_a_kill_between_the_receivers_200_and_the_ledger_write_resends_with_the_
     assert [r.json()["idempotency_key"] for r in requests if r.key == first.key] == [first.key] * 2
     assert scenario.env.redis.get(done_key) == "sent"
     assert "taking over the reservation" in notifier.log()
+
+
+def test_ledger_reservations_in_redis(services: None) -> None:
+    """The reservation scripts against a real Redis: the rules the notifier relies on."""
+    import redis.asyncio as aioredis
+
+    from stream_risk.notify.ledger import Ledger
+
+    from .conftest import REDIS_URL
+
+    async def scenario() -> None:
+        client = aioredis.from_url(REDIS_URL, decode_responses=True)
+        ledger = Ledger(client, f"ledger-test-{time.time_ns()}", "g", 3600, 60)
+        try:
+            assert await ledger.reserve("k", "c1", "t1", 30) == ("reserved", None)
+            assert await ledger.reserve("k", "c1", "t1", 30) == ("reserved", None)  # ours
+            assert await ledger.reserve("k", "c2", "t9", 30) == ("busy", "sending|c1|t1")
+            # A new process of c1 (another token): the holder is dead, taken over.
+            assert await ledger.reserve("k", "c1", "t2", 30) == ("taken-over", "sending|c1|t1")
+            assert not await ledger.extend("k", "c1", "t1", 30)  # no longer t1's
+            assert await ledger.extend("k", "c1", "t2", 30)
+            await ledger.release("k", "c2", "t9")  # not c2's: stays
+            assert await client.get(ledger.done_key("k")) == "sending|c1|t2"
+            await ledger.record_sent("k", "w", "cust", "hook", "firing", "high", 1.0)
+            assert await ledger.reserve("k", "c2", "t9", 30) == ("done", "sent")
+            assert 3500 < await client.ttl(ledger.done_key("k")) <= 3600
+            assert (await ledger.lookup("k", "w", "cust", "hook", None, 1.0)).done
+            # A lease runs out: anyone may reserve again.
+            assert await ledger.reserve("short", "c1", "t1", 0.2) == ("reserved", None)
+            assert not (await ledger.lookup("short", "w", "cust", "hook", None, 1.0)).done
+            await asyncio.sleep(0.4)
+            assert await ledger.reserve("short", "c2", "t9", 30) == ("reserved", None)
+            await ledger.release("short", "c2", "t9")
+            assert await client.get(ledger.done_key("short")) is None
+        finally:
+            await client.delete(*[k async for k in client.scan_iter(f"{ledger.base}:*")] or ["x"])
+            await client.aclose()
+
+    asyncio.run(scenario())
