@@ -587,7 +587,7 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
         routes = (
             "channels:\n"
             f"  hook:\n    type: webhook\n    url: {receiver.url('/hook')}\n"
-            f"    secret_env: {SECRET_ENV}\n"
+            f"    allow_http: true\n    secret_env: {SECRET_ENV}\n"
             f"  mail:\n    type: smtp\n    host: 127.0.0.1\n    port: {smtp.port}\n"
             "    from: risk@example.com\n    to: [collections@example.com]\n"
             "routes:\n  - name: all-of-region\n"
