@@ -23,6 +23,8 @@ from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
 from stream_risk.core import Context
 from stream_risk.core.trainer import Trainer
+from stream_risk.kafka_security import KafkaSecurity
+from stream_risk.message_auth import sign_headers
 from stream_risk.metrics import WorkerMetrics
 from stream_risk.sinks.redis import RedisSink
 
@@ -66,6 +68,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 def build(settings: Settings) -> Topology:
     """Create the Faust app for ``settings`` with all topics, tables and agents."""
+    security = KafkaSecurity.from_settings(settings)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
@@ -82,6 +85,7 @@ def build(settings: Settings) -> Topology:
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=4096,
         table_cleanup_interval=3600.0,
+        **security.faust(),
     )
     partitions = settings.partitions
 
@@ -152,7 +156,13 @@ def build(settings: Settings) -> Topology:
     # and its snapshots form one compacted log every worker follows.
     training = topic(training_name, count=1)
     models = topic(models_name, compacted=True, count=1)
-    model_feed = CompactedFeed(settings.kafka_bootstrap, models_name, model_loader(ctx.scorer.load))
+    model_feed = CompactedFeed(
+        settings.kafka_bootstrap,
+        models_name,
+        model_loader(ctx.scorer.load),
+        security=security,
+        secret=settings.signing_secret,
+    )
     trainer_box: dict[str, Trainer | None] = {"trainer": None}
     model_wait = {"done": False}
 
@@ -163,7 +173,11 @@ def build(settings: Settings) -> Topology:
     # Rule sets: every worker follows the compacted rules topic; a valid message
     # replaces the whole rule set between two batches, a bad one is logged and ignored.
     rules_feed = CompactedFeed(
-        settings.kafka_bootstrap, settings.topic("rules"), rules_loader(ctx, driver.counts)
+        settings.kafka_bootstrap,
+        settings.topic("rules"),
+        rules_loader(ctx, driver.counts),
+        security=security,
+        secret=settings.signing_secret,
     )
     log.info("rule set %s active (until one is read from the rules topic)", ctx.rules.version)
 
@@ -180,7 +194,9 @@ def build(settings: Settings) -> Topology:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         tp = TopicPartition(training_name, 0)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, **security.aiokafka()
+        )
         await consumer.start()
         try:
             consumer.assign([tp])
@@ -206,9 +222,9 @@ def build(settings: Settings) -> Topology:
                     snapshot = _learn(trainer, event.message.value) or snapshot
             if snapshot is not None:
                 send: Callable[..., Awaitable[Any]] = app.producer.send
-                future = await send(
-                    models_name, b"risk-model", orjson.dumps(snapshot), 0, None, None
-                )
+                value = orjson.dumps(snapshot)
+                headers = sign_headers(settings.signing_secret, b"risk-model", value)
+                future = await send(models_name, b"risk-model", value, 0, None, headers or None)
                 future.add_done_callback(delivered)
                 log.info(
                     "risk model version %d published (%d outcomes)",

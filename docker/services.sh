@@ -366,9 +366,11 @@ redis_start() {
     rm -f "$RPID"
     log "starting Redis on $HOST:$REDIS_PORT, log $RLOG"
     # The Debian package may have started its own instance on 6379; that one
-    # is caught by the redis_ping above and reused.
+    # is caught by the redis_ping above and reused. The append-only file in
+    # $RDIR (fsync every second) keeps the warnings stream and the
+    # de-duplication keys across a restart of Redis.
     redis-server --port "$REDIS_PORT" --bind "$HOST" --daemonize yes \
-        --save "" --appendonly no --protected-mode yes \
+        --save "" --appendonly yes --appendfsync everysec --protected-mode yes \
         --pidfile "$RPID" --logfile "$RLOG" --dir "$RDIR" >&2 9>&-
     for ((i = 0; i < 60; i++)); do
         if redis_ping; then

@@ -70,8 +70,13 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         repr=False,
-        description="API keys accepted by the HTTP API, comma separated",
+        description="API keys accepted by the HTTP API, comma separated, each 'id:KEY' "
+        "(the id names who acted) or a bare KEY",
     )
+    api_rate_per_second: float = Field(
+        20.0, ge=0, description="requests per second per API key (0: no limit)"
+    )
+    api_rate_burst: int = Field(100, ge=1, description="requests an API key may burst at once")
     api_auth: bool = Field(
         True,
         description="require an API key on data endpoints and actions; false only for a local demo",
@@ -101,6 +106,25 @@ class Settings(BaseSettings):
     )
     redis_enabled: bool = Field(True, description="publish profiles and warnings to Redis")
     redis_prefix: str = Field("risk", description="prefix of every Redis key and channel")
+    # Kafka TLS and SASL, for every client (stream_risk.kafka_security).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol of every client"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: str | None = Field(None, repr=False, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client certificate's private key")
+    kafka_ssl_check_hostname: bool = Field(True, description="check the brokers' host names")
+    signing_secret: str | None = Field(
+        None,
+        repr=False,
+        description="HMAC key of rule-set and model messages; when set, unsigned or badly "
+        "signed ones are rejected",
+    )
 
     @field_validator("fx_rates")
     @classmethod

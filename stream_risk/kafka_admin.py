@@ -18,6 +18,7 @@ from stream_risk.config import (
     SINGLE_PARTITION_TOPICS,
     Settings,
 )
+from stream_risk.kafka_security import KAFKA_PYTHON_BACKOFF, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,13 @@ def broker_reachable(bootstrap: str) -> bool:
     return False
 
 
-def admin_client(bootstrap: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    """A kafka-python admin client, waiting up to ``timeout`` seconds for the broker."""
+def admin_client(  # type: ignore[no-untyped-def]
+    bootstrap: str, timeout: float = 30.0, security: KafkaSecurity | None = None
+):
+    """A kafka-python admin client, waiting up to ``timeout`` seconds for the broker.
+
+    ``security`` defaults to the environment's Kafka security settings.
+    """
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
@@ -52,7 +58,12 @@ def admin_client(bootstrap: str, timeout: float = 30.0):  # type: ignore[no-unty
             )
         time.sleep(0.5)
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stream-risk-admin")
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="stream-risk-admin",
+            **KAFKA_PYTHON_BACKOFF,
+            **(security or KafkaSecurity.from_environment()).kafka_python(),
+        )
     except (KafkaConnectionError, KafkaTimeoutError) as exc:
         raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from None
 
@@ -65,7 +76,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = admin_client(settings.kafka_bootstrap, timeout)
+    admin = admin_client(settings.kafka_bootstrap, timeout, KafkaSecurity.from_settings(settings))
     try:
         names = list(settings.input_topics().values()) + [settings.topic(t) for t in OUTPUT_TOPICS]
         existing = set(admin.list_topics())
@@ -109,7 +120,9 @@ def _check_partitions(admin, settings: Settings) -> None:  # type: ignore[no-unt
         )
 
 
-def drop_topics(bootstrap: str, prefix: str, timeout: float = 30.0) -> list[str]:
+def drop_topics(
+    bootstrap: str, prefix: str, timeout: float = 30.0, security: KafkaSecurity | None = None
+) -> list[str]:
     """Delete the topics of one deployment: ``<prefix>.*`` and the app's ``<prefix>-*``.
 
     For throwaway deployments (the demo, tests): a broker that keeps thousands
@@ -117,7 +130,7 @@ def drop_topics(bootstrap: str, prefix: str, timeout: float = 30.0) -> list[str]
     """
     from kafka.errors import KafkaError
 
-    admin = admin_client(bootstrap, timeout)
+    admin = admin_client(bootstrap, timeout, security)
     try:
         mine = sorted(t for t in admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-")))
         if mine:

@@ -10,6 +10,9 @@ One key per version means compaction never removes a valid rule set because
 someone later wrote a malformed message (under any key but that version's).
 Workers decode a message with :func:`decode`, which parses and compiles it in
 full: a malformed message is rejected with its errors and never half-applied.
+With a signing secret (``STREAM_RISK_SIGNING_SECRET``) every message is signed
+when published and only validly signed ones are read
+(:mod:`stream_risk.message_auth`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,23 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from stream_risk.core.rulefmt import RuleError
 from stream_risk.core.ruleset import RuleSet, digest_of, load_files
+from stream_risk.kafka_security import KAFKA_PYTHON_BACKOFF, KafkaSecurity
+from stream_risk.message_auth import check, sign_headers
+
+if TYPE_CHECKING:
+    from stream_risk.config import Settings
+
+
+def _settings(settings: Settings | None) -> Settings:
+    from stream_risk.config import Settings
+
+    return settings if settings is not None else Settings()
 
 
 def version_key(version: int) -> bytes:
@@ -83,18 +97,25 @@ def decode(value: bytes | None) -> tuple[RuleSet | None, list[str]]:
     return rules, [str(e) for e in errors]
 
 
-def read_latest(bootstrap: str, topic: str, timeout: float = 30.0) -> Published | None:
+def read_latest(
+    bootstrap: str, topic: str, timeout: float = 30.0, settings: Settings | None = None
+) -> Published | None:
     """The last rule set on ``topic`` (``None`` when nothing was published).
 
-    A message that is not a rule set is skipped: only a valid one can be active.
+    A message that is not a rule set (or not validly signed, when a signing
+    secret is set) is skipped: only a valid one can be active. ``settings``
+    (default: the environment's) give the Kafka security and the secret.
     """
     from kafka import KafkaConsumer, TopicPartition
 
+    s = _settings(settings)
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=1000,
+        **KAFKA_PYTHON_BACKOFF,
+        **KafkaSecurity.from_settings(s).kafka_python(),
     )
     try:
         deadline = time.monotonic() + timeout
@@ -114,6 +135,10 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 30.0) -> Published 
                 raise TimeoutError(f"could not read {topic} to its end in {timeout:g}s")
             for batch in consumer.poll(timeout_ms=500).values():
                 for msg in batch:
+                    if msg.value is None or check(
+                        s.signing_secret, msg.key, msg.value, msg.headers
+                    ):
+                        continue
                     try:
                         candidate = parse(msg.value)
                     except ValueError:
@@ -127,13 +152,29 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 30.0) -> Published 
         consumer.close()
 
 
-def publish(bootstrap: str, topic: str, version: int, files: Mapping[str, str]) -> None:
-    """Write a rule set to the rules topic and wait until the broker has it."""
+def publish(
+    bootstrap: str,
+    topic: str,
+    version: int,
+    files: Mapping[str, str],
+    settings: Settings | None = None,
+) -> None:
+    """Write a rule set to the rules topic and wait until the broker has it (signed
+    when ``settings``, by default the environment's, hold a signing secret)."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    s = _settings(settings)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        **KAFKA_PYTHON_BACKOFF,
+        **KafkaSecurity.from_settings(s).kafka_python(),
+    )
+    key, value = version_key(version), encode(version, files)
     try:
-        producer.send(topic, key=version_key(version), value=encode(version, files)).get(timeout=30)
+        producer.send(
+            topic, key=key, value=value, headers=sign_headers(s.signing_secret, key, value)
+        ).get(timeout=30)
         producer.flush(timeout=30)
     finally:
         producer.close()

@@ -52,6 +52,8 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from stream_risk.kafka_security import KafkaSecurity
+
 #: One event of the wire contract, as a JSON-ready dict.
 Event: TypeAlias = dict[str, Any]
 
@@ -951,6 +953,7 @@ def produce(
             client_id="stream-risk-simulator",
             linger_ms=20,  # batch a little: throughput matters more than latency here
             bootstrap_timeout_ms=int(connect_timeout * 1000),
+            **KafkaSecurity.from_environment().kafka_python(),
         )
     except _NO_BROKER_ERRORS as exc:
         raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
+
+from stream_risk.backoff import Backoff, LogGate
 
 log = logging.getLogger(__name__)
 
@@ -115,23 +118,25 @@ class LiveHub:
         import redis.asyncio as aioredis
         from redis.exceptions import RedisError
 
-        delay = 0.5
+        backoff, gate = Backoff(base=0.5, cap=30.0), LogGate(interval=30.0)
         while True:
             client = aioredis.from_url(self.url, socket_connect_timeout=3, health_check_interval=30)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()
-                delay = 0.5
+                backoff.reset()
+                gate.reset()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self.publish(message["data"])
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
-                log.warning("live warnings: Redis unavailable (%s); retry in %.1fs", exc, delay)
+                delay = backoff.next()
+                if gate.allow(time.monotonic()):
+                    log.warning("live warnings: Redis unavailable (%s); retry in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -78,6 +78,8 @@ _BAD_QUERY = _problem("invalid query parameters")
 _NOT_FOUND = _problem("no such customer or warning")
 _BAD_BODY = _problem("the body is not valid")
 _UNAVAILABLE = _problem("Redis or Kafka is not reachable")
+_RATE_LIMITED = _problem("too many requests for this API key (see Retry-After)")
+_CROSS_SITE = _problem("a state-changing request from another site's page (keys off)")
 
 _ACTION_RESPONSE = {
     "type": "object",
@@ -102,9 +104,11 @@ def _action(summary: str, body: str, required: bool, params: list[dict[str, Any]
                 "202": _json(_ACTION_RESPONSE, "the collection event was produced to Kafka"),
                 "400": _problem("the body is not JSON"),
                 "401": _UNAUTHORIZED,
+                "403": _CROSS_SITE,
                 "404": _NOT_FOUND,
                 "415": _problem("the body is not application/json"),
                 "422": _BAD_BODY,
+                "429": _RATE_LIMITED,
                 "503": _UNAVAILABLE,
             },
         }
@@ -178,7 +182,7 @@ def _paths() -> dict[str, Any]:
             "checks": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
-    authed = {"401": _UNAUTHORIZED, "503": _UNAVAILABLE}
+    authed = {"401": _UNAUTHORIZED, "429": _RATE_LIMITED, "503": _UNAVAILABLE}
     return {
         "/": {
             "get": {

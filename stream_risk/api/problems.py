@@ -28,6 +28,8 @@ KINDS: dict[str, str] = {
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "unavailable": "Service unavailable",
+    "rate-limited": "Too many requests",
+    "cross-site": "Cross-site request refused",
     "internal": "Internal error",
 }
 

@@ -10,8 +10,13 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each):
   ``POST /warnings/{id}/ack``, ``POST /customers/{id}/contact``,
   ``POST /customers/{id}/promise-to-pay``.
 
-Errors are RFC 9457 problem details. :class:`ApiServer` starts and stops the
-application on a host and port; the worker runs it as a service.
+Errors are RFC 9457 problem details. Every response carries the security
+headers of :mod:`stream_risk.api.guard`; requests with a key are rate limited
+per key (429 when the bucket is empty); with keys off, state-changing requests
+from another site's page are refused (403). Every request is logged by
+``stream_risk.api.access`` with the name of the key it used, and every action
+event carries that name as ``api_key_id``. :class:`ApiServer` starts and stops
+the application on a host and port; the worker runs it as a service.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from stream_risk import __version__
-from stream_risk.api import actions, auth
+from stream_risk.api import actions, auth, guard
 from stream_risk.api.live import LiveHub
 from stream_risk.api.openapi import document
 from stream_risk.api.problems import PROBLEM_JSON, Problem, field_errors, from_status
@@ -43,6 +49,10 @@ from stream_risk.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from stream_risk.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+#: One line per request: method, path, status, key name, client, milliseconds.
+access_log = logging.getLogger("stream_risk.api.access")
+#: The key name recorded when authentication is off.
+ANONYMOUS = "anonymous"
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Routes anyone may call; every other route needs an API key (unless auth is off).
@@ -76,16 +86,27 @@ class ApiDeps:
     #: The latest event time this worker has processed (``None`` before any event).
     stream_time: Callable[[], datetime | None] = lambda: None
     new_event_id: Callable[[], str] = _event_id
+    monotonic: Callable[[], float] = time.monotonic
     store: RiskStore = field(init=False)
     hub: LiveHub = field(init=False)
+    keys: list[auth.ApiKey] = field(init=False)
+    buckets: guard.TokenBuckets | None = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.keys = auth.parse_keys(s.api_keys)
+        self.buckets = (
+            guard.TokenBuckets(s.api_rate_per_second, s.api_rate_burst)
+            if s.api_rate_per_second > 0
+            else None
+        )
         self.store = RiskStore(s.redis_url, s.redis_prefix)
         self.hub = LiveHub(s.redis_url, self.store.keys.channel, self.store.remember)
 
 
 DEPS = web.AppKey("deps", ApiDeps)
+#: The name of the API key a request used (set by the auth middleware).
+KEY_ID = web.RequestKey("api_key_id", str)
 
 
 def problem_response(problem: Problem, instance: str) -> web.Response:
@@ -109,6 +130,7 @@ async def _problems(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     deps = request.app[DEPS]
+    started = deps.monotonic()
     try:
         response = await handler(request)
     except Problem as exc:
@@ -122,9 +144,11 @@ async def _problems(
             problem.headers["Allow"] = allow
         response = problem_response(problem, request.path)
     except (RedisError, OSError) as exc:
+        # The cause goes to the log only: exception text can name hosts and users.
         log.warning("API %s %s: Redis unavailable: %s", request.method, request.path, exc)
         response = problem_response(
-            Problem(503, "unavailable", f"Redis is not available: {exc}"), request.path
+            Problem(503, "unavailable", "Redis is not available; the worker log has details"),
+            request.path,
         )
     except Exception:
         log.exception("API %s %s failed", request.method, request.path)
@@ -133,6 +157,15 @@ async def _problems(
             request.path,
         )
     deps.metrics.http_requests.labels(_route_label(request), str(response.status)).inc()
+    access_log.info(
+        "%s %s %d key=%s client=%s %.1fms",
+        request.method,
+        request.path,
+        response.status,
+        request.get(KEY_ID, "-"),
+        request.remote or "-",
+        (deps.monotonic() - started) * 1000,
+    )
     return response
 
 
@@ -141,10 +174,39 @@ async def _authenticate(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     info = request.match_info
-    settings = request.app[DEPS].settings
-    if info.http_exception is None and info.route.name not in PUBLIC_ROUTES and settings.api_auth:
-        auth.check(request.headers, settings.api_keys)
+    deps = request.app[DEPS]
+    if info.http_exception is not None or info.route.name in PUBLIC_ROUTES:
+        return await handler(request)
+    if deps.settings.api_auth:
+        request[KEY_ID] = who = auth.check(request.headers, deps.keys)
+    else:
+        request[KEY_ID] = ANONYMOUS
+        who = f"client:{request.remote}"
+        refused = guard.cross_site(request.method, request.headers, request.host)
+        if refused is not None:
+            raise Problem(
+                403,
+                "cross-site",
+                f"state-changing requests must come from this site's own pages ({refused})",
+            )
+    if deps.buckets is not None:
+        wait = deps.buckets.take(who, deps.monotonic())
+        if wait > 0:
+            raise Problem(
+                429,
+                "rate-limited",
+                f"too many requests for {request[KEY_ID]}: at most "
+                f"{deps.settings.api_rate_per_second:g}/s (bursts of "
+                f"{deps.settings.api_rate_burst}); retry in {wait:.1f}s",
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
     return await handler(request)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # On every response, streams and files included (set before the headers go out).
+    for name, value in guard.SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _params(request: web.Request) -> dict[str, list[str]]:
@@ -199,7 +261,9 @@ async def health(request: web.Request) -> web.Response:
             await asyncio.wait_for(deps.store.ping(), 3.0)
             checks["redis"] = "ok"
         except (RedisError, OSError, TimeoutError) as exc:
-            checks["redis"] = f"unavailable: {exc}"
+            # Never the exception text: /health is public.
+            log.warning("health: Redis unavailable: %r", exc)
+            checks["redis"] = "unavailable"
     else:
         checks["redis"] = "disabled"
     ok = not checks["redis"].startswith("unavailable")
@@ -299,7 +363,9 @@ async def _action_time(deps: ApiDeps, customer_id: str) -> datetime:
     )
 
 
-async def _produce(deps: ApiDeps, event: dict[str, Any]) -> web.Response:
+async def _produce(request: web.Request, deps: ApiDeps, event: dict[str, Any]) -> web.Response:
+    # Who acted: the name of the API key (``anonymous`` with keys off).
+    event["api_key_id"] = request.get(KEY_ID, ANONYMOUS)
     topic = deps.settings.topic("collection")
     try:
         await asyncio.wait_for(
@@ -309,14 +375,17 @@ async def _produce(deps: ApiDeps, event: dict[str, Any]) -> web.Response:
     except Exception as exc:
         log.warning("could not produce a collection event to %s: %r", topic, exc)
         raise Problem(
-            503, "unavailable", f"Kafka did not accept the collection event: {exc!r}"
+            503,
+            "unavailable",
+            "Kafka did not accept the collection event; the worker log has details",
         ) from None
     deps.metrics.collection_actions.labels(event["action"]).inc()
     log.info(
-        "collection action %s for customer %s (event %s)",
+        "collection action %s for customer %s (event %s, key %s)",
         event["action"],
         event["customer_id"],
         event["event_id"],
+        event["api_key_id"],
     )
     return _json({"event": event, "topic": topic}, status=202)
 
@@ -331,7 +400,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         raise Problem(404, "not-found", f"no warning {warning_id!r} in the warnings stream")
     now = await _action_time(deps, customer_id)
     event = actions.acknowledgement(customer_id, warning_id, body, now, deps.new_event_id())
-    return await _produce(deps, event)
+    return await _produce(request, deps, event)
 
 
 async def _customer_action(
@@ -347,7 +416,8 @@ async def _customer_action(
 
 async def contact(request: web.Request) -> web.Response:
     deps, customer_id, body, now = await _customer_action(request, actions.ContactRequest, False)
-    return await _produce(deps, actions.contact(customer_id, body, now, deps.new_event_id()))
+    event = actions.contact(customer_id, body, now, deps.new_event_id())
+    return await _produce(request, deps, event)
 
 
 async def promise_to_pay(request: web.Request) -> web.Response:
@@ -361,7 +431,7 @@ async def promise_to_pay(request: web.Request) -> web.Response:
         settings.base_currency,
         dict(settings.fx_rates),
     )
-    return await _produce(deps, event)
+    return await _produce(request, deps, event)
 
 
 async def _start_background(app: web.Application) -> None:
@@ -384,6 +454,7 @@ def create_app(deps: ApiDeps) -> web.Application:
     """The aiohttp application with every route, the auth and the problem middlewares."""
     app = web.Application(middlewares=[_problems, _authenticate])
     app[DEPS] = deps
+    app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/", dashboard, name="dashboard")
     r.add_static("/static", STATIC, name="static")

@@ -45,13 +45,23 @@ class Sender(Protocol):
 
 
 class WebhookSender:
-    """POSTs :meth:`Notification.webhook_body` with signature, timestamp and idempotency key."""
+    """POSTs :meth:`Notification.webhook_body` with signature, timestamp and idempotency key.
+
+    Redirects are not followed: a 3xx would re-post the body and its signature
+    to another address; it fails permanently instead (fix the URL).
+    ``secret_headers`` are the ``header_env`` values, read from the environment.
+    """
 
     def __init__(
-        self, channel: WebhookChannel, secret: str, clock: Callable[[], float] = time.time
+        self,
+        channel: WebhookChannel,
+        secret: str,
+        clock: Callable[[], float] = time.time,
+        secret_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.channel = channel
         self._secret = secret.encode()
+        self._secret_headers = dict(secret_headers or {})
         self._clock = clock
         self._session: Any = None
 
@@ -70,15 +80,24 @@ class WebhookSender:
         timestamp = int(self._clock())
         headers = {
             **self.channel.headers,
+            **self._secret_headers,
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
             TIMESTAMP_HEADER: str(timestamp),
             IDEMPOTENCY_HEADER: note.key,
         }
         try:
-            async with self._session.post(self.channel.url, data=body, headers=headers) as resp:
+            async with self._session.post(
+                self.channel.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
                 if 200 <= resp.status < 300:
                     return
+                if 300 <= resp.status < 400:
+                    raise DeliveryError(
+                        f"HTTP {resp.status} from {self.channel.url}: redirects are not "
+                        f"followed (to {resp.headers.get('Location', '?')}); fix the URL",
+                        permanent=True,
+                    )
                 detail = (await resp.text())[:200]
                 raise DeliveryError(
                     f"HTTP {resp.status} from {self.channel.url}: {detail}".rstrip(": "),
@@ -117,7 +136,12 @@ def email_message(note: Notification, sender: str, to: list[str]) -> EmailMessag
 
 
 class SmtpSender:
-    """Sends an e-mail with aiosmtplib."""
+    """Sends an e-mail with aiosmtplib.
+
+    ``starttls: true`` requires the upgrade; otherwise (without ``tls``) the
+    connection is upgraded whenever the server offers STARTTLS, aiosmtplib's
+    default. Credentials are only accepted with one of the two (see the routes).
+    """
 
     def __init__(
         self, channel: SmtpChannel, username: str | None = None, password: str | None = None
@@ -146,7 +170,7 @@ class SmtpSender:
                 username=self._username,
                 password=self._password,
                 use_tls=ch.tls,
-                start_tls=ch.starttls,
+                start_tls=smtp_start_tls(ch),
                 timeout=ch.timeout_seconds,
             )
         except aiosmtplib.SMTPResponseException as exc:
@@ -161,6 +185,19 @@ class SmtpSender:
 
     async def close(self) -> None:
         return None
+
+
+def smtp_start_tls(channel: SmtpChannel) -> bool | None:
+    """aiosmtplib's ``start_tls``: required, off (implicit TLS), or opportunistic (``None``).
+
+    >>> base = {"type": "smtp", "host": "h", "from": "a@b", "to": ["c@d"]}
+    >>> [smtp_start_tls(SmtpChannel.model_validate({**base, **o}))
+    ...  for o in ({"starttls": True}, {"tls": True}, {})]
+    [True, False, None]
+    """
+    if channel.starttls:
+        return True
+    return False if channel.tls else None
 
 
 _APPRISE_TYPES = {"critical": "failure", "high": "warning", "medium": "warning", "low": "info"}
@@ -197,8 +234,11 @@ class AppriseSender:
             if note.kind == "resolved"
             else _APPRISE_TYPES.get(note.warning["level"], "info")
         )
+        # Chat services take no headers: the idempotency key closes the text.
         result = await self._apprise.async_notify(
-            body=note.text, title=note.title, notify_type=notify_type
+            body=f"{note.text}\n{IDEMPOTENCY_HEADER}: {note.key}",
+            title=note.title,
+            notify_type=notify_type,
         )
         if not result:
             raise DeliveryError(f"apprise could not deliver to {len(self._urls)} URL(s)")
@@ -213,7 +253,11 @@ def build_senders(config: NotifyConfig, environ: Mapping[str, str]) -> dict[str,
     senders: dict[str, Sender] = {}
     for name, ch in config.channels.items():
         if isinstance(ch, WebhookChannel):
-            senders[name] = WebhookSender(ch, environ[ch.secret_env])
+            senders[name] = WebhookSender(
+                ch,
+                environ[ch.secret_env],
+                secret_headers={h: environ[var] for h, var in ch.header_env.items()},
+            )
         elif isinstance(ch, SmtpChannel):
             user = environ[ch.username_env] if ch.username_env else None
             password = environ[ch.password_env] if ch.password_env else None

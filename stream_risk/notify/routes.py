@@ -23,7 +23,10 @@ A file looks like this (``config/notify.example.yaml`` is a complete one)::
         channels: [collections-hook]
 
 Secrets never appear in the file: a channel names the environment variable
-that holds them (``secret_env``, ``password_env``, ``urls_env``).
+that holds them (``secret_env``, ``password_env``, ``urls_env``, and
+``header_env`` for webhook headers such as ``Authorization``). A webhook URL
+must be ``https://`` unless the channel says ``allow_http: true``; SMTP
+credentials need ``starttls: true`` or ``tls: true``.
 
 >>> config, errors = load(parse("channels: {}\\nroutes: []\\n", "r.yaml"))
 >>> errors
@@ -35,13 +38,23 @@ r.yaml:2: route 'a': channels: unknown channel 'nope' (defined: none)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stream_risk.schemas.outputs import Level
 
@@ -53,6 +66,10 @@ _EMAIL = r"^[^@\s]+@[^@\s]+$"
 _URL = r"^https?://[^\s/]+"
 # Keys that would put a secret into the file itself.
 _INLINE_SECRETS = {"secret", "password", "token", "api_key", "urls"}
+# Header names that carry credentials: their values come from header_env.
+_SECRET_HEADER = re.compile(
+    r"auth|token|secret|key|passw|cookie|signature|credential|session", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -212,9 +229,27 @@ class WebhookChannel(_ChannelBase):
     """POST the notification as JSON, signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
+    # Before url: the url check reads it.
+    allow_http: bool = Field(
+        False, description="accept an http:// URL (the body and signature go in clear text)"
+    )
     url: str = Field(pattern=_URL)
     secret_env: str = Field(pattern=_ENV_NAME)
     headers: dict[str, str] = Field(default_factory=dict)
+    header_env: dict[str, Annotated[str, Field(pattern=_ENV_NAME)]] = Field(
+        default_factory=dict,
+        description="header name -> environment variable holding its value (credentials)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_unless_allowed(cls, url: str, info: ValidationInfo) -> str:
+        if url.lower().startswith("http://") and not info.data.get("allow_http"):
+            raise ValueError(
+                "http:// sends notifications in clear text; use https:// "
+                "(or set allow_http: true for this channel)"
+            )
+        return url
 
 
 class SmtpChannel(_ChannelBase):
@@ -236,6 +271,11 @@ class SmtpChannel(_ChannelBase):
             raise ValueError("choose one of starttls (upgrade) and tls (implicit TLS)")
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("username_env and password_env go together")
+        if self.username_env is not None and not (self.starttls or self.tls):
+            raise ValueError(
+                "credentials need an encrypted connection: set starttls: true (port 587) "
+                "or tls: true (port 465)"
+            )
         return self
 
 
@@ -402,6 +442,21 @@ def load(parsed: Parsed) -> tuple[RouteFile | None, list[ConfigError]]:
                 where,
                 f"{key}: secrets never go in the file; name an environment variable with {env_key}",
             )
+        headers = raw.get("headers")
+        secret_headers = (
+            sorted(str(h) for h in headers if _SECRET_HEADER.search(str(h)))
+            if isinstance(headers, Mapping)
+            else []
+        )
+        for header in secret_headers:
+            err(
+                ["channels", name, "headers", header],
+                where,
+                f"headers.{header}: secrets never go in the file; name an environment "
+                f"variable with header_env: {{{header}: VARIABLE}}",
+            )
+        if secret_headers and isinstance(headers, Mapping):
+            raw = {**raw, "headers": {k: v for k, v in headers.items() if k not in secret_headers}}
         if raw.get("type") not in CHANNEL_TYPES:
             err(
                 ["channels", name, "type"],
@@ -485,6 +540,8 @@ def env_names(config: NotifyConfig) -> dict[str, list[tuple[str, str]]]:
             var = getattr(ch, key, None)
             if var:
                 pairs.append((key, var))
+        for header, var in getattr(ch, "header_env", {}).items():
+            pairs.append((f"header_env.{header}", var))
         out[name] = pairs
     return out
 

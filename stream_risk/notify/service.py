@@ -6,24 +6,33 @@ For each warning read from the consumer group (:mod:`stream_risk.notify.stream`)
    profile hash, and the routes pick the channels;
 2. per channel, :func:`stream_risk.notify.decide.decide` says whether to send
    (new, escalated or resolved) given the ledger's records and the rate limit;
-3. a send is tried up to the channel's ``retry.attempts`` times with
+3. the notification is reserved in the ledger (one notifier at a time tries
+   it; see :mod:`stream_risk.notify.ledger` for how a dead holder's
+   reservation is taken over);
+4. a send is tried up to the channel's ``retry.attempts`` times with
    exponential backoff; one that keeps failing (or fails permanently, e.g.
    HTTP 404) goes to the Kafka topic ``<topic prefix>.notification-dead-letters``
    with the warning, channel, attempts and last error;
-4. the idempotency record is written after the send succeeded (or the dead
-   letter was written), and the stream entry is acknowledged only after every
-   channel of the warning is done.
+5. the reservation becomes the idempotency record after the send succeeded
+   (or the dead letter was written), and the stream entry is acknowledged only
+   after every channel of the warning is done.
 
 So a notifier killed at any point resumes from its pending entries without
-losing a warning, and without sending again what a channel accepted. Redis
-or Kafka being down makes it log and back off; it does not crash.
+losing a warning. Delivery is at least once: a notifier killed after the
+channel accepted a notification but before step 5 leaves a reservation, and
+the notification is sent again, with the same idempotency key (the
+``Idempotency-Key`` header, the e-mail's ``Message-ID``), which receivers use
+to drop the repeat. Redis or Kafka being down makes it back off (jittered,
+exponential) and log at a bounded rate; it does not crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +41,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from stream_risk.backoff import Backoff, LogGate
 from stream_risk.config import Settings
+from stream_risk.kafka_security import KafkaSecurity
 from stream_risk.notify.channels import DeliveryError, Sender
 from stream_risk.notify.decide import Subject, channels_for, decide
 from stream_risk.notify.ledger import Ledger
@@ -51,6 +62,10 @@ class Stopping(Exception):
     """Raised inside a handler when the notifier is asked to stop while it waits."""
 
 
+class InFlight(Exception):
+    """Another live notifier holds the notification's reservation: try again later."""
+
+
 @dataclass
 class NotifierOptions:
     """How the notifier reads the stream (see :class:`WarningStreamReader`)."""
@@ -63,6 +78,10 @@ class NotifierOptions:
     claim_idle_seconds: float = 300.0
     concurrency: int = 8
     max_backoff_seconds: float = 30.0
+    #: At most one "unavailable" log line per this many seconds per condition.
+    log_interval_seconds: float = 30.0
+    #: Added to a channel's worst-case send time to make its reservation lease.
+    lease_margin_seconds: float = 30.0
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
@@ -115,16 +134,19 @@ def subject_of(warning: Mapping[str, Any], segment: Mapping[str, Any]) -> Subjec
 class DeadLetters:
     """Writes notifications that finally failed to a Kafka topic (aiokafka)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.security = security or KafkaSecurity()
         self._producer: Any = None
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", **self.security.aiokafka()
+            )
             try:
                 await producer.start()
             except BaseException:
@@ -175,11 +197,19 @@ class Notifier:
             block_ms=self.options.block_ms,
             claim_idle_seconds=self.options.claim_idle_seconds,
         )
-        self.dead_letters = DeadLetters(settings.kafka_bootstrap, settings.topic(DEAD_LETTER_TOPIC))
+        self.dead_letters = DeadLetters(
+            settings.kafka_bootstrap,
+            settings.topic(DEAD_LETTER_TOPIC),
+            KafkaSecurity.from_settings(settings),
+        )
+        # This process's reservations: a restart of the same consumer has another token.
+        self.token = uuid.uuid4().hex[:12]
         self.stats: Counter[str] = Counter()
         self._client: Any = None
         self._ledger: Ledger | None = None
         self._stop = asyncio.Event()
+        self._redis_gate = LogGate(self.options.log_interval_seconds)
+        self._kafka_gate = LogGate(self.options.log_interval_seconds)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -262,26 +292,31 @@ class Notifier:
         raise Stopping
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a Redis call, backing off while Redis is unreachable."""
-        delay, failures = 0.5, 0
+        """Run a Redis call, backing off (jittered) while Redis is unreachable; the
+        concurrent handlers share one log gate, so an outage logs a line per interval."""
+        backoff = Backoff(base=0.5, cap=self.options.max_backoff_seconds)
         while True:
             try:
                 result = await call()
             except _transient_errors() as exc:
-                failures += 1
+                delay = backoff.next()
                 self.reader.restart()
-                log.warning(
-                    "Redis unavailable, cannot %s (%s); retry %d in %.1fs",
-                    what,
-                    exc,
-                    failures,
-                    delay,
-                )
+                self.stats["redis_retries"] += 1
+                if self._redis_gate.allow(time.monotonic()):
+                    skipped = self._redis_gate.take_swallowed()
+                    log.warning(
+                        "Redis unavailable, cannot %s (%s); retry %d in %.1fs%s",
+                        what,
+                        exc,
+                        backoff.failures,
+                        delay,
+                        f" ({skipped} more failed calls not logged)" if skipped else "",
+                    )
                 await self._pause(delay)
-                delay = min(delay * 2, self.options.max_backoff_seconds)
                 continue
-            if failures:
-                log.warning("Redis is back after %d failed attempts", failures)
+            if backoff.failures:
+                self._redis_gate.reset()
+                log.warning("Redis is back after %d failed attempts", backoff.failures)
             return result
 
     # --- handling -------------------------------------------------------------------------------
@@ -308,6 +343,10 @@ class Notifier:
                         await self.handle(entry.warning, segment)
                     except Stopping:
                         raise
+                    except InFlight as exc:
+                        # Left pending: the holder records it; a later delivery sees that.
+                        log.info("%s stays pending: %s", entry.entry_id, exc)
+                        return
                     except Exception:
                         # Left pending: retried after --claim-idle, or at the next start.
                         log.exception("could not handle %s; it stays pending", entry.entry_id)
@@ -416,7 +455,35 @@ class Notifier:
             return
         assert decision.kind is not None
         note = Notification(channel, decision.kind, dict(warning), dict(segment))
-        attempts, error = await self._send_with_retries(note)
+        lease = self.lease_seconds(channel)
+        consumer, token = self.options.consumer, self.token
+        outcome, found = await self._retrying(
+            "reserve a notification", lambda: ledger.reserve(key, consumer, token, lease)
+        )
+        if outcome == "done":
+            self.stats["already_done"] += 1
+            log.debug("%s not sent on %s: already %s", key, channel, found)
+            return
+        if outcome == "busy":
+            self.stats["in_flight"] += 1
+            raise InFlight(f"{key} is being sent by {found}")
+        if outcome == "taken-over":
+            # Its holder died before recording the outcome: the channel may have it.
+            self.stats["taken_over"] += 1
+            log.warning(
+                "%s on %s: taking over the reservation of a stopped notifier (%s); sending "
+                "again with the same idempotency key",
+                key,
+                channel,
+                found,
+            )
+        try:
+            attempts, error = await self._send_with_retries(note)
+        except Stopping:
+            # Stopping between attempts: free it for whoever handles the entry next.
+            with contextlib.suppress(Exception):
+                await ledger.release(key, consumer, token)
+            raise
         if error is None:
             await self._retrying(
                 "record a sent notification",
@@ -429,6 +496,13 @@ class Notifier:
             return
         await self._dead_letter(note, attempts, error)
         await self._retrying("record a dead letter", lambda: ledger.record_dead_lettered(key))
+
+    def lease_seconds(self, channel: str) -> float:
+        """How long a reservation on ``channel`` lasts: every attempt timing out, every
+        pause between them, and a margin."""
+        policy = self.config.retry_for(channel)
+        timeout = self.config.channels[channel].timeout_seconds
+        return policy.attempts * timeout + policy.total_wait() + self.options.lease_margin_seconds
 
     async def _send_with_retries(self, note: Notification) -> tuple[int, str | None]:
         """Attempts used and the last error (``None`` when the channel accepted it)."""
@@ -478,21 +552,34 @@ class Notifier:
             "group": self.options.group,
             "failed_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
         }
-        delay = 0.5
+        backoff = Backoff(base=0.5, cap=self.options.max_backoff_seconds)
         while True:
             try:
                 await self.dead_letters.send(str(note.warning["customer_id"]), record)
                 break
             except Exception as exc:  # Kafka down: keep the entry pending and retry
-                log.warning(
-                    "cannot write the dead letter for %s to %s (%s); retry in %.1fs",
-                    note.key,
-                    self.dead_letters.topic,
-                    exc,
-                    delay,
-                )
+                delay = backoff.next()
+                if self._kafka_gate.allow(time.monotonic()):
+                    skipped = self._kafka_gate.take_swallowed()
+                    log.warning(
+                        "cannot write the dead letter for %s to %s (%s); retry in %.1fs%s",
+                        note.key,
+                        self.dead_letters.topic,
+                        exc,
+                        delay,
+                        f" ({skipped} more failures not logged)" if skipped else "",
+                    )
                 await self.dead_letters.close()
+                # Still ours while Kafka is down: keep the lease from running out.
+                with contextlib.suppress(*_transient_errors()):
+                    assert self._ledger is not None
+                    await self._ledger.extend(
+                        note.key,
+                        self.options.consumer,
+                        self.token,
+                        self.lease_seconds(note.channel),
+                    )
                 await self._pause(delay)
-                delay = min(delay * 2, self.options.max_backoff_seconds)
+        self._kafka_gate.reset()
         self.stats["dead_lettered"] += 1
         log.warning("dead-lettered %s to %s", note.key, self.dead_letters.topic)

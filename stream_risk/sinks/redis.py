@@ -18,10 +18,13 @@ Writes are idempotent: a warning is appended once per ``(warning_id, status, lev
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+
+from stream_risk.backoff import Backoff, LogGate
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class RedisSink:
         dedup_ttl_seconds: int = 7 * 86_400,
         max_backoff: float = 30.0,
         history_length: int = 200,
+        log_interval: float = 30.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -66,6 +70,9 @@ class RedisSink:
         self.scores_key = f"{prefix}:scores"
         self._client: Any = None
         self._append: Any = None
+        # One gate for the sink: an outage logs one line per interval, not per batch.
+        self._gate = LogGate(log_interval)
+        self.retries = 0
         self.written_warnings = 0
         self.written_profiles = 0
         self.write_errors = 0
@@ -149,7 +156,8 @@ class RedisSink:
         profiles: list[bytes],
         sleep: Callable[[float], Awaitable[Any]],
     ) -> None:
-        """Write the batch, retrying with exponential backoff while Redis is unavailable.
+        """Write the batch, retrying with jittered exponential backoff while Redis is
+        unavailable, logging at most one line per ``log_interval`` seconds.
 
         Kafka offsets are not committed meanwhile, so nothing is lost: the
         warnings stay on the warnings topic and the sink catches up.
@@ -157,28 +165,31 @@ class RedisSink:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        delay = 0.5
-        failures = 0
+        backoff = Backoff(base=0.5, cap=self.max_backoff)
         while True:
             try:
                 await self.write(warnings, profiles)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                failures += 1
+                delay = backoff.next()
+                self.retries += 1
                 self.write_errors += 1
-                log.warning(
-                    "Redis unavailable (%s); %d warnings and %d profiles wait on Kafka, "
-                    "retry %d in %.1fs",
-                    exc,
-                    len(warnings),
-                    len(profiles),
-                    failures,
-                    delay,
-                )
+                if self._gate.allow(time.monotonic()):
+                    skipped = self._gate.take_swallowed()
+                    log.warning(
+                        "Redis unavailable (%s); %d warnings and %d profiles wait on Kafka, "
+                        "retry %d in %.1fs%s",
+                        exc,
+                        len(warnings),
+                        len(profiles),
+                        backoff.failures,
+                        delay,
+                        f" ({skipped} more failures not logged)" if skipped else "",
+                    )
                 await sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
                 continue
-            if failures:
-                log.warning("Redis is back after %d failed attempts; catching up", failures)
+            if backoff.failures:
+                self._gate.reset()
+                log.warning("Redis is back after %d failed attempts; catching up", backoff.failures)
             return
 
 

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from stream_risk.api import auth
 from stream_risk.schemas.events import CollectionEvent, input_event_adapter
 from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
@@ -283,6 +284,8 @@ def test_events_become_profiles_warnings_and_actions_become_collection_events(
     assert by_action["promise_to_pay"]["promised_amount"] == 450.0  # USD at 0.9
     assert by_action["promise_to_pay"]["promised_at"] == "2026-04-30T23:59:59+00:00"
     assert len({r["value"]["event_id"] for r in records}) == 3
+    # Each names the key that acted: a bare key is named after its hash.
+    assert {r["value"]["api_key_id"] for r in records} == {auth.parse_key(KEY).id}
 
     # The worker applies them (they flow back into state) and the metrics moved.
     def metrics() -> str | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -72,6 +73,8 @@ class Receiver:
     fail: set[str] = field(default_factory=set)
     hold_path: str | None = None
     hold_at: int = 0
+    #: Called (in the receiver's thread) just before the 200 of the first request on a path.
+    before_first_200: dict[str, Any] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     port: int = 0
 
@@ -108,6 +111,8 @@ class Receiver:
             req.status = 503  # never answered to the notifier: it was killed meanwhile
         else:
             req.status = 500 if req.path in self.fail else 200
+            if n == 1 and req.path in self.before_first_200:
+                self.before_first_200[req.path]()
         return web.Response(status=req.status)
 
     def release(self) -> None:
@@ -122,6 +127,82 @@ class Receiver:
 
     def stop(self) -> None:
         self.release()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+class RedisGate:
+    """A TCP proxy in front of Redis, in its own thread, that can hold what clients send.
+
+    :meth:`hold` stops forwarding client bytes (and counts what it holds);
+    :meth:`cut_and_open` drops the held bytes with every open connection, then
+    forwards again: what a killed client had not yet delivered never arrives.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.held: list[bytes] = []
+        self.port = 0
+
+    def start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._open = asyncio.Event()
+            self._open.set()
+            self._generation = 0
+            self._writers: list[asyncio.StreamWriter] = []
+            server = self._loop.run_until_complete(
+                asyncio.start_server(self._client, "127.0.0.1", 0)
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+            server.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "Redis gate did not start"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+        generation = self._generation
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            try:
+                while chunk := await src.read(65536):
+                    if up and not self._open.is_set():
+                        self.held.append(chunk)
+                        await self._open.wait()
+                    if generation != self._generation:
+                        break  # cut: nothing held is delivered
+                    dst.write(chunk)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+
+    def hold(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.clear)
+
+    def cut_and_open(self) -> None:
+        def cut() -> None:
+            self._generation += 1
+            for w in self._writers:
+                w.close()
+            self._writers.clear()
+            self._open.set()
+
+        self._loop.call_soon_threadsafe(cut)
+
+    def stop(self) -> None:
+        self.cut_and_open()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
@@ -313,7 +394,8 @@ def scenario(deployment: Env, request: pytest.FixtureRequest) -> Iterator[Scenar
 
 def _webhook_routes(region: str, channels: dict[str, str], retry: str = "") -> str:
     hooks = "".join(
-        f"  {name}:\n    type: webhook\n    url: {url}\n    secret_env: {SECRET_ENV}\n"
+        f"  {name}:\n    type: webhook\n    url: {url}\n    allow_http: true\n"
+        f"    secret_env: {SECRET_ENV}\n"
         f"    timeout_seconds: 5\n{retry}"
         for name, url in channels.items()
     )
@@ -505,7 +587,7 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
         routes = (
             "channels:\n"
             f"  hook:\n    type: webhook\n    url: {receiver.url('/hook')}\n"
-            f"    secret_env: {SECRET_ENV}\n"
+            f"    allow_http: true\n    secret_env: {SECRET_ENV}\n"
             f"  mail:\n    type: smtp\n    host: 127.0.0.1\n    port: {smtp.port}\n"
             "    from: risk@example.com\n    to: [collections@example.com]\n"
             "routes:\n  - name: all-of-region\n"
@@ -564,3 +646,117 @@ def test_mail_and_a_resolution_message(scenario: Scenario, receiver: Receiver) -
     kinds = [r.json()["kind"] for r in receiver.on("/hook")]
     assert kinds == ["firing", "resolved"]
     assert all(r.signed() for r in receiver.on("/hook"))
+
+
+def _stream_warning(scenario: Scenario, customer: str) -> dict[str, Any]:
+    return {
+        "warning_id": f"{customer}-overdue",
+        "customer_id": customer,
+        "rule": OVERDUE,
+        "level": "high",
+        "status": "firing",
+        "occurred_at": "2026-02-01T00:00:00+00:00",
+        "risk_score": 0.4,
+        "tier": "medium",
+        "reasons": [{"text": "oldest open item is 35 days past due (threshold 30)"}],
+        "actions": [{"kind": "contact_customer"}],
+        "segment": {"industry": "retail", "size": "sme", "region": scenario.region},
+    }
+
+
+def test_a_kill_between_the_receivers_200_and_the_ledger_write_resends_with_the_same_key(
+    scenario: Scenario, receiver: Receiver
+) -> None:
+    """What the README promises: at least once, a repeat carries the same idempotency key."""
+    redis_url = urlsplit(scenario.env.settings_env["STREAM_RISK_REDIS_URL"])
+    gate = RedisGate(redis_url.hostname or "127.0.0.1", redis_url.port or 6379)
+    gate.start()
+    try:
+        notifier = scenario.notifier(
+            _webhook_routes(scenario.region, {"collections": receiver.url("/hook")}),
+            "--concurrency",
+            "1",
+        )
+        # The notifier talks to Redis through the gate; the test reads Redis directly.
+        notifier.env["STREAM_RISK_REDIS_URL"] = f"redis://127.0.0.1:{gate.port}{redis_url.path}"
+        notifier.start()  # creates the group at the end of the stream
+        assert notifier.stop() == 0
+
+        warnings = [_stream_warning(scenario, scenario.customer(i)) for i in range(3)]
+        for w in warnings:
+            scenario.env.redis.xadd(
+                scenario.stream,
+                {"warning": json.dumps(w), **{k: w[k] for k in ("warning_id", "customer_id")}}
+                | {"level": w["level"], "status": w["status"]},
+            )
+        # The first request is answered 200, and from then on Redis hears nothing more.
+        receiver.before_first_200["/hook"] = gate.hold
+        notifier.start()
+        wait_for(
+            lambda: any(b"sent" in chunk for chunk in gate.held),
+            timeout=120,
+            what="the ledger write after the receiver's 200",
+        )
+        notifier.kill9()
+        gate.cut_and_open()  # the write the killed notifier had begun never lands
+        (first,) = receiver.on("/hook")
+        assert first.status == 200
+        prefix = scenario.env.settings_env["STREAM_RISK_REDIS_PREFIX"]
+        done_key = f"{prefix}:notify:{scenario.group}:done:{first.key}"
+        left = scenario.env.redis.get(done_key)
+        assert left is not None and left.startswith("sending|c1|")  # a reservation, no record
+
+        notifier.start()
+        wait_for(lambda: scenario.pending() == 0, what="every warning acknowledged")
+        assert notifier.stop() == 0
+    finally:
+        gate.stop()
+
+    requests = receiver.on("/hook")
+    assert all(r.status == 200 and r.signed() for r in requests)
+    keys = Counter(r.key for r in requests)
+    assert set(keys) == {f"{w['warning_id']}:firing:high:collections" for w in warnings}
+    # Only the notification in the window was sent twice, both times with its own key.
+    assert keys[first.key] == 2 and len(requests) == len(warnings) + 1
+    assert [r.json()["idempotency_key"] for r in requests if r.key == first.key] == [first.key] * 2
+    assert scenario.env.redis.get(done_key) == "sent"
+    assert "taking over the reservation" in notifier.log()
+
+
+def test_ledger_reservations_in_redis(services: None) -> None:
+    """The reservation scripts against a real Redis: the rules the notifier relies on."""
+    import redis.asyncio as aioredis
+
+    from stream_risk.notify.ledger import Ledger
+
+    from .conftest import REDIS_URL
+
+    async def scenario() -> None:
+        client = aioredis.from_url(REDIS_URL, decode_responses=True)
+        ledger = Ledger(client, f"ledger-test-{time.time_ns()}", "g", 3600, 60)
+        try:
+            assert await ledger.reserve("k", "c1", "t1", 30) == ("reserved", None)
+            assert await ledger.reserve("k", "c1", "t1", 30) == ("reserved", None)  # ours
+            assert await ledger.reserve("k", "c2", "t9", 30) == ("busy", "sending|c1|t1")
+            # A new process of c1 (another token): the holder is dead, taken over.
+            assert await ledger.reserve("k", "c1", "t2", 30) == ("taken-over", "sending|c1|t1")
+            assert not await ledger.extend("k", "c1", "t1", 30)  # no longer t1's
+            assert await ledger.extend("k", "c1", "t2", 30)
+            await ledger.release("k", "c2", "t9")  # not c2's: stays
+            assert await client.get(ledger.done_key("k")) == "sending|c1|t2"
+            await ledger.record_sent("k", "w", "cust", "hook", "firing", "high", 1.0)
+            assert await ledger.reserve("k", "c2", "t9", 30) == ("done", "sent")
+            assert 3500 < await client.ttl(ledger.done_key("k")) <= 3600
+            assert (await ledger.lookup("k", "w", "cust", "hook", None, 1.0)).done
+            # A lease runs out: anyone may reserve again.
+            assert await ledger.reserve("short", "c1", "t1", 0.2) == ("reserved", None)
+            assert not (await ledger.lookup("short", "w", "cust", "hook", None, 1.0)).done
+            await asyncio.sleep(0.4)
+            assert await ledger.reserve("short", "c2", "t9", 30) == ("reserved", None)
+            await ledger.release("short", "c2", "t9")
+            assert await client.get(ledger.done_key("short")) is None
+        finally:
+            await client.delete(*[k async for k in client.scan_iter(f"{ledger.base}:*")] or ["x"])
+            await client.aclose()
+
+    asyncio.run(scenario())

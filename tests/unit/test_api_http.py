@@ -334,3 +334,117 @@ def test_every_route_is_in_the_openapi_document() -> None:
         assert served == documented
 
     run(scenario)
+
+
+# --- named keys, access log, rate limit, browser protections -----------------------------------
+
+
+def test_actions_carry_the_name_of_the_key_and_the_access_log_names_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        for key, path in (("KEY-OPS", "/warnings/w-1/ack"), ("KEY-DESK", "/customers/c-1/contact")):
+            response = await client.post(path, headers={"X-API-Key": key})
+            assert response.status == 202, await response.text()
+        # The old form: a bare key is named after its hash, never shown itself.
+        assert (await client.get("/warnings", headers={"X-API-Key": "bare-key"})).status == 200
+        events = [json.loads(value) for _, _, value in produced]
+        assert [e["api_key_id"] for e in events] == ["ops", "desk"]
+
+    with caplog.at_level("INFO", logger="stream_risk.api.access"):
+        run(scenario, api_keys=["ops:KEY-OPS", "desk:KEY-DESK", "bare-key"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "stream_risk.api.access"]
+    assert lines[0].startswith("POST /warnings/w-1/ack 202 key=ops ")
+    assert lines[1].startswith("POST /customers/c-1/contact 202 key=desk ")
+    assert lines[2].startswith("GET /warnings 200 key=key-")
+    assert not any("KEY-OPS" in line or "bare-key" in line for line in lines)
+
+
+def test_two_keys_with_one_name_are_refused() -> None:
+    with pytest.raises(ValueError, match="'ops' is used twice"):
+        run(lambda *a: asyncio.sleep(0), api_keys=["ops:a", "ops:b"])
+
+
+def test_each_key_has_its_own_token_bucket() -> None:
+    clock = {"now": 100.0}
+
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        deps.monotonic = lambda: clock["now"]
+        ops, desk = {"X-API-Key": "A"}, {"X-API-Key": "B"}
+        assert [(await client.get("/summary", headers=ops)).status for _ in range(3)] == [
+            200,
+            200,
+            200,
+        ]
+        limited = await problem(await client.get("/summary", headers=ops), 429)
+        assert limited["type"] == "urn:stream-risk:problem:rate-limited"
+        assert "ops" in limited["detail"]
+        again = await client.post("/customers/c-1/contact", headers=ops)
+        assert again.status == 429 and again.headers["Retry-After"] == "1"
+        assert produced == []  # a limited action produces nothing
+        assert (await client.get("/summary", headers=desk)).status == 200  # another key
+        assert (await client.get("/health")).status == 200  # public routes are not limited
+        clock["now"] += 0.5  # half a token per second: one more after 0.5 s
+        assert (await client.get("/summary", headers=ops)).status == 200
+        assert (await client.get("/summary", headers=ops)).status == 429
+
+    run(scenario, api_keys=["ops:A", "desk:B"], api_rate_per_second=2.0, api_rate_burst=3)
+
+
+@pytest.mark.parametrize("path", ["/", "/static/dashboard.js", "/health", "/warnings", "/nowhere"])
+def test_every_response_carries_the_security_headers(path: str) -> None:
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        response = await client.get(path)
+        csp = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+    run(scenario)
+
+
+def test_the_event_stream_carries_the_security_headers() -> None:
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        response = await client.get("/events", headers=H)
+        assert response.status == 200
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        response.close()
+
+    run(scenario)
+
+
+def test_health_never_shows_the_exception_text() -> None:
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        async def refuse() -> bool:
+            raise RedisConnectionError("Error 111 connecting to redis-internal.corp:6379 as admin")
+
+        deps.store.ping = refuse  # type: ignore[method-assign]
+        response = await client.get("/health")
+        assert response.status == 503
+        assert await response.json() == {"status": "degraded", "checks": {"redis": "unavailable"}}
+        store: Any = deps.store
+        store.down = True
+        body = await problem(await client.get("/customers/c-1/risk", headers=H), 503)
+        assert "Connection refused" not in body["detail"]
+
+    run(scenario)
+
+
+def test_with_keys_off_cross_site_posts_are_refused() -> None:
+    async def scenario(client: TestClient[Any, Any], deps: ApiDeps, produced: Produced) -> None:
+        evil = {"Origin": "https://evil.example", "Content-Type": "application/json"}
+        body = await problem(await client.post("/warnings/w-1/ack", headers=evil), 403)
+        assert body["type"] == "urn:stream-risk:problem:cross-site"
+        fetch = {"Sec-Fetch-Site": "cross-site"}
+        await problem(await client.post("/customers/c-1/contact", headers=fetch), 403)
+        assert produced == []
+        # Reading is allowed from anywhere; posting from the dashboard's own origin is too.
+        assert (await client.get("/warnings", headers=evil)).status == 200
+        own = {"Origin": f"http://{client.host}:{client.port}", "Sec-Fetch-Site": "same-origin"}
+        response = await client.post("/warnings/w-1/ack", headers=own)
+        assert response.status == 202, await response.text()
+        assert json.loads(produced[0][2])["api_key_id"] == "anonymous"
+        # A client that is no browser (no Origin, no Sec-Fetch-Site) is not a cross-site page.
+        assert (await client.post("/customers/c-1/contact")).status == 202
+
+    run(scenario, api_auth=False)

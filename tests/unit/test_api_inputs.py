@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, date, datetime
 from typing import Any
@@ -119,16 +120,36 @@ def test_page_limit_rejects_other_parameters() -> None:
         ({"X-API-Key": "k"}, ["k1"], False),
         ({"X-API-Key": "k1"}, [], False),
         ({}, ["k1"], False),
+        ({"X-API-Key": "k1"}, ["ops:k1"], True),
+        ({"X-API-Key": "ops:k1"}, ["ops:k1"], False),  # the name is not part of the key
+        ({"X-API-Key": "k2"}, ["ops:k1", "desk:k2"], True),
     ],
 )
 def test_api_keys(headers: dict[str, str], keys: list[str], accepted: bool) -> None:
     if accepted:
-        auth.check(headers, keys)
+        auth.check(headers, auth.parse_keys(keys))
         return
     with pytest.raises(Problem) as err:
-        auth.check(headers, keys)
+        auth.check(headers, auth.parse_keys(keys))
     assert err.value.status == 401
     assert err.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("entry", "name", "secret"),
+    [
+        ("ops:KEY1", "ops", "KEY1"),
+        ("desk-2:a:b", "desk-2", "a:b"),  # the name ends at the first colon
+        ("KEY1", "key-" + hashlib.sha256(b"KEY1").hexdigest()[:8], "KEY1"),
+        ("not a name:KEY", None, "not a name:KEY"),  # not a name: one bare key
+        ("ops:", None, "ops:"),
+    ],
+)
+def test_named_keys(entry: str, name: str | None, secret: str) -> None:
+    key = auth.parse_key(entry)
+    assert key.secret == secret
+    assert key.id == name if name else key.id.startswith("key-")
+    assert secret not in repr(key)
 
 
 # ---- actions as collection events ------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import time
@@ -29,9 +30,10 @@ from stream_risk.notify.routes import (
     SmtpChannel,
     WebhookChannel,
     load,
+    missing_env,
     parse,
 )
-from stream_risk.notify.service import Notifier, Stopping
+from stream_risk.notify.service import Notifier, NotifierOptions, Stopping
 
 WARNING = {
     "warning_id": "w-1",
@@ -93,7 +95,11 @@ def test_webhook_sends_signed_json_with_idempotency_key() -> None:
     async def scenario() -> None:
         async with http_server(handler) as base:
             channel = WebhookChannel(
-                type="webhook", url=f"{base}/in", secret_env="S", headers={"X-Team": "north"}
+                type="webhook",
+                allow_http=True,
+                url=f"{base}/in",
+                secret_env="S",
+                headers={"X-Team": "north"},
             )
             sender = WebhookSender(channel, "s3cret", clock=lambda: 1_800_000_000.0)
             await sender.setup()
@@ -128,7 +134,9 @@ def test_webhook_failures_say_whether_a_retry_can_help(status: int, permanent: b
     async def scenario() -> DeliveryError:
         async with http_server(handler) as base:
             return await failure(
-                WebhookSender(WebhookChannel(type="webhook", url=base, secret_env="S"), "s")
+                WebhookSender(
+                    WebhookChannel(type="webhook", allow_http=True, url=base, secret_env="S"), "s"
+                )
             )
 
     error = asyncio.run(scenario())
@@ -138,7 +146,9 @@ def test_webhook_failures_say_whether_a_retry_can_help(status: int, permanent: b
 
 def test_webhook_connection_refused_is_a_transient_failure() -> None:
     url = f"http://127.0.0.1:{_free_port()}/in"
-    sender = WebhookSender(WebhookChannel(type="webhook", url=url, secret_env="S"), "s")
+    sender = WebhookSender(
+        WebhookChannel(type="webhook", allow_http=True, url=url, secret_env="S"), "s"
+    )
     error = asyncio.run(failure(sender))
     assert not error.permanent
     assert "127.0.0.1" in str(error)
@@ -220,6 +230,8 @@ def test_apprise_posts_through_its_json_service() -> None:
     assert body["title"] == "CRITICAL warning: acme, overdue_90_days"
     assert "hold orders" in body["message"]
     assert body["type"] == "failure"  # critical shows as a failure (red)
+    # Chat services take no headers: the idempotency key ends the text.
+    assert body["message"].endswith("\nIdempotency-Key: w-1:firing:critical:chat")
 
 
 def test_apprise_without_the_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,7 +253,7 @@ ROUTES = """
 defaults:
   retry: {attempts: 4, base_seconds: 0.01, max_seconds: 0.02}
 channels:
-  hook: {type: webhook, url: "http://127.0.0.1:1/x", secret_env: HOOK_SECRET}
+  hook: {type: webhook, url: "http://127.0.0.1:1/x", allow_http: true, secret_env: HOOK_SECRET}
 routes:
   - {name: all, channels: [hook]}
 """
@@ -313,7 +325,8 @@ def test_redis_down_is_logged_and_retried_until_stopped(caplog: pytest.LogCaptur
     settings = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", redis_prefix="risk")
     route_file, _ = load(parse(ROUTES, "routes.yaml"))
     assert route_file is not None
-    notifier = Notifier(route_file, settings, {"hook": Scripted()})
+    every_line = NotifierOptions(log_interval_seconds=0.0)
+    notifier = Notifier(route_file, settings, {"hook": Scripted()}, every_line)
 
     async def scenario() -> None:
         setup = asyncio.create_task(notifier.setup())
@@ -328,4 +341,113 @@ def test_redis_down_is_logged_and_retried_until_stopped(caplog: pytest.LogCaptur
     with caplog.at_level("WARNING", logger="stream_risk.notify.service"):
         asyncio.run(scenario())
     assert "cannot create the consumer group" in caplog.text
-    assert "retry 2 in 1.0s" in caplog.text
+    # The second pause is jittered within [0.5, 1.0] s: growing, never in lock step.
+    assert re.search(r"retry 2 in (0\.[5-9]|1\.0)s", caplog.text), caplog.text
+
+
+def test_an_outage_logs_a_line_per_interval_not_per_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", redis_prefix="risk")
+    route_file, _ = load(parse(ROUTES, "routes.yaml"))
+    assert route_file is not None
+    fast = NotifierOptions(max_backoff_seconds=0.02, log_interval_seconds=60.0)
+    notifier = Notifier(route_file, settings, {"hook": Scripted()}, fast)
+
+    async def scenario() -> None:
+        setup = asyncio.create_task(notifier.setup())
+        while notifier.stats["redis_retries"] < 6:
+            assert not setup.done()
+            await asyncio.sleep(0.02)
+        notifier.stop()
+        with pytest.raises(Stopping):
+            await setup
+        await notifier.close()
+
+    with caplog.at_level("WARNING", logger="stream_risk.notify.service"):
+        asyncio.run(scenario())
+    assert caplog.text.count("Redis unavailable") == 1
+
+
+# --- transport security ---------------------------------------------------------------------------
+
+
+def test_webhook_does_not_follow_redirects() -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        if request.path == "/in":
+            raise web.HTTPTemporaryRedirect("/elsewhere")
+        return web.Response(status=200)
+
+    async def scenario() -> DeliveryError:
+        async with http_server(handler) as base:
+            channel = WebhookChannel(
+                type="webhook", allow_http=True, url=f"{base}/in", secret_env="S"
+            )
+            return await failure(WebhookSender(channel, "s"))
+
+    error = asyncio.run(scenario())
+    assert seen == ["/in"]  # the body and its signature never went to the other address
+    assert error.permanent
+    assert "HTTP 307" in str(error) and "redirects are not followed" in str(error)
+
+
+def test_webhook_header_secrets_come_from_the_environment() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(status=200)
+
+    async def scenario() -> None:
+        async with http_server(handler) as base:
+            text = (
+                "channels:\n  hook:\n    type: webhook\n    allow_http: true\n"
+                f"    url: {base}/in\n    secret_env: S\n"
+                "    header_env: {Authorization: HOOK_AUTH}\nroutes: []\n"
+            )
+            route_file, errors = load(parse(text, "r.yaml"))
+            assert route_file is not None, errors
+            env = {"S": "s", "HOOK_AUTH": "Bearer t0ken"}
+            assert missing_env(route_file, {"S": "s"})[0].message.endswith("HOOK_AUTH is not set")
+            sender = build_senders(route_file.config, env)["hook"]
+            await sender.setup()
+            try:
+                await sender.send(NOTE)
+            finally:
+                await sender.close()
+
+    asyncio.run(scenario())
+    assert seen[0]["Authorization"] == "Bearer t0ken"
+
+
+def test_smtp_credentials_are_never_sent_without_tls() -> None:
+    # The test server offers no STARTTLS: a channel with credentials must fail, not log in.
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        channel = SmtpChannel.model_validate(
+            {
+                "type": "smtp",
+                "host": "127.0.0.1",
+                "port": controller.port,
+                "from": "risk@example.com",
+                "to": ["a@example.com"],
+                "starttls": True,
+                "username_env": "U",
+                "password_env": "P",
+                "timeout_seconds": 5,
+            }
+        )
+        error = asyncio.run(failure(SmtpSender(channel, "user", "hunter2")))
+    finally:
+        controller.stop()
+    assert "STARTTLS" in str(error) or "starttls" in str(error).lower()
+    assert inbox.envelopes == []
+    with pytest.raises(ValueError, match="credentials need an encrypted connection"):
+        SmtpChannel.model_validate(
+            {**channel.model_dump(by_alias=True), "starttls": False, "tls": False}
+        )
