@@ -16,7 +16,7 @@ import orjson
 from kafka.partitioner.default import murmur2
 
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
-from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
+from stream_risk.agents.monitor import BatchResult, Limits, Message, MonitorDriver
 from stream_risk.agents.rules_feed import rules_loader
 from stream_risk.api.server import ApiDeps, ApiServer
 from stream_risk.api.service import ApiService
@@ -86,6 +86,8 @@ def build(settings: Settings) -> Topology:
         stream_buffer_maxsize=4096,
         table_cleanup_interval=3600.0,
         **security.faust(),
+        # The driver keeps every record it sends below this (dead letters included).
+        producer_max_request_size=settings.max_message_bytes,
     )
     partitions = settings.partitions
 
@@ -132,7 +134,18 @@ def build(settings: Settings) -> Topology:
     behaviour_file = settings.data_dir / "segment-behaviour.json"
     if ctx.population is not None and ctx.population.load(behaviour_file):
         log.info("segment behaviour detector restored from %s", behaviour_file)
-    driver = MonitorDriver(ctx, {t: k for k, t in input_topics.items()}, load)
+    driver = MonitorDriver(
+        ctx,
+        {t: k for k, t in input_topics.items()},
+        load,
+        limits=Limits(
+            max_event_bytes=settings.max_event_bytes,
+            max_message_bytes=settings.max_message_bytes,
+            clock_skew=settings.clock_skew_seconds,
+            check_wall_clock=settings.check_wall_clock,
+            max_timer_fires=settings.max_timer_fires_per_batch,
+        ),
+    )
     rebuild = {"needed": True}
     metrics = WorkerMetrics()
     metrics.watch_counts(driver.counts)
@@ -264,6 +277,7 @@ def build(settings: Settings) -> Topology:
                 e.message.offset,
                 e.message.key,
                 e.message.value,
+                e.message.timestamp,
             )
             for e in events
         )

@@ -7,10 +7,12 @@ without breaking the engine.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,19 +20,110 @@ from pydantic import (
     Strict,
     TypeAdapter,
     ValidationError,
+    model_validator,
+)
+
+# -- limits of the contract: a value beyond them is a bad event, never a crash downstream.
+#: Largest amount of money (a quadrillion): sums of amounts stay finite and exact enough.
+MAX_AMOUNT = 1e15
+#: Largest day count (payment terms, days past due): about 27 years.
+MAX_DAYS = 10_000
+#: Longest identifier or label (ids, segment values, channel, method, rating).
+MAX_ID_CHARS = 200
+#: Longest free text (a collection note; strings inside free-form objects).
+MAX_TEXT_CHARS = 2_000
+#: Free-form objects (``financials``, ``attributes``, unknown extra fields): nesting
+#: depth, entries in all (keys and list items) and the signed 64-bit integer range.
+MAX_DEPTH = 4
+MAX_ENTRIES = 256
+INT64 = (-(2**63), 2**63 - 1)
+#: Characters no customer id may hold: C0/C1 controls (NUL included) and the
+#: invisible formatting and bidirectional controls that make two ids look alike.
+_ID_FORBIDDEN = (
+    "\\x00-\\x1f\\x7f-\\x9f\\xad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2069\\ufeff"
 )
 
 #: An RFC 3339 timestamp that must carry an offset (naive times are bad events).
 Timestamp = Annotated[AwareDatetime, Strict()]
 #: An identifier: 1..200 characters.
-Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+#: A customer id: an identifier without control, invisible or bidi characters.
+CustomerId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=f"^[^{_ID_FORBIDDEN}]+$")
+]
+#: An optional short label (an id reference, channel, method, segment value).
+Label = Annotated[str, Field(max_length=MAX_ID_CHARS)]
 #: A non-negative, finite amount of money.
-Amount = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Amount = Annotated[float, Strict(), Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 #: A signed, finite amount of money (a statement balance may be negative).
-SignedAmount = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-#: A whole number of days, >= 0.
-Days = Annotated[int, Strict(), Field(ge=0)]
+SignedAmount = Annotated[float, Strict(), Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False)]
+#: A whole number of days, 0..10,000.
+Days = Annotated[int, Strict(), Field(ge=0, le=MAX_DAYS)]
 Currency = Annotated[str, Field(min_length=1, max_length=16)]
+
+
+def check_free_form(value: Any, what: str = "") -> None:
+    """Raise ``ValueError`` when a free-form JSON value is beyond the contract's limits.
+
+    Limits: :data:`MAX_DEPTH` levels of objects and lists, :data:`MAX_ENTRIES`
+    entries in all, strings of at most :data:`MAX_TEXT_CHARS`, integers within
+    signed 64 bits, finite numbers.
+
+    >>> check_free_form({"revenue": 1.5e6, "ratios": {"current": 1.2}})
+    >>> check_free_form({"x": {"y": 10**30}}, "financials")
+    Traceback (most recent call last):
+    ...
+    ValueError: financials.x.y: integer outside signed 64 bits
+    """
+    budget = [MAX_ENTRIES]
+    _check_json(value, what, 0, budget)
+
+
+def _check_json(value: Any, path: str, depth: int, budget: list[int]) -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError(f"{path}: integer outside signed 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: number must be finite")
+    elif isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"{path}: string longer than {MAX_TEXT_CHARS} characters")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"{path or 'object'}: nested deeper than {MAX_DEPTH} levels")
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ValueError(f"{path or 'object'}: more than {MAX_ENTRIES} entries in all")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if len(key) > MAX_ID_CHARS:
+                    raise ValueError(f"{path or 'object'}: key longer than {MAX_ID_CHARS} chars")
+                _check_json(item, f"{path}.{key}" if path else key, depth + 1, budget)
+        else:
+            for n, item in enumerate(value):
+                _check_json(item, f"{path}[{n}]", depth + 1, budget)
+    else:  # pragma: no cover - JSON has no other types
+        raise ValueError(f"{path}: not a JSON value")
+
+
+def _free_form(value: dict[str, Any]) -> dict[str, Any]:
+    check_free_form(value)
+    return value
+
+
+#: A free-form JSON object within the limits of :func:`check_free_form`.
+FreeForm = Annotated[
+    dict[str, Any],
+    AfterValidator(_free_form),
+    Field(
+        max_length=MAX_ENTRIES,
+        description=f"free-form; at most {MAX_DEPTH} levels deep, {MAX_ENTRIES} entries, "
+        f"strings of {MAX_TEXT_CHARS} characters, integers within signed 64 bits",
+    ),
+]
 
 
 class _Event(BaseModel):
@@ -39,8 +132,15 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     event_id: Identifier
-    customer_id: Identifier
+    customer_id: CustomerId
     occurred_at: Timestamp
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> _Event:
+        # Unknown fields are kept, so they obey the free-form limits too.
+        if self.model_extra:
+            check_free_form(self.model_extra, "extra fields")
+        return self
 
 
 class Segment(BaseModel):
@@ -48,9 +148,16 @@ class Segment(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    industry: str | None = None
-    size: str | None = None
-    region: str | None = None
+    industry: Label | None = None
+    size: Label | None = None
+    region: Label | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Segment:
+        # Kept in the customer's state, so bounded like the named parts.
+        if self.model_extra:
+            check_free_form(self.model_extra, "segment")
+        return self
 
 
 class CustomerEvent(_Event):
@@ -61,9 +168,9 @@ class CustomerEvent(_Event):
     currency: Currency
     payment_terms_days: Days
     segment: Segment | None = None
-    rating: str | float | None = None
-    financials: dict[str, Any] | None = None
-    attributes: dict[str, Any] | None = None
+    rating: Label | Annotated[float, Field(allow_inf_nan=False)] | None = None
+    financials: FreeForm | None = None
+    attributes: FreeForm | None = None
 
 
 class OrderEvent(_Event):
@@ -74,7 +181,7 @@ class OrderEvent(_Event):
     amount: Amount
     currency: Currency
     status: Literal["placed", "cancelled"]
-    channel: str | None = None
+    channel: Label | None = None
 
 
 class InvoiceEvent(_Event):
@@ -85,7 +192,7 @@ class InvoiceEvent(_Event):
     amount: Amount
     currency: Currency
     due_at: Timestamp
-    order_id: str | None = None
+    order_id: Label | None = None
 
 
 class PaymentEvent(_Event):
@@ -96,8 +203,8 @@ class PaymentEvent(_Event):
     amount: Amount
     currency: Currency
     status: Literal["settled", "bounced", "reversed"]
-    invoice_id: str | None = None
-    method: str | None = None
+    invoice_id: Label | None = None
+    method: Label | None = None
 
 
 class StatementEvent(_Event):
@@ -124,10 +231,10 @@ class CollectionEvent(_Event):
 
     type: Literal["collection"]
     action: Literal["acknowledged", "contacted", "promise_to_pay", "disputed", "resolved"]
-    warning_id: str | None = None
+    warning_id: Label | None = None
     promised_amount: Amount | None = None
     promised_at: Timestamp | None = None
-    note: str | None = None
+    note: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
 
 
 #: Any input event model (a validated event is one of these).

@@ -156,8 +156,22 @@ class DeadLetter(BaseModel):
     partition: int | None = None
     offset: int | None = Field(default=None, description="offset, or line number for files")
     key: str | None = None
-    original: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
+    original: str = Field(
+        description="the original bytes, decoded as UTF-8 with replacement; only an excerpt "
+        "when they are not valid UTF-8 or do not fit a message (see truncated)"
+    )
     original_base64: str | None = Field(
-        default=None, description="the original bytes, base64, when they are not valid UTF-8"
+        default=None,
+        description="the original bytes, base64, when they are not valid UTF-8 and fit a message",
     )
     received_at: datetime
+    # Compatible extensions: optional, so older records stay valid.
+    original_bytes: int | None = Field(default=None, description="size of the original bytes")
+    original_sha256: str | None = Field(
+        default=None, description="SHA-256 of the original bytes, hex"
+    )
+    truncated: bool = Field(
+        default=False,
+        description="the original is not in the record (too large): the source, partition "
+        "and offset say where it still is",
+    )

@@ -86,6 +86,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             tier_changes_out=t_out,
             credit_actions_out=a_out,
+            max_ahead=settings.replay_max_ahead_days * 86_400.0,
         )
     print(
         f"replay: {report.events} events ({report.applied} applied, "

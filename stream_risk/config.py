@@ -56,6 +56,41 @@ class Settings(BaseSettings):
         description="how far an event may lag its customer's latest event time and still be "
         "applied as if in order; older events go to the dead-letter topic",
     )
+    max_event_bytes: int = Field(
+        65_536, ge=1_024, description="largest input message; larger ones are dead letters"
+    )
+    max_message_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        description="largest record the worker sends (the producer's limit): a state or "
+        "output above it turns its input into a dead letter; dead letters stay below it",
+    )
+    clock_skew_seconds: float = Field(
+        3_600.0,
+        gt=0,
+        description="how far occurred_at may be ahead of the record's Kafka timestamp (and of "
+        "the wall clock, see check_wall_clock); further ahead is a dead letter",
+    )
+    check_wall_clock: bool = Field(
+        True,
+        description="hold occurred_at to the wall clock plus the clock skew (a live stream); "
+        "false for simulated or replayed streams whose event time runs ahead of today",
+    )
+    max_timer_fires_per_batch: int = Field(
+        20_000, ge=1, description="overdue checks fired per batch at most; the rest follow"
+    )
+    replay_max_ahead_days: float = Field(
+        90.0,
+        gt=0,
+        description="replay: an event further ahead of the stream's own time (the latest "
+        "accepted event before it, at least the median event time) is a bad line",
+    )
+    max_segments: int = Field(
+        200,
+        ge=1,
+        description="segments with their own behaviour detector; further industries share "
+        'an "other" one',
+    )
     data_dir: Path = Field(Path("./stream-risk-data"), description="worker-local state directory")
     web_enabled: bool = Field(
         True, description="serve the HTTP API, the metrics and the dashboard from the worker"

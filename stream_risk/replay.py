@@ -79,12 +79,15 @@ def open_lines(path: Path) -> IO[bytes]:
 
 
 def read_events(
-    paths: Iterable[Path], on_bad: Callable[[BadLine], None]
+    paths: Iterable[Path], on_bad: Callable[[BadLine], None], max_ahead: float | None = None
 ) -> list[tuple[float, int, int, Any]]:
     """Validate every line of every file.
 
-    Returns ``(time, file, line, event)`` tuples in event-time order.
+    Returns ``(time, file, line, event)`` tuples in event-time order. With
+    ``max_ahead`` (seconds), events too far ahead of the stream's own time are
+    bad lines (see :func:`drop_future`).
     """
+    paths = list(paths)
     loaded: list[tuple[float, int, int, Any]] = []
     validate = input_event_adapter.validate_json
     for file_no, path in enumerate(paths):
@@ -100,7 +103,52 @@ def read_events(
                     continue
                 loaded.append((event.occurred_at.timestamp(), file_no, line_no, event))
     loaded.sort(key=lambda item: (item[0], item[1], item[2]))
+    if max_ahead is not None:
+        loaded = drop_future(loaded, max_ahead, [str(p) for p in paths], on_bad)
     return loaded
+
+
+def drop_future(
+    loaded: list[tuple[float, int, int, Any]],
+    max_ahead: float,
+    names: list[str],
+    on_bad: Callable[[BadLine], None],
+) -> list[tuple[float, int, int, Any]]:
+    """Events in time order without those more than ``max_ahead`` past the stream's time.
+
+    The stream's time before an event is the latest event kept so far, and at
+    least the median event time: one event stamped 2099 cannot drag every
+    customer's clock (and every overdue check) to 2099.
+
+    >>> events = [(t, 0, n, None) for n, t in enumerate([0.0, 10.0, 20.0, 25.0, 4e9], 1)]
+    >>> [t for t, *_ in drop_future(events, 30.0, ["f"], lambda bad: print(bad.line, bad.reason))]
+    5 too far ahead: occurred_at is 46296.3 days past the stream's time (at most 30s)
+    [0.0, 10.0, 20.0, 25.0]
+    """
+    if not loaded:
+        return loaded
+    stream_time = loaded[len(loaded) // 2][0]
+    kept = []
+    for item in loaded:
+        if item[0] > stream_time + max_ahead:
+            ahead = item[0] - stream_time
+            on_bad(
+                BadLine(
+                    names[item[1]],
+                    item[2],
+                    f"too far ahead: occurred_at is {ahead / 86_400:.1f} days past the "
+                    f"stream's time (at most {_span(max_ahead)})",
+                    b"",
+                )
+            )
+            continue
+        kept.append(item)
+        stream_time = max(stream_time, item[0])
+    return kept
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 86_400:g} days" if seconds >= 86_400 else f"{seconds:g}s"
 
 
 class Replayer:
@@ -217,12 +265,14 @@ def replay(
     learn: bool = True,
     tier_changes_out: IO[bytes] | None = None,
     credit_actions_out: IO[bytes] | None = None,
+    max_ahead: float | None = None,
 ) -> ReplayReport:
     """Replay ``paths`` through the core; write warnings and final profiles as JSON lines.
 
     With ``learn``, outcome events train the risk model in-process (one
     :class:`Trainer`, as the trainer agent does in the streaming topology) and
-    every refit is loaded into ``ctx.scorer`` at once.
+    every refit is loaded into ``ctx.scorer`` at once. ``max_ahead`` (seconds)
+    makes events that far ahead of the stream's own time bad lines.
     """
     started = time.monotonic()
     bad_count = 0
@@ -257,7 +307,7 @@ def replay(
     report = driver.report
     if progress:
         print(f"replay: reading {len(paths)} file(s)", file=sys.stderr, flush=True)
-    events = read_events(paths, count_bad)
+    events = read_events(paths, count_bad, max_ahead)
     invalid = bad_count
     meter = Progress(len(events)) if progress else None
     names = [str(p) for p in paths]

@@ -12,29 +12,117 @@ customer fields), for, level, segments, labels, annotations, actions and
 escalate, and an optional tiers section. Errors print as
 FILE:LINE:COL: GROUP/RULE: message; check and publish exit 1 on any error, and a
 rule set with errors is never published.
+
+check and publish also time every expression on a sample of inputs: one that
+takes longer than the per-evaluation budget (--budget-ms, default 2 ms) is an
+error, as are expressions beyond the size and macro-nesting limits and template
+formats wider than 64 characters.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from stream_risk.config import load_settings
-from stream_risk.core.ruleset import RuleSet, default_rules, digest_of, load_files, read_dir
+from stream_risk.core.rulefmt import RuleError, Where, parse_file
+from stream_risk.core.ruleset import (
+    RuleSet,
+    default_rules,
+    digest_of,
+    load_files,
+    read_dir,
+    variable_kind,
+)
+
+#: Default per-evaluation budget of one expression (milliseconds).
+BUDGET_MS = 2.0
+#: Feature values the budget is measured on: numbers across their usual range.
+SAMPLE_NUMBERS = (0.0, 1.0, 45.0, 1e6)
 
 
-def _load(directory: Path, version: str | None = None) -> tuple[RuleSet | None, dict[str, str]]:
-    """Load DIR, printing every error; file names are shown as given."""
+def sample_inputs(variables: Iterable[str]) -> list[dict[str, Any]]:
+    """Inputs an expression is timed on: each number of :data:`SAMPLE_NUMBERS`, labels as text.
+
+    >>> [s["days_past_due"] for s in sample_inputs(["days_past_due", "tier"])]
+    [0.0, 1.0, 45.0, 1000000.0]
+    >>> sample_inputs(["tier"])[0]["tier"]
+    'medium'
+    """
+    out = []
+    for number in SAMPLE_NUMBERS:
+        sample: dict[str, Any] = {}
+        for name in variables:
+            kind = variable_kind(name)
+            sample[name] = "medium" if kind in ("label", "either") else number
+        out.append(sample)
+    return out
+
+
+def _evaluation_ms(program: Any, samples: list[dict[str, Any]], repeat: int = 3) -> float:
+    """The slowest sample's time of one evaluation (best of ``repeat``: noise only adds)."""
+    slowest = 0.0
+    for sample in samples:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            # A missing or mistyped value raises: the engine treats that as false.
+            with contextlib.suppress(Exception):
+                program.execute(sample)
+            best = min(best, time.perf_counter() - started)
+            if best * 1000 > BUDGET_MS * 50:
+                break  # far over any budget: do not spend seconds measuring it exactly
+        slowest = max(slowest, best)
+    return slowest * 1000
+
+
+def budget_errors(rules: RuleSet, files: dict[str, str], budget_ms: float) -> list[RuleError]:
+    """Every expression whose evaluation on a sample takes longer than ``budget_ms``."""
+    where: dict[str, tuple[Where, list[Where]]] = {}
+    for name, text in files.items():
+        for group in parse_file(text, name)[0].groups:
+            for spec in group.rules:
+                where[spec.name] = (spec.expr_at, [e.expr_at for e in spec.escalate])
+    errors = []
+    for rule in rules.rules:
+        expr_at, escalations = where[rule.name]
+        conditions = [(rule.condition, expr_at)]
+        conditions += [(e.condition, at) for e, at in zip(rule.escalate, escalations, strict=True)]
+        for condition, at in conditions:
+            ms = _evaluation_ms(condition.program, sample_inputs(condition.variables))
+            if ms > budget_ms:
+                message = (
+                    f"expr takes {ms:.1f} ms per evaluation on a sample, above the budget of "
+                    f"{budget_ms:g} ms (every customer's every event evaluates it)"
+                )
+                errors.append(RuleError(at.file, at.line, at.col, rule.group, rule.name, message))
+    return errors
+
+
+def _load(
+    directory: Path, version: str | None = None, budget_ms: float | None = None
+) -> tuple[RuleSet | None, dict[str, str]]:
+    """Load DIR, printing every error; file names are shown as given.
+
+    With ``budget_ms``, every expression is also timed on a sample (see :func:`budget_errors`).
+    """
     try:
         files = read_dir(directory)
     except FileNotFoundError as exc:
         print(f"stream-risk rules: {exc}", file=sys.stderr)
         return None, {}
     rules, errors = load_files(files, version)
+    if rules is not None and budget_ms is not None:
+        errors = budget_errors(rules, files, budget_ms)
+        if errors:
+            rules = None
     for error in errors:
         print(error, file=sys.stderr)
     if errors:
@@ -48,7 +136,7 @@ def _summary(rules: RuleSet) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rules, files = _load(args.dir)
+    rules, files = _load(args.dir, budget_ms=args.budget_ms)
     if rules is None:
         return 1
     print(f"{args.dir}: {len(files)} files, {_summary(rules)}: OK")
@@ -59,7 +147,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from stream_risk import rules_topic
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
 
-    rules, files = _load(args.dir)
+    rules, files = _load(args.dir, budget_ms=args.budget_ms)
     if rules is None:
         print("stream-risk rules publish: nothing published", file=sys.stderr)
         return 1
@@ -87,10 +175,11 @@ def _replay(rules: RuleSet, files: list[Path], base_currency: str | None) -> lis
     from stream_risk.core.trainer import Trainer
     from stream_risk.replay import Replayer, read_events
 
-    ctx = Context.from_settings(load_settings(), rules=rules, base_currency=base_currency)
+    settings = load_settings()
+    ctx = Context.from_settings(settings, rules=rules, base_currency=base_currency)
     warnings: list[dict[str, Any]] = []
     driver = Replayer(ctx, warnings.append, trainer=Trainer())
-    events = read_events(files, lambda bad: None)
+    events = read_events(files, lambda bad: None, settings.replay_max_ahead_days * 86_400.0)
     for _, file_no, line_no, event in events:
         driver.apply(event, str(files[file_no]), line_no, lambda bad: None)
     if events:
@@ -220,6 +309,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "Exits 1 when there is any error, after listing them all.",
     )
     c.add_argument("dir", type=Path, metavar="DIR", help="directory of rule files")
+    c.add_argument(
+        "--budget-ms",
+        type=float,
+        default=BUDGET_MS,
+        metavar="MS",
+        help=f"per-evaluation budget of an expression on a sample (default {BUDGET_MS:g})",
+    )
     c = sub.add_parser(
         "publish",
         help="validate a rule set and publish it, versioned, to the rules topic",
@@ -230,6 +326,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     c.add_argument("dir", type=Path, metavar="DIR", help="directory of rule files")
     c.add_argument("--force", action="store_true", help="publish even if identical to the active")
+    c.add_argument(
+        "--budget-ms",
+        type=float,
+        default=BUDGET_MS,
+        metavar="MS",
+        help=f"per-evaluation budget of an expression on a sample (default {BUDGET_MS:g})",
+    )
     c = sub.add_parser(
         "test",
         help="replay events under a candidate and the active rule set; show the difference",

@@ -35,6 +35,8 @@ class ContextSettings(Protocol):
     def outcome_horizon_days(self) -> float: ...
     @property
     def tier_thresholds(self) -> Mapping[str, Mapping[str, float]]: ...
+    @property
+    def max_segments(self) -> int: ...
 
 
 class BadEvent(ValueError):
@@ -121,6 +123,7 @@ class Context:
             ),
             outcome_horizon=horizon,
             snapshot_every=min(SNAPSHOT_EVERY, horizon),
+            population=SegmentBehaviour(max_segments=settings.max_segments),
         )
 
     def use_rules(self, rules: RuleSet) -> None:

@@ -68,6 +68,22 @@ _DURATION_UNITS = (7 * 86_400, 86_400, 3_600, 60, 1)
 #: ``{{ name }}`` or ``{{ name:format }}`` in labels and annotations.
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*([^}]*?))?\s*\}\}")
 
+# -- limits: a rule set anyone can publish must not be able to stall a worker.
+#: Longest expression (characters).
+MAX_EXPR_CHARS = 1_000
+#: Deepest nesting of comprehension macros (``.exists(``, ``.all(``, ...): each level
+#: multiplies the work by the length of its list.
+MAX_MACRO_NESTING = 2
+#: Widest field and longest precision of a template format (``{{ x:>12.2f }}``).
+MAX_FORMAT_WIDTH = 64
+MAX_FORMAT_PRECISION = 20
+#: CEL macros that loop over a list or map.
+COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_FORMAT_SPEC = re.compile(
+    r"^(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?[A-Za-z%]?$"
+)
+_MACRO_CALL = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
+
 
 @dataclass(frozen=True, slots=True)
 class RuleError:
@@ -236,6 +252,15 @@ def _string(c: _Collector, node: Node | None, what: str, required: bool = True) 
     return value
 
 
+def _expr(c: _Collector, node: Node | None, what: str) -> str | None:
+    """An expression: a non-empty string within :func:`expr_problem`'s limits."""
+    value = _string(c, node, what, required=False)
+    if value is not None and node is not None and (problem := expr_problem(value)) is not None:
+        c.error(node, problem)
+        return None
+    return value
+
+
 def _name(c: _Collector, node: Node | None, what: str, parent: Node) -> str | None:
     if node is None:
         c.error(parent, f"{what} is required")
@@ -269,10 +294,87 @@ def _level(c: _Collector, node: Node | None, parent: Node) -> str | None:
     return str(value)
 
 
+def macro_nesting(expr: str) -> int:
+    """How deeply comprehension macros nest in a CEL expression (string literals skipped).
+
+    >>> macro_nesting("days_past_due >= 30")
+    0
+    >>> macro_nesting("[1, 2].exists(a, [3].all(b, a < b)) || [4].map(c, c).size() > 0")
+    2
+    >>> macro_nesting("'x.exists(' == segment_industry")
+    0
+    """
+    stack: list[bool] = []
+    deepest = depth = 0
+    quote: str | None = None
+    i = 0
+    while i < len(expr):
+        ch = expr[i]
+        if quote is not None:
+            if ch == "\\":
+                i += 1
+            elif expr.startswith(quote, i):
+                i += len(quote) - 1
+                quote = None
+        elif ch in "'\"":
+            quote = ch * 3 if expr.startswith(ch * 3, i) else ch
+            i += len(quote) - 1
+        elif ch == "(":
+            match = _MACRO_CALL.search(expr, 0, i)
+            macro = match is not None and match.group(1) in COMPREHENSIONS
+            stack.append(macro)
+            depth += macro
+            deepest = max(deepest, depth)
+        elif ch == ")" and stack:
+            depth -= stack.pop()
+        i += 1
+    return deepest
+
+
+def expr_problem(expr: str) -> str | None:
+    """Why an expression is beyond the limits (size, macro nesting), else ``None``.
+
+    >>> expr_problem("days_past_due >= 30") is None
+    True
+    >>> expr_problem("[1].exists(a, [1].exists(b, [1].exists(c, a == b && b == c)))")
+    'expr nests comprehension macros 3 deep; at most 2 (each level multiplies the work)'
+    """
+    if len(expr) > MAX_EXPR_CHARS:
+        return f"expr is {len(expr)} characters long; at most {MAX_EXPR_CHARS}"
+    nesting = macro_nesting(expr)
+    if nesting > MAX_MACRO_NESTING:
+        return (
+            f"expr nests comprehension macros {nesting} deep; at most {MAX_MACRO_NESTING} "
+            "(each level multiplies the work)"
+        )
+    return None
+
+
+def format_problem(spec: str) -> str | None:
+    """Why a template format is not allowed (too wide, too precise), else ``None``.
+
+    >>> format_problem(".0%") is None, format_problem(">12,.2f") is None
+    (True, True)
+    >>> format_problem("200000000")
+    'width 200000000 is above 64'
+    """
+    match = _FORMAT_SPEC.match(spec)
+    if match is None:
+        return None  # format() itself says what is wrong with it
+    width, precision = match.group("width"), match.group("precision")
+    if width and int(width) > MAX_FORMAT_WIDTH:
+        return f"width {int(width)} is above {MAX_FORMAT_WIDTH}"
+    if precision and int(precision) > MAX_FORMAT_PRECISION:
+        return f"precision {int(precision)} is above {MAX_FORMAT_PRECISION}"
+    return None
+
+
 def _check_template(c: _Collector, node: Node, text: str, what: str) -> None:
     for match in TEMPLATE.finditer(text):
         spec = match.group(2)
-        if spec:
+        if spec and (problem := format_problem(spec)) is not None:
+            c.error(node, f"{what}: format {spec!r} for {match.group(1)}: {problem}")
+        elif spec:
             try:
                 format(1.5, spec)
             except ValueError as exc:
@@ -407,7 +509,7 @@ def _escalations(c: _Collector, node: Node | None, level: str | None) -> tuple[E
         if not keys:
             continue
         lvl = _level(c, keys.get("level"), item)
-        expr = _string(c, keys.get("expr"), "escalate.expr") if "expr" in keys else None
+        expr = _expr(c, keys.get("expr"), "escalate.expr") if "expr" in keys else None
         if "expr" not in keys:
             c.error(item, "escalate.expr is required")
         actions = parse_actions(c, keys.get("actions"))
@@ -430,7 +532,7 @@ def _rule(c: _Collector, node: Node, group: str, group_cooldown: float) -> RuleS
     name = _name(c, keys.get("name"), "rule name", node)
     if name is not None:
         c.rule = name
-    expr = _string(c, keys.get("expr"), "expr", required=False)
+    expr = _expr(c, keys.get("expr"), "expr")
     if "expr" not in keys:
         c.error(node, "expr is required")
     level = _level(c, keys.get("level"), node)

@@ -120,9 +120,9 @@ def test_round_trip_is_exact_for_empty_segment_and_financials() -> None:
 
 
 def test_encode_accepts_every_valid_customer_event() -> None:
-    """``financials`` is any JSON object; JSON integers are unbounded. A valid event must
-    not make the state unencodable (the driver encodes states after every batch)."""
-    state, _ = run([customer(0, 1000.0, financials={"revenue": 10**20})])
+    """``financials`` is any JSON object within the contract's limits (integers within
+    signed 64 bits). A valid event must not make the state unencodable."""
+    state, _ = run([customer(0, 1000.0, financials={"revenue": 2**63 - 1, "debt": -(2**63)})])
     raw = encode(state)
     assert decode(raw).financials is not None
 

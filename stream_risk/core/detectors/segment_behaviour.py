@@ -12,6 +12,9 @@ from river.tree.padded import PaddedBranch, PaddedLeaf
 
 from stream_risk.core.detectors.base import Explanation
 
+#: The shared segment of every segment beyond the cap.
+OTHER = "other"
+
 #: Behaviour inputs and the value that maps to 1.0 (inputs are clipped to [0, 1]).
 BEHAVIOUR_SCALE: dict[str, float] = {
     "credit_utilisation": 1.5,
@@ -61,6 +64,16 @@ class SegmentBehaviour:
     True
     >>> peers.score_one("wholesale", {}) is None
     True
+
+    At most ``max_segments`` segments get a forest of their own (about 1 MB
+    each); customers of any further segment share the :data:`OTHER` forest, so
+    memory and snapshots stay bounded however many distinct values arrive.
+
+    >>> capped = SegmentBehaviour(max_segments=2)
+    >>> for industry in ("retail", "steel", "textiles", "mining"):
+    ...     capped.learn_one(industry, {"credit_utilisation": 0.3})
+    >>> sorted(capped.forests), capped.bucket("mining"), capped.bucket("retail")
+    (['other', 'retail', 'steel'], 'other', 'retail')
     """
 
     def __init__(
@@ -71,7 +84,11 @@ class SegmentBehaviour:
         warm_up: int = 500,
         confirm: float = 0.95,
         seed: int = 42,
+        max_segments: int = 200,
     ) -> None:
+        if max_segments < 1:
+            raise ValueError("max_segments must be at least 1")
+        self.max_segments = max_segments
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size
@@ -90,6 +107,13 @@ class SegmentBehaviour:
             seed=self.seed,
         )
 
+    def bucket(self, segment: str) -> str:
+        """The forest ``segment`` is scored by: its own, or :data:`OTHER` beyond the cap."""
+        if segment in self.forests:
+            return segment
+        named = len(self.forests) - (OTHER in self.forests)
+        return segment if named < self.max_segments else OTHER
+
     def _forest(self, segment: str) -> anomaly.HalfSpaceTrees:
         forest = self.forests.get(segment)
         if forest is None:
@@ -98,6 +122,7 @@ class SegmentBehaviour:
 
     def score_one(self, segment: str, features: Mapping[str, Any]) -> float | None:
         """Anomaly score in [0, 1] against the segment's peers (``None`` warming up)."""
+        segment = self.bucket(segment)
         if self.seen.get(segment, 0) < self.warm_up:
             return None
         forest = self._forest(segment)
@@ -111,6 +136,7 @@ class SegmentBehaviour:
         ``score`` is the :meth:`score_one` just computed for the same input, if any
         (scoring costs as much as learning).
         """
+        segment = self.bucket(segment)
         if score is None:
             score = self.score_one(segment, features)
         if score is not None and score >= self.confirm:
