@@ -55,3 +55,35 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     for requirement in project["dependencies"]:
         name = requirement.split(">")[0].split("=")[0].split("[")[0].strip().lower()
         assert name.replace("_", "-") in pins, f"{name} is not pinned in docker/constraints.txt"
+
+
+def _image_wheel() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_wheel", ROOT / "docker" / "image_wheel.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_package_directory_is_listed() -> None:
+    # A subpackage missing from [tool.setuptools] packages is left out of the wheel
+    # (and the image) while an editable install still finds it.
+    image_wheel = _image_wheel()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert image_wheel.unlisted_packages(pyproject, ROOT) == []
+    expected = image_wheel.expected_files(pyproject, ROOT)
+    assert {
+        "stream_risk/core/detectors/__init__.py",
+        "stream_risk/rules/tiers.yaml",
+        "stream_risk/agents/app.py",
+        "stream_risk/schemas/__init__.py",
+    } <= expected
+
+
+def test_image_wheel_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(_image_wheel())
+    assert result.attempted > 0 and result.failed == 0
