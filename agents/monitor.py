@@ -53,7 +53,9 @@ class Limits:
     max_message_bytes: int = 1_000_000
     #: How far (seconds) ``occurred_at`` may be ahead of the record's timestamp.
     clock_skew: float = 3_600.0
-    #: Also hold ``occurred_at`` to the wall clock plus ``clock_skew`` (a live stream).
+    #: Hold ``occurred_at`` to the record's timestamp plus ``clock_skew``.
+    check_record_time: bool = True
+    #: Also hold it to the wall clock plus ``clock_skew`` (a live stream).
     check_wall_clock: bool = True
     #: Timer firings per batch; the rest fire in the next batches.
     max_timer_fires: int = 20_000
@@ -367,7 +369,12 @@ class MonitorDriver:
 
     def _check_clock(self, ts: float, record_ts: float | None, now: float) -> None:
         skew = self.limits.clock_skew
-        if record_ts is not None and record_ts > 0 and ts > record_ts + skew:
+        if (
+            self.limits.check_record_time
+            and record_ts is not None
+            and record_ts > 0
+            and ts > record_ts + skew
+        ):
             raise Rejected(
                 f"occurred_at is {_span(ts - record_ts)} ahead of the record's timestamp "
                 f"(allowed clock skew {_span(skew)})"
