@@ -321,6 +321,7 @@ class MonitorDriver:
             # Redelivered after a crash or rebalance: already in the state.
             self.counts["redelivered"] += 1
             result.states[customer_id] = (msg.partition, b"")
+            self._move_watermark(msg.partition, ts)
             return
         marks = result._marks()
         try:
@@ -348,14 +349,18 @@ class MonitorDriver:
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (msg.partition, b"")
-        if ts > self.watermarks.get(msg.partition, float("-inf")):
-            self.watermarks[msg.partition] = ts
+        self._move_watermark(msg.partition, ts)
         self.counts[f"events.{event.type}"] += 1
         if out.duplicate:
             self.counts["duplicates"] += 1
             return
         for _, warning in result.warnings[marks[0] :]:
             self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
+
+    def _move_watermark(self, partition: int, ts: float) -> None:
+        """Only applied events (or ones applied before a redelivery) move the watermark."""
+        if ts > self.watermarks.get(partition, float("-inf")):
+            self.watermarks[partition] = ts
 
     def _undo(
         self,

@@ -415,3 +415,14 @@ def test_generated_poison_ends_applied_or_dead_and_never_stops_the_driver(
     CORPUS["applied"] = CORPUS.get("applied", 0) + applied
     CORPUS["batches"] = CORPUS.get("batches", 0) + 1
     print(f"poison corpus so far: {CORPUS}")
+
+
+def test_a_redelivered_event_moves_the_watermark_again_after_a_restart() -> None:
+    h = Harness()
+    replayed = h.msg(order(40, "o", 1.0, cid="z"))
+    h.process(h.msg(invoice(0, "ia", 100.0, 5, cid="a")), replayed)
+    h.driver.forget()
+    h.driver.rebuild_timers(h.table.items(), lambda cid: 0)
+    h.process(replayed)
+    assert h.driver.counts["redelivered"] == 1
+    assert h.driver.watermarks[0] == ts(40)
