@@ -142,7 +142,8 @@ def build(settings: Settings) -> Topology:
             max_event_bytes=settings.max_event_bytes,
             max_message_bytes=settings.max_message_bytes,
             clock_skew=settings.clock_skew_seconds,
-            check_wall_clock=settings.check_wall_clock,
+            check_record_time=settings.clock_checks != "off",
+            check_wall_clock=settings.clock_checks == "live",
             max_timer_fires=settings.max_timer_fires_per_batch,
         ),
     )

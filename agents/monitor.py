@@ -53,7 +53,9 @@ class Limits:
     max_message_bytes: int = 1_000_000
     #: How far (seconds) ``occurred_at`` may be ahead of the record's timestamp.
     clock_skew: float = 3_600.0
-    #: Also hold ``occurred_at`` to the wall clock plus ``clock_skew`` (a live stream).
+    #: Hold ``occurred_at`` to the record's timestamp plus ``clock_skew``.
+    check_record_time: bool = True
+    #: Also hold it to the wall clock plus ``clock_skew`` (a live stream).
     check_wall_clock: bool = True
     #: Timer firings per batch; the rest fire in the next batches.
     max_timer_fires: int = 20_000
@@ -319,6 +321,7 @@ class MonitorDriver:
             # Redelivered after a crash or rebalance: already in the state.
             self.counts["redelivered"] += 1
             result.states[customer_id] = (msg.partition, b"")
+            self._move_watermark(msg.partition, ts)
             return
         marks = result._marks()
         try:
@@ -346,14 +349,18 @@ class MonitorDriver:
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (msg.partition, b"")
-        if ts > self.watermarks.get(msg.partition, float("-inf")):
-            self.watermarks[msg.partition] = ts
+        self._move_watermark(msg.partition, ts)
         self.counts[f"events.{event.type}"] += 1
         if out.duplicate:
             self.counts["duplicates"] += 1
             return
         for _, warning in result.warnings[marks[0] :]:
             self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
+
+    def _move_watermark(self, partition: int, ts: float) -> None:
+        """Only applied events (or ones applied before a redelivery) move the watermark."""
+        if ts > self.watermarks.get(partition, float("-inf")):
+            self.watermarks[partition] = ts
 
     def _undo(
         self,
@@ -367,7 +374,12 @@ class MonitorDriver:
 
     def _check_clock(self, ts: float, record_ts: float | None, now: float) -> None:
         skew = self.limits.clock_skew
-        if record_ts is not None and record_ts > 0 and ts > record_ts + skew:
+        if (
+            self.limits.check_record_time
+            and record_ts is not None
+            and record_ts > 0
+            and ts > record_ts + skew
+        ):
             raise Rejected(
                 f"occurred_at is {_span(ts - record_ts)} ahead of the record's timestamp "
                 f"(allowed clock skew {_span(skew)})"

@@ -68,19 +68,20 @@ class Settings(BaseSettings):
     clock_skew_seconds: float = Field(
         3_600.0,
         gt=0,
-        description="how far occurred_at may be ahead of the record's Kafka timestamp (and of "
-        "the wall clock, see check_wall_clock); further ahead is a dead letter",
+        description="how far occurred_at may be ahead of the record's Kafka timestamp and of "
+        "the wall clock (see clock_checks); further ahead is a dead letter",
     )
-    check_wall_clock: bool = Field(
-        True,
-        description="hold occurred_at to the wall clock plus the clock skew (a live stream); "
-        "false for simulated or replayed streams whose event time runs ahead of today",
+    clock_checks: Literal["live", "record", "off"] = Field(
+        "live",
+        description="what occurred_at is held to: live (the record's timestamp and the wall "
+        "clock), record (the record's timestamp only) or off (simulated streams whose "
+        "event time runs ahead of today)",
     )
     max_timer_fires_per_batch: int = Field(
         20_000, ge=1, description="overdue checks fired per batch at most; the rest follow"
     )
     replay_max_ahead_days: float = Field(
-        90.0,
+        365.0,
         gt=0,
         description="replay: an event further ahead of the stream's own time (the latest "
         "accepted event before it, at least the median event time) is a bad line",

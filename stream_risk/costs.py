@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState, alerting
 from stream_risk.core import features as feats
@@ -30,6 +32,7 @@ from stream_risk.core.scoring import risk_score
 from stream_risk.core.state import decode, encode
 from stream_risk.core.trainer import Trainer
 from stream_risk.replay import Replayer, read_events
+from stream_risk.schemas.events import EVENT_TYPES
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -41,6 +44,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sample", type=int, default=3000, help="customers each stage is timed on (3000)"
+    )
+    p.add_argument(
+        "--driver-events",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="events the monitor driver is timed on, against the core alone (5000; 0: skip)",
     )
 
 
@@ -118,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     rows.append(("rules and lifecycle", _rules(ctx, with_features), "every event"))
+    encoded = [encode(s) for s in states]
+    rows.append(
+        ("monitor guard: state snapshot (encode)", _per_call(encode, states), "every event")
+    )
+    rows.append(
+        ("monitor guard: state restore (decode)", _per_call(decode, encoded), "failed events")
+    )
     print(
         f"replay: {len(events)} events, {len(driver.states)} customers in {seconds:.1f}s: "
         f"{rate:,.0f} events/s ({1e6 / max(rate, 1e-9):,.0f} us/event, whole core)"
@@ -126,7 +143,53 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for name, micros, when in rows:
         print(f"  {name:<{width}}  {micros:8.1f} us   runs on: {when}")
+    if args.driver_events:
+        core_us, driver_us = _driver_cost(events[: args.driver_events], args.base_currency)
+        print(
+            f"monitor driver on the first {min(len(events), args.driver_events)} events "
+            f"(batches of {DRIVER_BATCH}): {driver_us:,.0f} us/event; the core alone "
+            f"{core_us:,.0f} us/event; validation from bytes, guard, encoding and profiles "
+            f"{driver_us - core_us:,.0f} us/event"
+        )
     return 0
+
+
+#: Messages per batch when timing the monitor driver.
+DRIVER_BATCH = 100
+
+
+def _driver_cost(events: list[Any], base_currency: str) -> tuple[float, float]:
+    """Microseconds per event of the core alone and of the monitor driver around it."""
+    from stream_risk.agents.monitor import Limits, Message, MonitorDriver
+
+    messages = [
+        Message(
+            f"in.{event.type}",
+            0,
+            offset,
+            event.customer_id.encode(),
+            orjson.dumps(event.model_dump(mode="json")),
+        )
+        for offset, (_, _, _, event) in enumerate(events)
+    ]
+    replayer = Replayer(Context(base_currency=base_currency), lambda warning: None)
+    started = time.perf_counter()
+    for _, _, _, event in events:
+        replayer.apply(event, "-", 0, lambda bad: None)
+    core = (time.perf_counter() - started) / max(len(events), 1)
+    table: dict[str, bytes] = {}
+    driver = MonitorDriver(
+        Context(base_currency=base_currency),
+        {f"in.{t}": t for t in EVENT_TYPES},
+        table.get,
+        limits=Limits(check_wall_clock=False),
+    )
+    started = time.perf_counter()
+    for n in range(0, len(messages), DRIVER_BATCH):
+        result = driver.process(messages[n : n + DRIVER_BATCH])
+        table.update((cid, raw) for cid, (_, raw) in result.states.items())
+    whole = (time.perf_counter() - started) / max(len(messages), 1)
+    return core * 1e6, whole * 1e6
 
 
 def _robust(states: list[dict[str, Any]]) -> float:

@@ -198,3 +198,16 @@ def test_replay_rejects_an_event_far_ahead_of_the_stream(
     # a's invoice is 14 days late at day 19, never 75 years.
     assert all(w["occurred_at"] < "2025" for w in fired)
     assert not any(w["rule"] == "overdue_90_days" for w in fired)
+
+
+def test_costs_times_the_guard_and_the_driver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [customer(0, 1000.0, cid=f"c{n}") for n in range(4)]
+    events += [order(d, f"o{d}", 10.0, cid=f"c{d % 4}") for d in range(1, 17)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert cli.main(["costs", str(path), "--sample", "4", "--driver-events", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "monitor guard: state snapshot (encode)" in out
+    assert "monitor driver on the first 20 events" in out

@@ -291,9 +291,12 @@ def test_clock_skew_allows_small_differences_and_the_wall_check_can_be_off() -> 
     ahead = order(1, "o", 1.0)
     h.process(h.msg(ahead, timestamp=ts(1) - 300))
     assert h.dead == []
-    simulated = Harness(Limits(check_wall_clock=False), now=T0S)
-    simulated.process(simulated.msg(order(30, "o", 1.0)))
+    simulated = Harness(Limits(check_record_time=False, check_wall_clock=False), now=T0S)
+    simulated.process(simulated.msg(order(30, "o", 1.0), timestamp=T0S))
     assert simulated.dead == [] and "c1" in simulated.table
+    record_only = Harness(Limits(check_wall_clock=False), now=T0S)
+    record_only.process(record_only.msg(order(30, "o", 1.0), timestamp=T0S))
+    assert "record's timestamp" in record_only.dead[0]["reason"]
 
 
 def test_a_step_rejection_moves_no_watermark() -> None:
@@ -347,7 +350,9 @@ POISON_VALUES = st.one_of(
     st.text(alphabet=st.characters(codec="utf-8", categories=["Cc", "Cf"]), min_size=1),
     st.recursive(
         st.integers(min_value=-(10**30), max_value=10**30) | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner)
+        ),
         max_leaves=30,
     ),
     st.sampled_from(["2099-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00", "", None]),
@@ -410,3 +415,14 @@ def test_generated_poison_ends_applied_or_dead_and_never_stops_the_driver(
     CORPUS["applied"] = CORPUS.get("applied", 0) + applied
     CORPUS["batches"] = CORPUS.get("batches", 0) + 1
     print(f"poison corpus so far: {CORPUS}")
+
+
+def test_a_redelivered_event_moves_the_watermark_again_after_a_restart() -> None:
+    h = Harness()
+    replayed = h.msg(order(40, "o", 1.0, cid="z"))
+    h.process(h.msg(invoice(0, "ia", 100.0, 5, cid="a")), replayed)
+    h.driver.forget()
+    h.driver.rebuild_timers(h.table.items(), lambda cid: 0)
+    h.process(replayed)
+    assert h.driver.counts["redelivered"] == 1
+    assert h.driver.watermarks[0] == ts(40)
