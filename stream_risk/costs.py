@@ -172,14 +172,17 @@ def _driver_cost(events: list[Any], base_currency: str) -> tuple[float, float]:
         )
         for offset, (_, _, _, event) in enumerate(events)
     ]
-    replayer = Replayer(Context.from_settings(load_settings(), base_currency=base_currency), lambda warning: None)
+    settings = load_settings()
+    replayer = Replayer(
+        Context.from_settings(settings, base_currency=base_currency), lambda warning: None
+    )
     started = time.perf_counter()
     for _, _, _, event in events:
         replayer.apply(event, "-", 0, lambda bad: None)
     core = (time.perf_counter() - started) / max(len(events), 1)
     table: dict[str, bytes] = {}
     driver = MonitorDriver(
-        Context.from_settings(load_settings(), base_currency=base_currency),
+        Context.from_settings(settings, base_currency=base_currency),
         {f"in.{t}": t for t in EVENT_TYPES},
         table.get,
         limits=Limits(check_wall_clock=False),
