@@ -10,7 +10,8 @@ before the customer's outcome count (all of them with ``--labels``).
   did not default afterwards;
 - **reductions**: for every defaulter with a reduction proposed before the
   default, the open balance at default minus what it would have been at the
-  latest proposed limit (the balance capped at that limit), summed: the
+  latest proposed limit (the lowest of those proposed at that time; the balance
+  capped at that limit), summed: the
   exposure at default the reduction would have avoided.
 
 >>> decisions = LimitDecisions()
@@ -125,7 +126,8 @@ class LimitDecisions:
             downs = [d for d in before if d.direction == "reduce"]
             if outcome.adverse and downs:
                 reduced_defaulters += 1
-                latest = max(downs, key=lambda d: d.at)
+                # The latest proposal; of several at that time, the lowest limit.
+                latest = max(downs, key=lambda d: (d.at, -d.to))
                 exposure += outcome.balance
                 avoided += max(outcome.balance - max(latest.to, 0.0), 0.0)
         if not increases and not reduced_defaulters:
