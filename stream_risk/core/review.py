@@ -4,8 +4,9 @@
 evaluation of a customer whose rule pack has a ``credit_policy``
 (:mod:`stream_risk.core.creditpolicy`). At most one of, in this order:
 
-1. **assessment** when the customer is first evaluated and whenever its
-   financials or rating (a ``customer`` event) or its credit report change:
+1. **assessment** when the customer is first evaluated with a profile (a
+   ``customer`` event) or a credit report, and whenever its limit, terms,
+   financials or rating or its credit report change:
    ``set_credit_limit`` and ``set_terms`` with the grade, the points of every
    factor and how the limit was sized;
 2. **periodic review** when ``review.every`` has passed on event time since the
@@ -88,7 +89,9 @@ def evaluate(
     if credit.review is None:
         record.pop("review_due", None)
     first = "assessed_at" not in record
-    if credit.assessment is not None and (first or _inputs_changed(state, record)):
+    # Nothing to assess before a profile (customer event) or a credit report arrives.
+    known = state.profile_at is not None or state.credit_report is not None
+    if credit.assessment is not None and known and (first or _inputs_changed(state, record)):
         _assessment(state, record, first, values, trigger, occurred_at, now, credit, ctx, out)
         return
     due = record.get("review_due")
@@ -378,7 +381,7 @@ def _review(
         blocked = increase_blocked(state, record, values, now, credit.increases, "limit")
         if blocked is None:
             cap = current_limit * (1 + review.max_increase_share)
-            raised = min(target, cap) if current_limit > 0 else target
+            raised = round(min(target, cap) if current_limit > 0 else target, 2)
             if raised < target:
                 notes.append(
                     f"raise limited to {review.max_increase_share:.0%} of the current limit"

@@ -613,3 +613,11 @@ def test_report_features_age_and_a_later_report_wins() -> None:
     # The negative records stop counting a year after the report's date.
     assert compute(state, ts(9 + 366))["legal_events_12m"] == 3
     assert compute(state, ts(9 + 367))["legal_events_12m"] is None
+
+
+def test_no_assessment_before_a_profile_or_a_report() -> None:
+    d = Drive().events([invoice(0, "i1", 100.0, 30), payment(10, "p1", 100.0)]).until(200)
+    assert d.of() == []
+    d.events([customer(200, 2_000.0, rating="BBB")])
+    [action] = d.of(source="assessment")
+    assert action["recommendations"][0]["from"] == 2_000.0
