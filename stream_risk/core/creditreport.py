@@ -73,10 +73,15 @@ def apply_profile(state: CustomerState, currency: str, ctx: Any) -> None:
     """Remember how the amounts of the customer's financials convert into the base currency."""
     review = state.credit_review if state.credit_review is not None else {}
     try:
-        review["fx"] = ctx.to_base(1.0, currency)
+        rate = ctx.to_base(1.0, currency)
     except ValueError:
-        review["fx"] = None  # the credit limit in that currency was already a bad event
-    state.credit_review = review
+        rate = None  # the credit limit in that currency was already a bad event
+    if rate == 1.0:
+        review.pop("fx", None)  # the base currency: nothing to keep
+    else:
+        review["fx"] = rate
+    if review or state.credit_review is not None:
+        state.credit_review = review
 
 
 def _number(values: dict[str, Any], name: str) -> float | None:
