@@ -3,6 +3,7 @@
 from stream_risk.schemas.events import (
     EVENT_TYPES,
     CollectionEvent,
+    CreditReportEvent,
     CustomerEvent,
     InputEvent,
     InvoiceEvent,
@@ -34,6 +35,7 @@ __all__ = [
     "Action",
     "CollectionEvent",
     "CreditAction",
+    "CreditReportEvent",
     "CustomerEvent",
     "DeadLetter",
     "InputEvent",

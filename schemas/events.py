@@ -237,6 +237,52 @@ class CollectionEvent(_Event):
     note: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
 
 
+#: A count of records in a credit report (lawsuits, tax arrears): 0..100,000.
+RecordCount = Annotated[int, Strict(), Field(ge=0, le=100_000)]
+#: A finite number within +-1e9 (a score on its scale).
+Score = Annotated[float, Strict(), Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
+
+
+class CreditReportEvent(_Event):
+    """A bureau or commercial credit report on the customer; a later one replaces the earlier.
+
+    ``score`` is read on its scale, ``score_min`` to ``score_max`` (higher is
+    better unless ``higher_is_better`` is false); ``rating`` is a letter grade.
+    Counts are of the 12 months before ``report_date``; amounts are in
+    ``currency``, which is required when an amount is given.
+    """
+
+    type: Literal["credit_report"]
+    report_id: Identifier
+    source: Identifier
+    report_date: Timestamp | None = None
+    score: Score | None = None
+    score_min: Score | None = None
+    score_max: Score | None = None
+    higher_is_better: bool = True
+    rating: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+    currency: Currency | None = None
+    reported_limits: Amount | None = None
+    arrears_elsewhere: Amount | None = None
+    lawsuits: RecordCount = 0
+    tax_arrears: RecordCount = 0
+    insolvency: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CreditReportEvent:
+        if self.score is not None:
+            if self.score_min is None or self.score_max is None:
+                raise ValueError("score needs its scale: score_min and score_max")
+            if not self.score_min < self.score_max:
+                raise ValueError("score_min must be below score_max")
+            if not self.score_min <= self.score <= self.score_max:
+                raise ValueError("score must lie within score_min..score_max")
+        amounts = self.reported_limits is not None or self.arrears_elsewhere is not None
+        if amounts and self.currency is None:
+            raise ValueError("currency is required with reported_limits or arrears_elsewhere")
+        return self
+
+
 #: Any input event model (a validated event is one of these).
 AnyEvent: TypeAlias = (
     CustomerEvent
@@ -246,6 +292,7 @@ AnyEvent: TypeAlias = (
     | StatementEvent
     | OutcomeEvent
     | CollectionEvent
+    | CreditReportEvent
 )
 
 #: The union as validated from the wire: discriminated on ``type``.
@@ -259,6 +306,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "statement",
     "outcome",
     "collection",
+    "credit_report",
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)

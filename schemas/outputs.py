@@ -113,8 +113,13 @@ class CreditAction(BaseModel):
     customer_id: str
     status: Literal["proposed"]
     requires_approval: Literal[True]
-    source: Literal["warning", "tier_change"]
-    source_id: str = Field(description="the warning_id or change_id it comes from")
+    source: Literal["warning", "tier_change", "assessment", "review", "tier_policy"] = Field(
+        description="a firing warning, a tier change, a credit assessment, a periodic review, "
+        "or the tier policy (a low-risk customer earning more credit)"
+    )
+    source_id: str = Field(
+        description="the warning_id or change_id it comes from, or the assessment or review id"
+    )
     rule: str | None = None
     level: str = Field(description="the warning level, or the tier entered")
     tier: Tier

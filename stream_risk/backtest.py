@@ -9,7 +9,10 @@ fired before it. ``default`` and ``written_off`` are adverse outcomes;
 
 Reported: ROC AUC and PR AUC of the score; precision and recall per tier and
 per warning level; and how many days before the outcome the first high or
-critical warning came (median, p25, p75).
+critical warning came (median, p25, p75). When the rule pack proposed limit
+changes: the share of increases given to customers who did not default
+afterwards, and the exposure at default the reductions would have avoided
+(:mod:`stream_risk.limit_effectiveness`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
 from stream_risk.core.trainer import Trainer
+from stream_risk.limit_effectiveness import LimitDecisions
+from stream_risk.limit_effectiveness import render as render_limits
 from stream_risk.replay import BadLine, Replayer, open_lines, read_events
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
@@ -173,7 +178,8 @@ def backtest(
         if warning["status"] == "firing":
             warnings.setdefault(warning["customer_id"], []).append(warning)
 
-    driver = Replayer(ctx, collect, trainer=Trainer())
+    limits = LimitDecisions()  # effectiveness of limit decisions (credit actions)
+    driver = Replayer(ctx, collect, trainer=Trainer(), on_credit_action=limits.add)
     predictions: dict[str, Outcome] = {}
     for ts, file_no, line_no, event in read_events(paths, on_bad):
         if event.type == "outcome" and labels is None:
@@ -188,6 +194,7 @@ def backtest(
                     severe_active=_severe_active(state),
                     months=_months(state, ts),
                 )
+                limits.settle_state(event.customer_id, event.outcome in ADVERSE, ts, state)
         driver.apply(event, str(paths[file_no]), line_no, on_bad)
     if labels is not None:
         for customer_id, label in labels.items():
@@ -201,6 +208,7 @@ def backtest(
                     severe_active=_severe_active(state),
                     months=_months(state, state.clock),
                 )
+                limits.settle_state(customer_id, label in ADVERSE, None, state)
     for customer_id, prediction in predictions.items():
         for w in warnings.get(customer_id, []):
             at = datetime.fromisoformat(w["occurred_at"]).timestamp()
@@ -212,7 +220,11 @@ def backtest(
                 prediction.first_severe_at is None or at < prediction.first_severe_at
             ):
                 prediction.first_severe_at = at
-    return evaluate(predictions)
+    report = evaluate(predictions)
+    decisions = limits.report()
+    if decisions is not None:
+        report["limit_decisions"] = decisions
+    return report
 
 
 def _severe_active(state: CustomerState) -> bool:
@@ -280,6 +292,7 @@ def render(report: dict[str, Any]) -> str:
         f"recall {pct(active['recall'])}",
         f"warnings per 1,000 customers per month: {'-' if rate is None else f'{rate:.1f}'}",
     ]
+    lines += render_limits(report.get("limit_decisions"))
     return "\n".join(lines)
 
 

@@ -131,8 +131,22 @@ def _load(
 
 
 def _summary(rules: RuleSet) -> str:
+    from stream_risk.core.creditpolicy import policy_of
+
     groups = len({r.group for r in rules.rules})
-    return f"{len(rules.rules)} rules in {groups} groups (digest {rules.digest[:12]})"
+    text = f"{len(rules.rules)} rules in {groups} groups"
+    credit = policy_of(rules)
+    if credit is not None:
+        parts = []
+        if credit.assessment is not None:
+            method = credit.assessment
+            parts.append(f"{len(method.factors)} factors, {len(method.grades)} grades")
+        if credit.review is not None:
+            parts.append(f"review every {credit.review.every / 86_400:g} days")
+        if credit.increases is not None:
+            parts.append(f"increases for {'/'.join(credit.increases.tiers)}")
+        text += f", credit policy ({'; '.join(parts)})"
+    return f"{text} (digest {rules.digest[:12]})"
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -419,6 +419,10 @@ class _CustomerSimulation:
     def events(self, outcomes: bool) -> Iterator[tuple[datetime, Event]]:
         """The customer's events as ``(event time, event)``, in time order."""
         yield self.start, self._onboarding(self.start)
+        # A bureau report soon after onboarding; a deteriorating customer's next one shows it.
+        self._schedule(self.start + timedelta(days=1), self._credit_report)
+        if self.profile.deteriorates_at is not None:
+            self._schedule(self.profile.deteriorates_at + timedelta(days=30), self._credit_report)
         midnight = self.start.replace(hour=0, minute=0, second=0, microsecond=0)
         self._schedule(midnight, self._business_day)
         self._schedule(self._next_statement_time(self.start), self._statement)
@@ -443,7 +447,53 @@ class _CustomerSimulation:
             payment_terms_days=p.payment_terms_days,
             segment={"industry": p.industry, "size": p.size, "region": p.region},
             rating=p.rating,
-            financials=dict(p.financials),
+            financials={**p.financials, **self._statements()},
+        )
+        return event
+
+    def _statements(self) -> dict[str, float]:
+        """Income statement, balance sheet and cash flow figures beside the ratios.
+
+        Drawn from a stream of their own, so adding them changes no other event.
+        """
+        p = self.profile
+        rng = random.Random(p.seed ^ 0x5EED)
+        revenue = p.financials["revenue"]
+        assets = revenue * rng.uniform(0.4, 0.9)
+        debt = assets * p.financials["debt_ratio"]
+        margin = rng.gauss(0.0 if p.deteriorating else 0.06, 0.03)
+        interest = debt * 0.05
+        net_income = revenue * margin
+        return {
+            "net_income": round(net_income, -2),
+            "ebit": round(net_income * 1.3 + interest, -2),
+            "interest_expense": round(interest, -2),
+            "operating_cash_flow": round(net_income * 1.2 + revenue * 0.02, -2),
+            "total_debt": round(debt, -3),
+            "equity": round(assets - debt, -3),
+        }
+
+    def _credit_report(self, when: datetime) -> Event:
+        """A bureau report: a score on 300..850 near the rating; records once in distress."""
+        p = self.profile
+        rng = random.Random(p.seed ^ 0xB0EA ^ int(when.timestamp()))
+        distress = p.in_distress(when)
+        centre = 780 - 60 * RATINGS.index(p.rating) - (120 if distress else 0)
+        event = self._envelope("credit_report", when)
+        event.update(
+            report_id=self._doc_id("CR", self.counters["credit_report"]),
+            source="simulated-bureau",
+            report_date=_ts(when - timedelta(days=1)),
+            score=float(min(850, max(300, round(rng.gauss(centre, 30))))),
+            score_min=300.0,
+            score_max=850.0,
+            currency=self.currency,
+            reported_limits=float(round(p.credit_limit * rng.uniform(1.0, 4.0), -2)),
+            arrears_elsewhere=float(round(p.credit_limit * rng.uniform(0.1, 0.6), -2))
+            if distress
+            else 0.0,
+            lawsuits=rng.randint(1, 3) if distress else 0,
+            tax_arrears=rng.randint(0, 1) if distress else 0,
         )
         return event
 

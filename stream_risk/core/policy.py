@@ -11,6 +11,11 @@ approve it.
 >>> recommend([{"kind": "reduce_credit_limit", "to_share": 0.5},
 ...            {"kind": "shorten_terms", "days": 45}], credit_limit=10_000.0, terms_days=30)
 [{'kind': 'reduce_credit_limit', 'to_share': 0.5, 'from': 10000.0, 'to': 5000.0}]
+>>> for item in recommend([{"kind": "increase_credit_limit", "by_share": 0.25},
+...                       {"kind": "extend_terms", "days": 45}], 10_000.0, terms_days=30):
+...     print(item)
+{'kind': 'increase_credit_limit', 'by_share': 0.25, 'from': 10000.0, 'to': 12500.0}
+{'kind': 'extend_terms', 'days': 45, 'from': 30}
 """
 
 from __future__ import annotations
@@ -44,6 +49,22 @@ def recommend(
         elif kind == "shorten_terms" and terms_days is not None:
             if terms_days <= int(item["days"]):
                 continue  # terms are already that short
+            item["from"] = terms_days
+        elif kind == "increase_credit_limit":
+            if credit_limit is None:
+                continue  # nothing to raise from
+            new = (
+                credit_limit * (1.0 + float(item["by_share"]))
+                if "by_share" in item
+                else float(item["to_amount"])
+            )
+            if new <= credit_limit:
+                continue  # already at or above the proposed limit
+            item["from"] = round(credit_limit, 2)
+            item["to"] = round(new, 2)
+        elif kind == "extend_terms" and terms_days is not None:
+            if terms_days >= int(item["days"]):
+                continue  # terms are already that long
             item["from"] = terms_days
         if item not in out:
             out.append(item)

@@ -60,6 +60,9 @@ ACTION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hold_orders": ((), ("note",)),
     "require_prepayment": ((), ("note",)),
     "contact_customer": ((), ("channel", "note")),
+    # Both directions: a low-risk customer may earn more credit (credit_policy.increases).
+    "increase_credit_limit": (("by_share", "to_amount"), ("note",)),
+    "extend_terms": (("days",), ("note",)),
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -167,6 +170,8 @@ class FileSpec:
     file: str
     groups: list[GroupSpec] = field(default_factory=list)
     tiers: TierPolicySpec | None = None
+    #: The credit policy section (:mod:`stream_risk.core.creditpolicy`), if the file has one.
+    credit_policy: Any = None
 
 
 def parse_duration(text: str) -> float | None:
@@ -452,10 +457,15 @@ def parse_actions(c: _Collector, node: Node | None) -> tuple[dict[str, Any], ...
                 limit = "a share in (0, 1)" if given[0] == "to_share" else "a positive amount"
                 c.error(item, f"reduce_credit_limit {given[0]} must be {limit}, got {value!r}")
                 continue
-        if kind == "shorten_terms":
+        if kind == "increase_credit_limit":
+            value = action[given[0]]
+            if not _positive_number(value):
+                c.error(item, f"increase_credit_limit {given[0]} must be positive, got {value!r}")
+                continue
+        if kind in ("shorten_terms", "extend_terms"):
             days = action["days"]
             if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-                c.error(item, f"shorten_terms days must be a whole number >= 0, got {days!r}")
+                c.error(item, f"{kind} days must be a whole number >= 0, got {days!r}")
                 continue
         out.append(action)
     return tuple(out)
@@ -620,10 +630,11 @@ def parse_file(text: str, file: str) -> tuple[FileSpec, list[RuleError]]:
     if root is None:
         c.errors.append(RuleError(file, 1, 1, "-", "-", "empty rule file"))
         return spec, c.errors
-    keys = _mapping(c, root, "rule file", ("groups", "tiers"))
+    keys = _mapping(c, root, "rule file", ("groups", "tiers", "credit_policy"))
     groups = keys.get("groups")
-    if groups is None and "tiers" not in keys and isinstance(root, MappingNode):
-        c.error(root, "a rule file needs 'groups' (and may have 'tiers')")
+    declared = {"tiers", "credit_policy"} & set(keys)
+    if groups is None and not declared and isinstance(root, MappingNode):
+        c.error(root, "a rule file needs 'groups' (and may have 'tiers', 'credit_policy')")
     if groups is not None:
         if not isinstance(groups, SequenceNode):
             c.error(groups, "groups must be a list")
@@ -634,4 +645,8 @@ def parse_file(text: str, file: str) -> tuple[FileSpec, list[RuleError]]:
                     spec.groups.append(group)
     if "tiers" in keys:
         spec.tiers = _tiers(c, keys["tiers"])
+    if "credit_policy" in keys:
+        from stream_risk.core import creditpolicy  # it builds on this module's helpers
+
+        spec.credit_policy = creditpolicy.parse(c, keys["credit_policy"])
     return spec, c.errors

@@ -28,6 +28,7 @@ from typing import Any
 
 import cel
 
+from stream_risk.core import creditpolicy
 from stream_risk.core.features import REGISTRY, groups_of
 from stream_risk.core.rulefmt import (
     LEVELS,
@@ -430,6 +431,7 @@ def load_files(
         spec, file_errors = parse_file(files[name], name)
         specs.append(spec)
         errors += file_errors
+    errors += creditpolicy.conflicts(specs)
     if not files:
         errors.append(RuleError("-", 1, 1, "-", "-", "no rule files (*.yaml, *.yml)"))
     if errors:

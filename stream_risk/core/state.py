@@ -94,6 +94,12 @@ class CustomerState:
     next_wakeup: float | None = None
     risk_score: float = 0.0
     tier: str = "low"
+    # -- credit policy (see :mod:`stream_risk.core.creditreport`, :mod:`stream_risk.core.review`)
+    #: The latest credit report, one small record (None: no report yet).
+    credit_report: dict[str, Any] | None = None
+    #: The latest assessment, the next review, the on-time record and the last
+    #: increase proposed: a fixed set of scalars.
+    credit_review: dict[str, Any] | None = None
 
 
 _FIELDS = tuple(CustomerState.__slots__)  # type: ignore[attr-defined]

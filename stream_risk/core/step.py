@@ -11,7 +11,7 @@ import hashlib
 import math
 from typing import Any
 
-from stream_risk.core import alerting, receivables, windows
+from stream_risk.core import alerting, creditreport, receivables, review, windows
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.detectors import DaysLateShift, RobustZScore
@@ -21,6 +21,7 @@ from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
     AnyEvent,
     CollectionEvent,
+    CreditReportEvent,
     CustomerEvent,
     InvoiceEvent,
     OrderEvent,
@@ -130,13 +131,19 @@ def _evaluate(
     state.tier = features["raw_tier"]
     out = Outputs()
     alerting.evaluate(state, features, trigger, occurred_at, ctx, out)
+    # Credit policy: assessment, periodic review, earned increases (rule pack's credit_policy).
+    review.evaluate(state, features, trigger, occurred_at, now, ctx, out)
     state.next_wakeup = _next_wakeup(state, now, ctx)
     return out
 
 
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
     """The earliest event time a feature, a held rule or the tier changes without input."""
-    times = [feats.next_check(state, now, ctx.feature_groups), alerting.next_due(state, ctx)]
+    times = [
+        feats.next_check(state, now, ctx.feature_groups),
+        alerting.next_due(state, ctx),
+        review.next_due(state),  # the periodic credit review, also for quiet customers
+    ]
     future = [t for t in times if t is not None and t > now]
     return min(future, default=None)
 
@@ -229,6 +236,9 @@ def _apply(state: CustomerState, event: AnyEvent, ts: float, ctx: Context) -> No
             state.segment = event.segment.model_dump(exclude_none=True) if event.segment else None
             state.rating = event.rating
             state.financials = _plain_numbers(event.financials)
+            creditreport.apply_profile(state, event.currency, ctx)
+    elif isinstance(event, CreditReportEvent):
+        creditreport.apply_report(state, event, ts, ctx)
     elif isinstance(event, CollectionEvent):
         if (
             event.action == "promise_to_pay"

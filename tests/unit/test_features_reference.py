@@ -677,8 +677,11 @@ def observations() -> tuple[Observation, ...]:
 
 
 #: Everything but the online detectors' scores, which learn in arrival order and are
-#: checked against their own definitions in test_detectors.py and test_step.py.
-OFFLINE = sorted(name for name, f in REGISTRY.items() if f.group != "detectors")
+#: checked against their own definitions in test_detectors.py and test_step.py, and the
+#: credit report and assessment features, checked in test_credit_policy.py.
+OFFLINE = sorted(
+    name for name, f in REGISTRY.items() if f.group not in ("detectors", "credit", "assessment")
+)
 
 
 def test_the_scripts_cover_what_the_features_read() -> None:

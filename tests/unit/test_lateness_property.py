@@ -204,6 +204,10 @@ def comparable(state: CustomerState) -> dict[str, Any]:
         rule for rule, ep in data.pop("watch", {}).items() if ep[0] in ("pending", "muted")
     }
     data["holding"] = sorted(holding & ORDER_FREE_RULES)
+    # Credit assessments and reviews are decisions taken at evaluation times, as warning
+    # episodes are; what they read (the credit report above, the financials) must agree.
+    review = data.pop("credit_review", None) or {}
+    data["credit_inputs"] = [review.get("fx"), review.get("digest")]
     # The wake-up also serves those lifecycles; the features' own next change must agree.
     data.pop("next_wakeup", None)
     data["next_feature_change"] = next_check(state, state.clock or 0.0)
@@ -215,7 +219,8 @@ def comparable(state: CustomerState) -> dict[str, Any]:
 def assert_same_customer(a: CustomerState, b: CustomerState, now: float) -> None:
     fa, fb = compute(a, now), compute(b, now)
     assert set(fa) == set(REGISTRY)
-    online = {name for name, f in REGISTRY.items() if f.group == "detectors"}
+    # Detectors learn in arrival order; assessments are decided at evaluation times.
+    online = {name for name, f in REGISTRY.items() if f.group in ("detectors", "assessment")}
     assert {k: v for k, v in feature_differences(fb, fa).items() if k not in online} == {}
     assert comparable(b) == comparable(a)
 

@@ -13,6 +13,7 @@ from stream_risk.schemas import export
 from stream_risk.schemas.events import (
     EVENT_TYPES,
     CollectionEvent,
+    CreditReportEvent,
     CustomerEvent,
     InvoiceEvent,
     OrderEvent,
@@ -44,6 +45,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     },
     "outcome": {"outcome": "default"},
     "collection": {"action": "promise_to_pay"},
+    "credit_report": {"report_id": "r-1", "source": "bureau"},
 }
 
 #: The same, with every optional field EVENTS.md lists.
@@ -67,6 +69,21 @@ FULL: dict[str, dict[str, Any]] = {
         "promised_at": "2024-03-10T00:00:00-05:00",
         "note": "will pay friday",
     },
+    "credit_report": {
+        **MINIMAL["credit_report"],
+        "report_date": "2024-02-28T00:00:00Z",
+        "score": 712.0,
+        "score_min": 300.0,
+        "score_max": 850.0,
+        "higher_is_better": True,
+        "rating": "BBB",
+        "currency": "EUR",
+        "reported_limits": 250_000.0,
+        "arrears_elsewhere": 1_200.0,
+        "lawsuits": 1,
+        "tax_arrears": 0,
+        "insolvency": False,
+    },
 }
 
 MODELS = {
@@ -77,6 +94,7 @@ MODELS = {
     "statement": StatementEvent,
     "outcome": OutcomeEvent,
     "collection": CollectionEvent,
+    "credit_report": CreditReportEvent,
 }
 
 #: Fields EVENTS.md requires per type, besides the envelope.
@@ -88,6 +106,7 @@ REQUIRED = {
     "statement": ["statement_id", "balance", "currency", "days_past_due", "status"],
     "outcome": ["outcome"],
     "collection": ["action"],
+    "credit_report": ["report_id", "source"],
 }
 
 

@@ -130,7 +130,15 @@ def test_every_event_satisfies_the_contract(events: list[dict[str, Any]]) -> Non
         parsed = input_event_adapter.validate_json(orjson.dumps(event))
         assert parsed.occurred_at.utcoffset() is not None
         types.add(event["type"])
-    assert types == {"customer", "order", "invoice", "payment", "statement", "outcome"}
+    assert types == {
+        "customer",
+        "order",
+        "invoice",
+        "payment",
+        "statement",
+        "outcome",
+        "credit_report",
+    }
     assert len({e["event_id"] for e in events}) == len(events)
 
 
@@ -324,7 +332,10 @@ def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_FakeProducer]]
     yield _FakeProducer
 
 
-TOPICS = {t: f"test.{t}" for t in ("customer", "order", "invoice", "payment", "statement")}
+TOPICS = {
+    t: f"test.{t}"
+    for t in ("customer", "order", "invoice", "payment", "statement", "credit_report")
+}
 
 
 def test_produce_routes_keys_and_paces(fake_kafka: type[_FakeProducer]) -> None:

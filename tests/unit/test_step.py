@@ -429,14 +429,16 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
     assert [w for w in state.alerts if w in OVERDUE_DAYS] == []
     assert state.alerts.keys() <= {"high_risk_tier", "likely_default"}
     # Nothing is overdue any more: no daily overdue checks. The only wake-ups left are
-    # the payment leaving the 30- and 90-day payment windows; then there are none.
+    # the payment leaving the 30- and 90-day payment windows, then the credit reviews.
     assert state.next_wakeup == ts(due + 95 + 30)
     later = follow(state, ts(due + 95 + 400), ctx)
     assert overdue(later) == []
     # By then the tier has come down and the high-risk tier warning resolved.
     assert [(w["rule"], w["status"]) for w in later] == [("high_risk_tier", "resolved")]
     assert state.tier == "low" and state.alerts == {}
-    assert state.next_wakeup is None
+    # What is left is the periodic credit review of the default pack.
+    assert state.credit_review is not None
+    assert state.next_wakeup == state.credit_review["review_due"] > ts(due + 95 + 400)
     check_outputs(state, at30 + at60 + at90 + paid + later)
 
 
