@@ -136,7 +136,11 @@ def _evaluate(
 
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
     """The earliest event time a feature, a held rule or the tier changes without input."""
-    times = [feats.next_check(state, now, ctx.feature_groups), alerting.next_due(state, ctx)]
+    times = [
+        feats.next_check(state, now, ctx.feature_groups),
+        feats.next_threshold(state, now, ctx.clock_thresholds),
+        alerting.next_due(state, ctx),
+    ]
     future = [t for t in times if t is not None and t > now]
     return min(future, default=None)
 
