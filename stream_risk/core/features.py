@@ -110,16 +110,28 @@ def _invoice_days_late(due: float, now: float) -> int:
 
 def exposure_at(state: CustomerState, t: float) -> float | None:
     """Net receivable at event time ``t``: invoiced minus paid, or the statement balance."""
-    if state.invoiced:
+    return exposures_at(state, (t,))[0]
+
+
+def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float | None]:
+    """:func:`exposure_at` for each of ``times`` (ascending), in one walk of the ledger."""
+    if not state.invoiced:
+        out: list[float | None] = []
+        for t in times:
+            stmt = _latest_statement(state, t)
+            out.append(None if stmt is None else float(stmt[STMT_BALANCE]))
+        return out
+    ledger = state.ledger
+    total = state.ledger_base
+    values: list[float | None] = []
+    i = 0
+    for t in times:
         day = int(t // DAY)
-        total = state.ledger_base
-        for d, delta in state.ledger:
-            if d > day:
-                break
-            total += delta
-        return total
-    stmt = _latest_statement(state, t)
-    return None if stmt is None else float(stmt[STMT_BALANCE])
+        while i < len(ledger) and ledger[i][0] <= day:
+            total += ledger[i][1]
+            i += 1
+        values.append(total)
+    return values
 
 
 def _growth(now_value: float | None, then_value: float | None) -> float | None:
@@ -174,9 +186,9 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     out["credit_limit"] = limit
     out["credit_utilisation"] = open_balance / limit if limit else None
     out["limit_headroom"] = limit - open_balance if limit is not None else None
-    current = exposure_at(state, now)
-    out["exposure_growth_30d"] = _growth(current, exposure_at(state, now - 30 * DAY))
-    out["exposure_growth_90d"] = _growth(current, exposure_at(state, now - 90 * DAY))
+    then_90, then_30, current = exposures_at(state, (now - 90 * DAY, now - 30 * DAY, now))
+    out["exposure_growth_30d"] = _growth(current, then_30)
+    out["exposure_growth_90d"] = _growth(current, then_90)
 
 
 @group(
@@ -467,13 +479,16 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
-    current = [o for o in recs if o[ORD_TS] <= now]
-    if len(current) < 4:
+    current = len(recs)
+    if current and recs[-1][ORD_TS] > now:
+        current = bisect.bisect_right(recs, now, key=_time)
+    if current < 4:
         return None
-    latest = current[-1]
+    latest = recs[current - 1]
     if latest[ORD_TS] <= now - 90 * DAY:
         return None  # no order in the last 90 days: nothing new to compare
-    baseline = [o[ORD_AMOUNT] for o in current[:-1] if o[ORD_TS] > latest[ORD_TS] - 90 * DAY]
+    first = bisect.bisect_right(recs, latest[ORD_TS] - 90 * DAY, 0, current - 1, key=_time)
+    baseline = [recs[i][ORD_AMOUNT] for i in range(first, current - 1)]
     if len(baseline) < 3:
         return None
     mean, std = _mean_std(baseline)
