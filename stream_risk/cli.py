@@ -95,11 +95,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
         file=sys.stderr,
     )
-    print(
-        f"replay: encoded state per customer: median {report.state_bytes_median} bytes, "
-        f"p99 {report.state_bytes_p99} bytes",
-        file=sys.stderr,
-    )
+    for line in report.speed_lines():
+        print(f"replay: {line}", file=sys.stderr)
     for reason, count in sorted(report.bad_by_reason.items(), key=lambda kv: -kv[1])[:10]:
         print(f"replay:   bad {reason}: {count}", file=sys.stderr)
     print(

@@ -65,10 +65,47 @@ class ReplayReport:
     #: Encoded state bytes per customer at the end: median and 99th percentile.
     state_bytes_median: int = 0
     state_bytes_p99: int = 0
+    #: Timer wake-ups that re-evaluated a customer (each applied event is one evaluation too).
+    wakeups: int = 0
+    #: Seconds spent applying the first and the last fifth of the events (in event-time order).
+    first_fifth_seconds: float = 0.0
+    last_fifth_seconds: float = 0.0
+    #: Events in each of those fifths.
+    fifth_events: int = 0
+    #: CPU seconds of the whole replay (the honest measure on a shared machine).
+    cpu_seconds: float = 0.0
 
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def evaluations_per_event(self) -> float:
+        """Evaluations (applied events and wake-ups) per input event."""
+        return (self.applied + self.wakeups) / self.events if self.events else 0.0
+
+    @property
+    def first_fifth_rate(self) -> float:
+        return self.fifth_events / self.first_fifth_seconds if self.first_fifth_seconds else 0.0
+
+    @property
+    def last_fifth_rate(self) -> float:
+        return self.fifth_events / self.last_fifth_seconds if self.last_fifth_seconds else 0.0
+
+    def speed_lines(self) -> list[str]:
+        """How fast the replay went, overall and at its start and end, and what it kept."""
+        lines = [
+            f"speed: {self.events_per_second:,.0f} events/s overall, "
+            f"{self.first_fifth_rate:,.0f} in the first fifth, "
+            f"{self.last_fifth_rate:,.0f} in the last fifth; "
+            f"{self.events / self.cpu_seconds if self.cpu_seconds else 0.0:,.0f} events "
+            f"per CPU second",
+            f"evaluations: {self.evaluations_per_event:.2f} per input event "
+            f"({self.applied} events applied, {self.wakeups} timer wake-ups)",
+            f"encoded state per customer: median {self.state_bytes_median} bytes, "
+            f"p99 {self.state_bytes_p99} bytes",
+        ]
+        return lines
 
 
 def open_lines(path: Path) -> IO[bytes]:
@@ -182,7 +219,10 @@ class Replayer:
     def advance_to(self, now: float) -> None:
         """Fire every overdue check due at or before event time ``now``."""
         for customer_id, wake in self.timers.due(now):
-            state, out = advance(self.states[customer_id], wake, self.ctx)
+            state = self.states[customer_id]
+            if state.clock is None or wake > state.clock:
+                self.report.wakeups += 1
+            state, out = advance(state, wake, self.ctx)
             self._publish(state, out)
 
     def apply(self, event: Any, source: str, line: int, on_bad: Callable[[BadLine], None]) -> None:
@@ -275,6 +315,7 @@ def replay(
     makes events that far ahead of the stream's own time bad lines.
     """
     started = time.monotonic()
+    cpu_started = time.process_time()
     bad_count = 0
 
     def count_bad(bad: BadLine) -> None:
@@ -312,12 +353,22 @@ def replay(
     meter = Progress(len(events)) if progress else None
     names = [str(p) for p in paths]
     ctx.detected_at = datetime.now(UTC)
+    fifth = len(events) // 5
+    report.fifth_events = fifth
+    last_from = len(events) - fifth
+    applying = last_started = time.monotonic()
     for n, (_, file_no, line_no, event) in enumerate(events, start=1):
         if n % 1024 == 0:
             ctx.detected_at = datetime.now(UTC)
             if meter is not None:
                 meter.update(n)
+        if n == fifth + 1:
+            report.first_fifth_seconds = time.monotonic() - applying
+        elif n == last_from + 1:
+            last_started = time.monotonic()
         driver.apply(event, names[file_no], line_no, count_bad)
+    if fifth:
+        report.last_fifth_seconds = time.monotonic() - last_started
     if events:
         driver.advance_to(events[-1][0])
     if meter is not None:
@@ -333,4 +384,5 @@ def replay(
         report.state_bytes_median = sizes[len(sizes) // 2]
         report.state_bytes_p99 = sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))]
     report.seconds = time.monotonic() - started
+    report.cpu_seconds = time.process_time() - cpu_started
     return report

@@ -45,11 +45,11 @@ def evaluate(
     rules: RuleSet = ctx.rules
     now = state.clock if state.clock is not None else occurred_at
     _tier(state, features, trigger, occurred_at, now, rules, ctx, out)
-    env = rules.environment(features, state.tier)
     segment = state.segment
+    tier = state.tier
     results: list[tuple[Rule, str | None, tuple[Escalation, ...]]] = []
     for rule in rules.rules:
-        held = rule.level_in(env) if rule.applies_to(segment, state.tier) else None
+        held = rules.level_of(rule, features, tier) if rule.applies_to(segment, tier) else None
         if held is None:
             results.append((rule, None, ()))
         else:

@@ -9,7 +9,7 @@ from typing import Protocol, Self
 
 from stream_risk.core.detectors import SegmentBehaviour
 from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
-from stream_risk.core.features import REGISTRY, groups_of
+from stream_risk.core.features import CLOCK_FEATURES, REGISTRY, groups_of
 from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.trainer import MODEL_FEATURES
@@ -78,6 +78,9 @@ class Context:
     #: Feature groups a step evaluates (what the rules and the score read);
     #: profiles always carry every feature.
     feature_groups: frozenset[str] = field(init=False)
+    #: Features that grow with the clock alone -> the ``(op, threshold)`` comparisons
+    #: the rules make on them: the customer is woken exactly when one starts to hold.
+    clock_thresholds: dict[str, tuple[tuple[str, float], ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.snapshot_every > self.outcome_horizon:
@@ -88,6 +91,7 @@ class Context:
             + list(BEHAVIOUR_SCALE)
             + [name for name, f in REGISTRY.items() if f.group == "detectors"]
         )
+        self.clock_thresholds = clock_thresholds(self.rules)
 
     @classmethod
     def from_settings(
@@ -142,3 +146,14 @@ class Context:
                 "and has no configured exchange rate"
             )
         return amount * rate
+
+
+def clock_thresholds(rules: RuleSet) -> dict[str, tuple[tuple[str, float], ...]]:
+    """The simple comparisons (``name >= 60.0``) the rules make on clock-driven features."""
+    found: dict[str, set[tuple[str, float]]] = {}
+    for rule in rules.rules:
+        for condition in (rule.condition, *(step.condition for step in rule.escalate)):
+            for name, op, literal in condition.comparisons:
+                if name in CLOCK_FEATURES and isinstance(literal, float):
+                    found.setdefault(name, set()).add((op, literal))
+    return {name: tuple(sorted(pairs)) for name, pairs in found.items()}

@@ -10,6 +10,7 @@ after it happened, whether or not anything else arrives.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -109,16 +110,28 @@ def _invoice_days_late(due: float, now: float) -> int:
 
 def exposure_at(state: CustomerState, t: float) -> float | None:
     """Net receivable at event time ``t``: invoiced minus paid, or the statement balance."""
-    if state.invoiced:
+    return exposures_at(state, (t,))[0]
+
+
+def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float | None]:
+    """:func:`exposure_at` for each of ``times`` (ascending), in one walk of the ledger."""
+    if not state.invoiced:
+        out: list[float | None] = []
+        for t in times:
+            stmt = _latest_statement(state, t)
+            out.append(None if stmt is None else float(stmt[STMT_BALANCE]))
+        return out
+    ledger = state.ledger
+    total = state.ledger_base
+    values: list[float | None] = []
+    i = 0
+    for t in times:
         day = int(t // DAY)
-        total = state.ledger_base
-        for d, delta in state.ledger:
-            if d > day:
-                break
-            total += delta
-        return total
-    stmt = _latest_statement(state, t)
-    return None if stmt is None else float(stmt[STMT_BALANCE])
+        while i < len(ledger) and ledger[i][0] <= day:
+            total += ledger[i][1]
+            i += 1
+        values.append(total)
+    return values
 
 
 def _growth(now_value: float | None, then_value: float | None) -> float | None:
@@ -173,9 +186,9 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     out["credit_limit"] = limit
     out["credit_utilisation"] = open_balance / limit if limit else None
     out["limit_headroom"] = limit - open_balance if limit is not None else None
-    current = exposure_at(state, now)
-    out["exposure_growth_30d"] = _growth(current, exposure_at(state, now - 30 * DAY))
-    out["exposure_growth_90d"] = _growth(current, exposure_at(state, now - 90 * DAY))
+    then_90, then_30, current = exposures_at(state, (now - 90 * DAY, now - 30 * DAY, now))
+    out["exposure_growth_30d"] = _growth(current, then_30)
+    out["exposure_growth_90d"] = _growth(current, then_90)
 
 
 @group(
@@ -466,13 +479,16 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
-    current = [o for o in recs if o[ORD_TS] <= now]
-    if len(current) < 4:
+    current = len(recs)
+    if current and recs[-1][ORD_TS] > now:
+        current = bisect.bisect_right(recs, now, key=_time)
+    if current < 4:
         return None
-    latest = current[-1]
+    latest = recs[current - 1]
     if latest[ORD_TS] <= now - 90 * DAY:
         return None  # no order in the last 90 days: nothing new to compare
-    baseline = [o[ORD_AMOUNT] for o in current[:-1] if o[ORD_TS] > latest[ORD_TS] - 90 * DAY]
+    first = bisect.bisect_right(recs, latest[ORD_TS] - 90 * DAY, 0, current - 1, key=_time)
+    baseline = [recs[i][ORD_AMOUNT] for i in range(first, current - 1)]
     if len(baseline) < 3:
         return None
     mean, std = _mean_std(baseline)
@@ -598,32 +614,67 @@ def _recent(mark: list[Any] | None, now: float, memory: float) -> float | None:
     return float(mark[1])
 
 
+#: Days after its due date at which an open invoice that is not the oldest overdue
+#: one changes a feature: it falls due (``overdue_*``, ``aging_1_30``), enters the
+#: next aging bucket, reaches a delinquency level, and that level leaves the 6- and
+#: 12-month counts.
+INVOICE_CROSSINGS: tuple[int, ...] = tuple(
+    sorted(
+        {0, 1, 31, 61, 91}
+        | set(DELINQUENCY_LEVELS)
+        | {level + 182 for level in DELINQUENCY_LEVELS}
+        | {level + 365 for level in DELINQUENCY_LEVELS}
+    )
+)
+#: Days overdue after which the oldest invoice's daily tick stops: days past due
+#: keeps growing, but no threshold of the rules or the score is that far out.
+DAILY_TICKS_UNTIL = 366
+
+
+def _invoice_crossing(due: float, now: float) -> float | None:
+    """The first time after ``now`` at which an open invoice due at ``due`` moves a
+    bucket, the overdue sums or a delinquency count."""
+    if due > now:
+        return due
+    for offset in INVOICE_CROSSINGS:
+        t = due + offset * DAY
+        if t > now:
+            return t
+    return None
+
+
 def next_check(
     state: CustomerState, now: float, groups: frozenset[str] | None = None
 ) -> float | None:
     """The next event time at which a feature changes without a new event.
 
-    Open invoices tick over one more day past due at a time, from their due
-    date on (exact: rules on days past due fire on the day). Windowed records
-    expire and promises fall due; those checks are coarsened to at most one a
-    day, so a busy customer does not cost an evaluation per expiring order.
-    Only what ``groups`` (the features rules and the score read) depend on
-    schedules a check.
+    Days past due comes from the oldest overdue open invoice: it ticks over one
+    day at a time from that invoice's due date (exact: rules on days past due
+    fire on the day). Every other open invoice changes a feature only at a few
+    fixed ages (:data:`INVOICE_CROSSINGS`), so a customer with many overdue
+    invoices is still woken at most about once a day, not once per invoice.
+    Windowed records expire and promises fall due; those checks are coarsened to
+    at most one a day, so a busy customer does not cost an evaluation per
+    expiring order. Only what ``groups`` (the features rules and the score read)
+    depend on schedules a check.
     """
     best: float | None = None
+    oldest_due: float | None = None
     for inv in state.book["inv"].values():
         if inv[INV_OPEN] <= 0:
             continue
         due = inv[INV_DUE]
-        if due > now:
-            tick = due
-        else:
-            days = (now - due) // DAY + 1
-            if days > 366:  # a year overdue: daily checks no longer change what matters
-                continue
-            tick = due + days * DAY
-        if best is None or tick < best:
+        if due <= now and (oldest_due is None or due < oldest_due):
+            oldest_due = due
+        tick = _invoice_crossing(due, now)
+        if tick is not None and (best is None or tick < best):
             best = tick
+    if oldest_due is not None:
+        days = (now - oldest_due) // DAY + 1
+        if days <= DAILY_TICKS_UNTIL + 1:
+            tick = oldest_due + days * DAY
+            if best is None or tick < best:
+                best = tick
     coarse: float | None = None
     for group_name, records, width in (
         ("orders", state.orders, 7 * DAY),
@@ -635,11 +686,12 @@ def next_check(
     ):
         if groups is not None and group_name not in groups:
             continue
-        for rec in records:
-            if rec[0] + width > now:
-                if coarse is None or rec[0] + width < coarse:
-                    coarse = rec[0] + width
-                break
+        # The oldest record still in the window leaves it first.
+        i = bisect.bisect_right(records, now - width, key=_time)
+        if i < len(records):
+            leaves = records[i][0] + width
+            if coarse is None or leaves < coarse:
+                coarse = leaves
     for promise in state.promises if groups is None or "delinquency" in groups else ():
         if promise[PROMISE_DUE] > now and (coarse is None or promise[PROMISE_DUE] < coarse):
             coarse = promise[PROMISE_DUE]
@@ -650,4 +702,66 @@ def next_check(
     return best
 
 
-__all__ = ["PROMISE_AMOUNT", "PROMISE_MADE", "REGISTRY", "Feature", "compute", "next_check"]
+def _time(record: list[Any]) -> float:
+    return float(record[0])
+
+
+def next_threshold(
+    state: CustomerState, now: float, thresholds: dict[str, tuple[tuple[str, float], ...]]
+) -> float | None:
+    """The next time a feature that grows with the clock alone crosses a threshold.
+
+    ``thresholds`` maps ``days_since_last_order``, ``days_since_last_payment`` or
+    ``months_on_book`` to the ``(operator, value)`` comparisons the rules make on
+    it; the customer is woken exactly when such a comparison starts to hold.
+    """
+    best: float | None = None
+    for name, comparisons in thresholds.items():
+        start = _clock_feature_start(state, name, now)
+        if start is None:
+            continue
+        unit = MONTH if name == "months_on_book" else DAY
+        for op, value in comparisons:
+            if op not in (">=", ">") or not math.isfinite(value):
+                continue  # only a rising comparison starts to hold as time goes on
+            t = start + value * unit
+            # The first representable time at which the feature, computed as the
+            # group computes it, satisfies the comparison.
+            while (t - start) / unit < value or (op == ">" and (t - start) / unit == value):
+                t = math.nextafter(t, math.inf)
+            if t > now and (best is None or t < best):
+                best = t
+    return best
+
+
+#: Features that grow with the clock alone, measured from a time kept in the state.
+CLOCK_FEATURES = ("days_since_last_order", "days_since_last_payment", "months_on_book")
+
+
+def _clock_feature_start(state: CustomerState, name: str, now: float) -> float | None:
+    if name == "months_on_book":
+        return state.first_seen
+    if name == "days_since_last_order":
+        last = state.last_order_at
+        for o in reversed(state.orders):
+            if o[ORD_TS] <= now:
+                return float(o[ORD_TS])
+        return last
+    if name == "days_since_last_payment":
+        last_paid: float | None = state.book.get("last_paid")
+        for p in reversed(state.book["paid"]):
+            if p[0] <= now:
+                return float(p[0])
+        return last_paid
+    return None
+
+
+__all__ = [
+    "PROMISE_AMOUNT",
+    "PROMISE_MADE",
+    "REGISTRY",
+    "Feature",
+    "compute",
+    "next_check",
+    "next_threshold",
+]

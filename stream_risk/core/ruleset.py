@@ -127,6 +127,15 @@ class Rule:
     annotations: dict[str, str]
     actions: tuple[dict[str, Any], ...]
     escalate: tuple[Escalation, ...]
+    #: Every name the rule's condition and escalations read, once each.
+    reads: tuple[str, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [
+            *self.condition.variables,
+            *(v for e in self.escalate for v in e.condition.variables),
+        ]
+        object.__setattr__(self, "reads", tuple(dict.fromkeys(names)))
 
     def applies_to(self, segment: Mapping[str, Any] | None, tier: str) -> bool:
         """Whether the customer is in the rule's segments (no filter: everyone)."""
@@ -170,9 +179,13 @@ class RuleSet:
     files: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     #: The rules by name (derived once: lifecycles look rules up on every evaluation).
     by_name: dict[str, Rule] = field(init=False, compare=False, repr=False)
+    #: (rule, the values it reads) -> the level it holds at: a rule is a pure function
+    #: of the values it reads, so it is evaluated once per distinct input.
+    memo: dict[tuple[str, tuple[Any, ...]], Any] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {r.name: r for r in self.rules})
+        object.__setattr__(self, "memo", {})
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -187,6 +200,32 @@ class RuleSet:
         """The feature groups the rules read."""
         return groups_of(v for v in self.variables if v in REGISTRY)
 
+    def level_of(
+        self, rule: Rule, features: Mapping[str, Any], tier: str
+    ) -> tuple[str, tuple[Escalation, ...]] | None:
+        """``rule.level_in`` the CEL context of ``features``, evaluated once per distinct input.
+
+        The context holds only the names the rule reads: its result does not depend on
+        any other.
+        """
+        values = tuple(
+            tier if name == "tier" else cel_value(features.get(name)) for name in rule.reads
+        )
+        # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
+        key = (rule.name, tuple(("bool", v) if type(v) is bool else v for v in values))
+        memo = self.memo
+        if key in memo:
+            held: tuple[str, tuple[Escalation, ...]] | None = memo[key]
+            return held
+        env = cel.Context(
+            {name: v for name, v in zip(rule.reads, values, strict=True) if v is not None}
+        )
+        held = rule.level_in(env)
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = held
+        return held
+
     def environment(self, features: Mapping[str, Any], tier: str) -> Any:
         """The CEL context of one evaluation: the rule set's variables that have a value."""
         values: dict[str, Any] = {}
@@ -195,6 +234,10 @@ class RuleSet:
             if value is not None:
                 values[name] = value
         return cel.Context(values)
+
+
+#: Distinct (rule, inputs) results remembered before the memo starts over.
+MEMO_SIZE = 16_384
 
 
 def digest_of(files: Mapping[str, str]) -> str:

@@ -30,37 +30,43 @@ def insert(records: list[list[Any]], record: list[Any]) -> None:
     if not records or records[-1][0] <= ts:
         records.append(record)
         return
-    records.insert(bisect.bisect_right(records, ts, key=lambda r: r[0]), record)
+    records.insert(bisect.bisect_right(records, ts, key=_time), record)
 
 
 def expire(records: list[list[Any]], horizon: float) -> None:
     """Drop every record at or before ``horizon``."""
     if records and records[0][0] <= horizon:
-        cut = bisect.bisect_right(records, horizon, key=lambda r: r[0])
+        cut = bisect.bisect_right(records, horizon, key=_time)
         del records[:cut]
+
+
+def _time(record: list[Any]) -> Any:
+    return record[0]
+
+
+def _bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:
+    """Index range of the records with ``now - width < time <= now`` (by bisection)."""
+    hi = len(records)
+    if hi and records[-1][0] > now:
+        hi = bisect.bisect_right(records, now, key=_time)
+    lo = bisect.bisect_right(records, now - width, 0, hi, key=_time)
+    return lo, hi
 
 
 def in_window(records: list[list[Any]], now: float, width: float) -> list[list[Any]]:
     """Records with ``now - width < time <= now``, oldest first."""
-    lo = now - width
-    out = []
-    # Per-customer lists are short and the recent end is what windows want.
-    for r in reversed(records):
-        t = r[0]
-        if t <= lo:
-            break
-        if t <= now:
-            out.append(r)
-    out.reverse()
-    return out
+    lo, hi = _bounds(records, now, width)
+    return records[lo:hi]
 
 
 def window_count(records: list[list[Any]], now: float, width: float) -> int:
-    return len(in_window(records, now, width))
+    lo, hi = _bounds(records, now, width)
+    return hi - lo
 
 
 def window_sum(records: list[list[Any]], now: float, width: float, field: int) -> float:
-    return float(sum(r[field] for r in in_window(records, now, width)))
+    lo, hi = _bounds(records, now, width)
+    return float(sum(records[i][field] for i in range(lo, hi)))
 
 
 def counts_and_sums(

@@ -168,6 +168,19 @@ def test_replay_reports_bad_lines_and_carries_on(
     assert set(by_id["a"]["active_warnings"]) == {
         w["warning_id"] for w in warnings if w["customer_id"] == "a" and w["status"] == "firing"
     }
+    # The speed, the evaluations per event and the state size are printed.
+    speed = re.search(r"speed: [\d,]+ events/s overall, [\d,]+ in the first fifth, ", err)
+    assert speed is not None, err
+    evaluations = re.search(
+        r"evaluations: ([\d.]+) per input event \((\d+) events applied, "
+        r"(\d+) timer wake-ups\)",
+        err,
+    )
+    assert evaluations is not None, err
+    per_event, applied, woken = float(evaluations[1]), int(evaluations[2]), int(evaluations[3])
+    assert applied == 9 and woken > 0  # a and b are woken by their overdue invoices
+    assert per_event == pytest.approx((applied + woken) / 15, abs=0.01)
+    assert re.search(r"encoded state per customer: median \d+ bytes, p99 \d+ bytes", err)
 
 
 def test_replay_missing_file_is_an_error(

@@ -1,0 +1,42 @@
+"""A rule evaluated once per distinct input holds at the level the full context gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_risk.core.ruleset import default_rules
+
+RULES = default_rules()
+
+#: A few values per name, so that inputs repeat and the memo is hit.
+value = st.one_of(
+    st.none(),
+    st.sampled_from([0, 1, 2, 3, 30, 60, 90, 0.0, 0.25, 0.5, 0.99, 1.0, 1.5, 4.0, -0.995]),
+    st.floats(min_value=-10, max_value=200, allow_nan=False),
+)
+
+
+def features_strategy() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({name: value for name in RULES.variables if name != "tier"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(features_strategy(), min_size=1, max_size=6), st.sampled_from(["low", "high"]))
+def test_memoised_level_is_the_level_in_the_full_context(
+    evaluations: list[dict[str, Any]], tier: str
+) -> None:
+    for features in evaluations * 2:  # the second round is answered from the memo
+        env = RULES.environment(features, tier)
+        for rule in RULES.rules:
+            assert RULES.level_of(rule, features, tier) == rule.level_in(env), rule.name
+
+
+def test_a_boolean_and_a_number_are_different_inputs() -> None:
+    rule = next(r for r in RULES.rules if r.reads == ("days_late_drift",))
+    assert RULES.level_of(rule, {"days_late_drift": 1.0}, "low") is not None
+    assert RULES.level_of(rule, {"days_late_drift": True}, "low") == rule.level_in(
+        RULES.environment({"days_late_drift": True}, "low")
+    )
