@@ -11,8 +11,11 @@ does for a task's partitions:
 - the group hands out the head with the smallest event time (ties: the input
   topics' order, then the offset), as long as every input either has a record
   buffered or is known to have nothing more on the broker (*caught up*);
-- an input that is behind but has nothing buffered holds the group back for at
-  most ``max_idle`` seconds; then the buffered records go out anyway.
+- an input with nothing buffered that is known to be behind (the broker holds
+  records it has not fetched yet) holds the group back until they arrive, at most
+  ``max_behind`` seconds (a safety net, never reached while fetching works);
+- an input with nothing buffered whose position is not known yet holds the group
+  back for at most ``max_idle`` seconds; then the buffered records go out anyway.
 
 Nothing here talks to Kafka: the caller feeds records with their event time,
 asks for the releasable ones, and acknowledges them only once applied, so no
@@ -32,8 +35,9 @@ import orjson
 Item = TypeVar("Item")
 
 #: ``caught_up(topic, partition, next_offset)``: True when the broker holds nothing
-#: from ``next_offset`` on (``None``: nothing of that input fetched yet).
-CaughtUp = Callable[[str, int, "int | None"], bool]
+#: from ``next_offset`` on, False when it holds more, None when not known
+#: (``next_offset`` None: nothing of that input fetched yet).
+CaughtUp = Callable[[str, int, "int | None"], "bool | None"]
 
 
 def event_time(value: bytes | None) -> float | None:
@@ -76,6 +80,8 @@ class _Group(Generic[Item]):
     inputs: list[_Input[Item]]
     #: Monotonic time the group first waited on an empty input (None: not waiting).
     waiting_since: float | None = None
+    #: How long it may wait: ``max_idle`` or, for an input known to be behind, ``max_behind``.
+    patience: float = 0.0
 
 
 class Aligner(Generic[Item]):
@@ -86,7 +92,10 @@ class Aligner(Generic[Item]):
     topics
         The input topics in tie-break order (the order ``replay`` is given files).
     max_idle
-        Seconds a group waits for an input that is behind but has nothing buffered.
+        Seconds a group waits for an input with nothing buffered and no known position.
+    max_behind
+        Seconds a group waits for an input with nothing buffered that is known to be
+        behind (its records are on their way).
     max_buffered
         Records per input partition above which :meth:`over_limit` names it, so the
         caller can pause fetching it.
@@ -99,16 +108,23 @@ class Aligner(Generic[Item]):
     >>> a.add("orders", 0, 1, 30.0, "o@30")
     >>> a.release(now=0.0, caught_up=lambda t, p, n: False)
     ['o@10', 'p@20']
-    >>> a.release(now=0.5, caught_up=lambda t, p, n: False)  # payments behind: wait
+    >>> a.release(now=0.5, caught_up=lambda t, p, n: None)  # payments not known: wait
     []
-    >>> a.release(now=1.5, caught_up=lambda t, p, n: False)  # waited max_idle
+    >>> a.release(now=1.5, caught_up=lambda t, p, n: None)  # waited max_idle
     ['o@30']
     """
 
-    def __init__(self, topics: Sequence[str], max_idle: float, max_buffered: int = 5000) -> None:
+    def __init__(
+        self,
+        topics: Sequence[str],
+        max_idle: float,
+        max_buffered: int = 5000,
+        max_behind: float = 60.0,
+    ) -> None:
         self.topics = list(topics)
         self.rank = {topic: n for n, topic in enumerate(self.topics)}
         self.max_idle = max_idle
+        self.max_behind = max(max_behind, max_idle)
         self.max_buffered = max_buffered
         self.groups: dict[int, _Group[Item]] = {}
 
@@ -181,21 +197,27 @@ class Aligner(Generic[Item]):
             best: _Input[Item] | None = None
             best_key: tuple[float, int, int] = (float("inf"), 0, 0)
             blocked = False
+            patience = self.max_idle
             for n, source in enumerate(inputs):
                 if source.records:
                     time, offset, _ = source.records[0]
                     key = (time, n, offset)
                     if best is None or key < best_key:
                         best, best_key = source, key
-                elif not caught_up(self.topics[n], partition, source.next_offset):
-                    blocked = True
+                else:
+                    known = caught_up(self.topics[n], partition, source.next_offset)
+                    if known is not True:
+                        blocked = True
+                        if known is False:
+                            patience = self.max_behind
             if best is None:
                 group.waiting_since = None
                 return
             if blocked:
                 if group.waiting_since is None:
                     group.waiting_since = now
-                if now - group.waiting_since < self.max_idle:
+                group.patience = patience
+                if now - group.waiting_since < patience:
                     return
                 # Waited long enough: what is buffered goes out in order without it.
             else:
@@ -204,5 +226,9 @@ class Aligner(Generic[Item]):
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which a waiting group's idle wait ends (None: none waits)."""
-        waits = [g.waiting_since for g in self.groups.values() if g.waiting_since is not None]
-        return min(waits) + self.max_idle if waits else None
+        waits = [
+            g.waiting_since + g.patience
+            for g in self.groups.values()
+            if g.waiting_since is not None
+        ]
+        return min(waits) if waits else None

@@ -15,6 +15,7 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
+from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
 from stream_risk.agents.rules_feed import rules_loader
@@ -34,6 +35,10 @@ MONITOR_BATCH = 1000
 MONITOR_WITHIN = 0.05
 PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.1
+#: Records one input partition may hold back for alignment before it is paused.
+ALIGN_BUFFERED = 5000
+#: How often held-back groups are re-examined when no new record arrives.
+ALIGN_TICK = 0.1
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
 
@@ -60,6 +65,25 @@ class Topology:
     topics: dict[str, Any] = field(default_factory=dict)
 
 
+class WorkerApp(faust.App):  # type: ignore[misc]
+    """A Faust app that lets the worker give up held-back records before a rebalance.
+
+    Faust waits, before it commits on revocation, until every message handed to a
+    stream is acknowledged; records the alignment still holds back are never
+    applied by this owner, so they are released unacknowledged first (their
+    offsets stay uncommitted and the next owner reads them again).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_revoke: list[Callable[[set[Any]], None]] = []
+
+    async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
+        for hook in self.before_revoke:
+            hook(revoked)
+        await super()._on_partitions_revoked(revoked)
+
+
 def partition_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a customer id key."""
     return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
@@ -67,7 +91,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 def build(settings: Settings) -> Topology:
     """Create the Faust app for ``settings`` with all topics, tables and agents."""
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -83,6 +107,10 @@ def build(settings: Settings) -> Topology:
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=4096,
         table_cleanup_interval=3600.0,
+        # A killed worker's partitions move within seconds, not Faust's default minute.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        consumer_group_instance_id=settings.group_instance_id,
     )
     partitions = settings.partitions
 
@@ -227,9 +255,13 @@ def build(settings: Settings) -> Topology:
 
     @app.timer(60.0)  # type: ignore[untyped-decorator]
     async def _snapshot_behaviour() -> None:
-        if ctx.population is not None and ctx.population.forests:
+        population = ctx.population
+        if population is not None and population.forests:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            ctx.population.save(behaviour_file)
+            # Off the event loop (heartbeats and commits go on); no batch changes the
+            # detector meanwhile.
+            async with applying:
+                await asyncio.to_thread(population.save, behaviour_file)
 
     async def handle(events: list[Any]) -> None:
         if not rules_feed.caught_up.is_set():
@@ -245,9 +277,10 @@ def build(settings: Settings) -> Topology:
         if rebuild["needed"]:
             rebuild["needed"] = False
             driver.forget()
-            driver.rebuild_timers(
-                ((k.decode(), v) for k, v in states.data.items()),
-                lambda cid: partition_for(cid, partitions),
+            # Decoding every stored state takes seconds for many customers: off the loop.
+            stored = [(k.decode(), v) for k, v in states.data.items()]
+            await asyncio.to_thread(
+                driver.rebuild_timers, stored, lambda cid: partition_for(cid, partitions)
             )
         started = time.perf_counter()
         result = driver.process(
@@ -265,22 +298,93 @@ def build(settings: Settings) -> Topology:
             [e.message for e in events], time.perf_counter() - started, time.time()
         )
 
+    # Event-time alignment: each partition number's input records wait until they
+    # are the earliest of their group; held records stay unacknowledged, so no
+    # offset is committed past one not yet applied.
+    aligner: Aligner[Any] = Aligner(
+        list(input_topics.values()),
+        max_idle=settings.alignment_max_idle,
+        max_buffered=ALIGN_BUFFERED,
+    )
+    paused: set[Any] = set()
+    applying = asyncio.Lock()
+
+    def caught_up(topic_name: str, partition: int, next_offset: int | None) -> bool | None:
+        tp = faust.types.TP(topic_name, partition)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more): not known
+            return None
+        if end is None:
+            return None
+        if next_offset is None:
+            # Nothing fetched yet: where reading starts is the committed offset.
+            committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
+            next_offset = committed.get(tp) or 0
+        return bool(next_offset >= end)
+
+    def abandon_held(revoked: set[Any]) -> None:
+        for event in aligner.clear():
+            # Marked done without an ack: the offset is never committed by this
+            # owner, and Faust's wait for unacknowledged messages ends.
+            event.message.acked = True
+        paused.clear()
+
+    app.before_revoke.append(abandon_held)
+
+    last_apply = [0.0]
+
+    async def apply_released() -> None:
+        async with applying:
+            last_apply[0] = time.monotonic()
+            events = aligner.release(last_apply[0], caught_up)
+            if events:
+                try:
+                    await handle(events)
+                except Exception:
+                    # Bad events never get here (they are dead letters); this is the
+                    # infrastructure failing: stop before any offset of the batch is
+                    # committed, so the restart reprocesses it from the last commit.
+                    log.critical(
+                        "the monitor failed on a batch; stopping the worker so that its "
+                        "offsets are not committed",
+                        exc_info=True,
+                    )
+                    os._exit(70)
+                for event in events:
+                    event.ack()
+            for tp in [tp for tp in paused if aligner.under_limit(tp.topic, tp.partition)]:
+                paused.discard(tp)
+                app.consumer.resume_partitions([tp])
+
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
-            try:
-                await handle(events)
-            except Exception:
-                # Faust acknowledges a batch whose agent raised, and its offsets would
-                # be committed unprocessed. Bad events never get here (they are dead
-                # letters); this is the infrastructure failing: stop, so the restart
-                # reprocesses the batch from the last commit.
-                log.critical(
-                    "the monitor failed on a batch; stopping the worker so that its "
-                    "offsets are not committed",
-                    exc_info=True,
+            for event in events:
+                message = event.message
+                # Held until applied: the batch's own acknowledgement must not be the last.
+                message.incref()
+                aligner.add(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    event_time(message.value),
+                    event,
                 )
-                os._exit(70)
+            for topic_name, partition in aligner.over_limit():
+                tp = faust.types.TP(topic_name, partition)
+                if tp not in paused:
+                    # Far ahead of its group: stop fetching it until the others catch up.
+                    paused.add(tp)
+                    app.consumer.pause_partitions([tp])
+            await apply_released()
+
+    @app.timer(ALIGN_TICK)  # type: ignore[untyped-decorator]
+    async def _align_idle() -> None:
+        # Groups waiting on an input with nothing fetched move on once it is caught
+        # up or their idle time is over, even when no new record arrives.
+        if time.monotonic() - last_apply[0] >= ALIGN_TICK and aligner.buffered():
+            await apply_released()
 
     def delivered(future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is None:
@@ -376,6 +480,10 @@ def build(settings: Settings) -> Topology:
         deps = ApiDeps(settings, metrics, produce, stream_time=stream_time)
         api = ApiServer(deps, settings.web_host, settings.web_port)
         app.web_server(ApiService(api))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _probe_loop() -> None:
+        await metrics.probe_loop_lag()
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:

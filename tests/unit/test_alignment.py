@@ -15,6 +15,10 @@ def never(topic: str, partition: int, next_offset: int | None) -> bool:
     return False
 
 
+def unknown(topic: str, partition: int, next_offset: int | None) -> None:
+    return None
+
+
 def always(topic: str, partition: int, next_offset: int | None) -> bool:
     return True
 
@@ -40,14 +44,23 @@ def test_release_merges_in_event_time_order_whatever_the_fetch_order() -> None:
     assert [ts for _, ts in out] == sorted(ts for s in streams.values() for ts in s)
 
 
-def test_an_input_with_nothing_fetched_holds_the_group_for_max_idle_only() -> None:
+def test_an_input_not_known_holds_the_group_for_max_idle_only() -> None:
     aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0)
     aligner.add("orders", 0, 0, 10.0, "o")
-    assert aligner.release(100.0, never) == []
+    assert aligner.release(100.0, unknown) == []
     assert aligner.next_deadline() == 102.0
-    assert aligner.release(101.9, never) == []
-    assert aligner.release(102.0, never) == ["o"]
+    assert aligner.release(101.9, unknown) == []
+    assert aligner.release(102.0, unknown) == ["o"]
     assert aligner.next_deadline() is None
+
+
+def test_an_input_known_to_be_behind_holds_the_group_until_max_behind() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0, max_behind=30.0)
+    aligner.add("orders", 0, 0, 10.0, "o")
+    assert aligner.release(100.0, never) == []
+    assert aligner.release(110.0, never) == []
+    assert aligner.next_deadline() == 130.0
+    assert aligner.release(130.0, never) == ["o"]
 
 
 def test_caught_up_inputs_do_not_hold_the_group() -> None:
