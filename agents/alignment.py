@@ -34,10 +34,11 @@ import orjson
 
 Item = TypeVar("Item")
 
-#: ``caught_up(topic, partition, next_offset)``: True when the broker holds nothing
-#: from ``next_offset`` on, False when it holds more, None when not known
-#: (``next_offset`` None: nothing of that input fetched yet).
-CaughtUp = Callable[[str, int, "int | None"], "bool | None"]
+#: ``caught_up(topic, partition, next_offset, since)``: True when the broker held
+#: nothing from ``next_offset`` on at a fetch answered after ``since`` (the wall-clock
+#: arrival of the record about to be released), False when it holds more, None when
+#: not known (``next_offset`` None: nothing of that input fetched yet).
+CaughtUp = Callable[[str, int, "int | None", float], "bool | None"]
 
 
 def event_time(value: bytes | None) -> float | None:
@@ -66,7 +67,8 @@ def event_time(value: bytes | None) -> float | None:
 class _Input(Generic[Item]):
     """One input partition's buffered records, oldest first."""
 
-    records: deque[tuple[float, int, Item]] = field(default_factory=deque)
+    #: (event time, offset, wall-clock arrival, item)
+    records: deque[tuple[float, int, float, Item]] = field(default_factory=deque)
     #: Offset after the last record added (None: nothing fetched yet).
     next_offset: int | None = None
     #: Event time of the last record added: an unreadable record keeps its place.
@@ -106,11 +108,11 @@ class Aligner(Generic[Item]):
     >>> a.add("payments", 0, 0, 20.0, "p@20")
     >>> a.add("orders", 0, 0, 10.0, "o@10")
     >>> a.add("orders", 0, 1, 30.0, "o@30")
-    >>> a.release(now=0.0, caught_up=lambda t, p, n: False)
+    >>> a.release(now=0.0, caught_up=lambda t, p, n, since: False)
     ['o@10', 'p@20']
-    >>> a.release(now=0.5, caught_up=lambda t, p, n: None)  # payments not known: wait
+    >>> a.release(now=0.5, caught_up=lambda t, p, n, since: None)  # payments not known: wait
     []
-    >>> a.release(now=1.5, caught_up=lambda t, p, n: None)  # waited max_idle
+    >>> a.release(now=1.5, caught_up=lambda t, p, n, since: None)  # waited max_idle
     ['o@30']
     """
 
@@ -134,15 +136,26 @@ class Aligner(Generic[Item]):
             group = self.groups[partition] = _Group([_Input() for _ in self.topics])
         return group
 
-    def add(self, topic: str, partition: int, offset: int, time: float | None, item: Item) -> None:
-        """Buffer one fetched record; ``time`` None for a record without a readable event time."""
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        time: float | None,
+        item: Item,
+        arrived: float = 0.0,
+    ) -> None:
+        """Buffer one fetched record; ``time`` None for a record without a readable event time.
+
+        ``arrived`` is the wall clock when it was fetched (see :data:`CaughtUp`).
+        """
         source = self._group(partition).inputs[self.rank[topic]]
         if time is None:
             # Unreadable (a dead letter to be): it keeps its place in the partition.
             time = source.last_time
         source.last_time = max(source.last_time, time)
         source.next_offset = offset + 1
-        source.records.append((time, offset, item))
+        source.records.append((time, offset, arrived, item))
 
     def buffered(self) -> int:
         """Records held back in all groups."""
@@ -171,7 +184,7 @@ class Aligner(Generic[Item]):
         for partition in chosen:
             group = self.groups.pop(partition, None)
             if group is not None:
-                dropped.extend(r[2] for source in group.inputs for r in source.records)
+                dropped.extend(r[3] for source in group.inputs for r in source.records)
         return dropped
 
     def release(self, now: float, caught_up: CaughtUp) -> list[Item]:
@@ -196,23 +209,25 @@ class Aligner(Generic[Item]):
         while True:
             best: _Input[Item] | None = None
             best_key: tuple[float, int, int] = (float("inf"), 0, 0)
-            blocked = False
-            patience = self.max_idle
             for n, source in enumerate(inputs):
                 if source.records:
-                    time, offset, _ = source.records[0]
+                    time, offset, _, _ = source.records[0]
                     key = (time, n, offset)
                     if best is None or key < best_key:
                         best, best_key = source, key
-                else:
-                    known = caught_up(self.topics[n], partition, source.next_offset)
+            if best is None:
+                group.waiting_since = None
+                return
+            arrived = best.records[0][2]
+            blocked = False
+            patience = self.max_idle
+            for n, source in enumerate(inputs):
+                if not source.records:
+                    known = caught_up(self.topics[n], partition, source.next_offset, arrived)
                     if known is not True:
                         blocked = True
                         if known is False:
                             patience = self.max_behind
-            if best is None:
-                group.waiting_since = None
-                return
             if blocked:
                 if group.waiting_since is None:
                     group.waiting_since = now
@@ -222,7 +237,7 @@ class Aligner(Generic[Item]):
                 # Waited long enough: what is buffered goes out in order without it.
             else:
                 group.waiting_since = None
-            out.append(best.records.popleft()[2])
+            out.append(best.records.popleft()[3])
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which a waiting group's idle wait ends (None: none waits)."""

@@ -11,15 +11,15 @@ from stream_risk.agents.alignment import Aligner, event_time
 TOPICS = ["orders", "payments", "statements"]
 
 
-def never(topic: str, partition: int, next_offset: int | None) -> bool:
+def never(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
     return False
 
 
-def unknown(topic: str, partition: int, next_offset: int | None) -> None:
+def unknown(topic: str, partition: int, next_offset: int | None, since: float) -> None:
     return None
 
 
-def always(topic: str, partition: int, next_offset: int | None) -> bool:
+def always(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
     return True
 
 
@@ -65,15 +65,15 @@ def test_an_input_known_to_be_behind_holds_the_group_until_max_behind() -> None:
 
 def test_caught_up_inputs_do_not_hold_the_group() -> None:
     aligner: Aligner[str] = Aligner(TOPICS, max_idle=60.0)
-    aligner.add("orders", 0, 5, 10.0, "o")
-    seen: list[tuple[str, int, int | None]] = []
+    aligner.add("orders", 0, 5, 10.0, "o", arrived=1234.5)
+    seen: list[tuple[str, int, int | None, float]] = []
 
-    def caught_up(topic: str, partition: int, next_offset: int | None) -> bool:
-        seen.append((topic, partition, next_offset))
+    def caught_up(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
+        seen.append((topic, partition, next_offset, since))
         return True
 
     assert aligner.release(0.0, caught_up) == ["o"]
-    assert ("payments", 0, None) in seen
+    assert ("payments", 0, None, 1234.5) in seen
 
 
 def test_partition_groups_are_independent() -> None:
@@ -81,7 +81,7 @@ def test_partition_groups_are_independent() -> None:
     aligner.add("orders", 0, 0, 50.0, "p0")
     aligner.add("orders", 1, 0, 10.0, "p1")
 
-    def only_partition_1(topic: str, partition: int, next_offset: int | None) -> bool:
+    def only_partition_1(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
         return partition == 1
 
     assert aligner.release(0.0, only_partition_1) == ["p1"]
