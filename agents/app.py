@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +17,9 @@ from kafka.partitioner.default import murmur2
 
 from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
-from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
+from stream_risk.agents.monitor import Message, MonitorDriver
 from stream_risk.agents.rules_feed import rules_loader
+from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics
 from stream_risk.api.server import ApiDeps, ApiServer
 from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
@@ -114,31 +115,12 @@ def build(settings: Settings) -> Topology:
     )
     partitions = settings.partitions
 
-    def topic(*names: str, compacted: bool = False, count: int | None = None) -> Any:
-        # Bytes in and out on every topic: validation and encoding are ours.
-        return app.topic(
-            *names,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=count or partitions,
-            internal=True,
-            compacting=compacted or None,
-        )
-
     input_topics = settings.input_topics()
-    inputs = topic(*input_topics.values())
+    topics = declare_topics(app, settings)
+    inputs = topics["inputs"]
     warnings_name = settings.topic("warnings")
     profiles_name = settings.topic("profiles")
-    dead_letters_name = settings.topic("dead-letters")
-    warnings = topic(warnings_name)
-    dead_letters = topic(dead_letters_name)
-    profiles = topic(profiles_name, compacted=True)
-    tier_changes_name = settings.topic("tier-changes")
-    credit_actions_name = settings.topic("credit-actions")
-    tier_changes = topic(tier_changes_name)
-    credit_actions = topic(credit_actions_name)
+    models_name = settings.topic("models")
 
     states = app.Table(
         "customer-state",
@@ -184,11 +166,10 @@ def build(settings: Settings) -> Topology:
         rebuild["needed"] = True
 
     training_name = settings.topic("training-examples")
-    models_name = settings.topic("models")
-    # One partition each: one trainer reads every example in order (single writer),
-    # and its snapshots form one compacted log every worker follows.
-    training = topic(training_name, count=1)
-    models = topic(models_name, compacted=True, count=1)
+    # One partition each (declared so): one trainer reads every example in order
+    # (single writer), and its snapshots form one compacted log every worker follows.
+    training = topics["training-examples"]
+    sender = Sender(app)
     model_feed = CompactedFeed(settings.kafka_bootstrap, models_name, model_loader(ctx.scorer.load))
     trainer_box: dict[str, Trainer | None] = {"trainer": None}
     model_wait = {"done": False}
@@ -242,11 +223,9 @@ def build(settings: Settings) -> Topology:
                 if event.message.value is not None:
                     snapshot = _learn(trainer, event.message.value) or snapshot
             if snapshot is not None:
-                send: Callable[..., Awaitable[Any]] = app.producer.send
-                future = await send(
-                    models_name, b"risk-model", orjson.dumps(snapshot), 0, None, None
+                await sender.send(
+                    topic=models_name, key=b"risk-model", value=orjson.dumps(snapshot), partition=0
                 )
-                future.add_done_callback(delivered)
                 log.info(
                     "risk model version %d published (%d outcomes)",
                     snapshot["version"],
@@ -293,7 +272,7 @@ def build(settings: Settings) -> Topology:
             )
             for e in events
         )
-        await publish(result)
+        await publisher_of_batches.publish(result)
         metrics.observe_batch(
             [e.message for e in events], time.perf_counter() - started, time.time()
         )
@@ -309,19 +288,27 @@ def build(settings: Settings) -> Topology:
     paused: set[Any] = set()
     applying = asyncio.Lock()
 
-    def caught_up(topic_name: str, partition: int, next_offset: int | None) -> bool | None:
+    def caught_up(
+        topic_name: str, partition: int, next_offset: int | None, since: float
+    ) -> bool | None:
         tp = faust.types.TP(topic_name, partition)
         try:
             end = app.consumer.highwater(tp)
+            # Only a fetch answered after the waiting record arrived counts: an older
+            # answer may predate records produced alongside it.
+            kafka: Any = app.consumer
+            polled = kafka._thread._ensure_consumer().last_poll_timestamp(tp)
         except Exception:  # not assigned (any more): not known
             return None
-        if end is None:
+        if end is None or polled is None:
             return None
         if next_offset is None:
             # Nothing fetched yet: where reading starts is the committed offset.
             committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
             next_offset = committed.get(tp) or 0
-        return bool(next_offset >= end)
+        if next_offset < end:
+            return False
+        return True if polled / 1000.0 > since else None
 
     def abandon_held(revoked: set[Any]) -> None:
         for event in aligner.clear():
@@ -360,6 +347,7 @@ def build(settings: Settings) -> Topology:
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
+            arrived = time.time()
             for event in events:
                 message = event.message
                 # Held until applied: the batch's own acknowledgement must not be the last.
@@ -370,6 +358,7 @@ def build(settings: Settings) -> Topology:
                     message.offset,
                     event_time(message.value),
                     event,
+                    arrived,
                 )
             for topic_name, partition in aligner.over_limit():
                 tp = faust.types.TP(topic_name, partition)
@@ -386,58 +375,17 @@ def build(settings: Settings) -> Topology:
         if time.monotonic() - last_apply[0] >= ALIGN_TICK and aligner.buffered():
             await apply_released()
 
-    def delivered(future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is None:
-            return
-        # Faust flushes the producer before every offset commit, and this runs
-        # inside that flush: stopping here guarantees no offset is committed past
-        # an output that never reached Kafka. The restart reprocesses from the
-        # last commit; de-duplication absorbs what was already applied.
-        log.critical(
-            "a send to Kafka failed for good (%s); stopping the worker so that "
-            "no offset is committed past it",
-            future.exception(),
-        )
-        os._exit(70)
-
-    async def publish(result: BatchResult) -> None:
-        # Straight to the producer: Faust's per-message send path costs more than
-        # the core does.
-        send: Callable[..., Awaitable[Any]] = app.producer.send
-        changelog = states.changelog_topic.get_topic_name()
-        pending: list[asyncio.Future[Any]] = []
-        for customer_id, (partition, raw) in result.states.items():
-            key = customer_id.encode()
-            states.data[key] = raw
-            pending.append(await send(changelog, key, raw, partition, None, None))
-        # Every output record is keyed by its customer, on the customer's partition
-        # (training examples: the trainer's single partition).
-        outputs: tuple[tuple[str, Iterable[tuple[int, dict[str, Any]]]], ...] = (
-            (warnings_name, result.warnings),
-            (profiles_name, result.profiles.values()),
-            (training_name, ((0, example) for example in result.training_examples)),
-            (tier_changes_name, result.tier_changes),
-            (credit_actions_name, result.credit_actions),
-        )
-        for name, records in outputs:
-            for partition, record in records:
-                key = record["customer_id"].encode()
-                pending.append(await send(name, key, orjson.dumps(record), partition, None, None))
-        for key, record in result.dead_letters:
-            pending.append(
-                await send(dead_letters_name, key, orjson.dumps(record), None, None, None)
-            )
-        for future in pending:
-            future.add_done_callback(delivered)
+    publisher_of_batches = MonitorPublisher(sender, settings, states)
 
     sink: RedisSink | None = None
     if settings.redis_enabled:
         sink = RedisSink(settings.redis_url, prefix=settings.redis_prefix)
         redis_sink = sink
         metrics.watch_sink(sink)
+        # The warnings and profiles the monitor wrote, read back as one channel.
         delivery = app.topic(
-            settings.topic("warnings"),
-            settings.topic("profiles"),
+            warnings_name,
+            profiles_name,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -446,7 +394,6 @@ def build(settings: Settings) -> Topology:
 
         @app.agent(delivery, name="publisher")
         async def publisher(stream: Any) -> None:
-            warnings_topic = settings.topic("warnings")
             async for events in stream.take_events(PUBLISH_BATCH, within=PUBLISH_WITHIN):
                 batch_warnings: list[bytes] = []
                 batch_profiles: list[bytes] = []
@@ -454,7 +401,7 @@ def build(settings: Settings) -> Topology:
                     value = event.message.value
                     if value is None:
                         continue
-                    if event.message.topic == warnings_topic:
+                    if event.message.topic == warnings_name:
                         batch_warnings.append(value)
                     else:
                         batch_profiles.append(value)
@@ -470,7 +417,9 @@ def build(settings: Settings) -> Topology:
 
         async def produce(topic: str, key: bytes, value: bytes) -> Any:
             # The worker's own producer: one connection, flushed before every commit.
-            return await app.producer.send_and_wait(topic, key, value, None, None, None)
+            return await app.producer.send_and_wait(
+                topic=topic, key=key, value=value, partition=None, timestamp=None, headers=None
+            )
 
         def stream_time() -> datetime | None:
             # The furthest event time among this worker's partitions.
@@ -501,15 +450,5 @@ def build(settings: Settings) -> Topology:
         sink=sink,
         metrics=metrics,
         api=api,
-        topics={
-            "inputs": inputs,
-            "warnings": warnings,
-            "dead_letters": dead_letters,
-            "profiles": profiles,
-            "tier_changes": tier_changes,
-            "credit_actions": credit_actions,
-            "states": states,
-            "training": training,
-            "models": models,
-        },
+        topics={**topics, "states": states},
     )
