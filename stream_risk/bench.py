@@ -122,13 +122,15 @@ def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         consumer.close()
 
 
-def records_written(bootstrap: str, topic: str) -> int:
-    """Records ever written to ``topic`` (the sum of its partitions' end offsets)."""
+def records_written(bootstrap: str, *topics: str) -> int:
+    """Records ever written to ``topics`` (the sum of their partitions' end offsets)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
         return sum(consumer.end_offsets(parts).values()) if parts else 0
     finally:
         consumer.close()

@@ -255,11 +255,11 @@ def _print_warnings(
             now = time.monotonic()
             if ends is not None and now > ends:
                 return
-            if now < next_report and sim.is_alive():
+            if now < next_report:
                 continue
             next_report = now + PROGRESS_EVERY
             # Progress from the broker: what the simulator sent, what the worker committed.
-            produced = sum(records_written(settings.kafka_bootstrap, t) for t in inputs)
+            produced = records_written(settings.kafka_bootstrap, *inputs)
             lag = committed_lag(settings.kafka_bootstrap, settings.app_id, inputs)
             dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
             processed = produced - lag
