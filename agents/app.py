@@ -348,8 +348,14 @@ def build(settings: Settings) -> Topology:
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
             arrived = time.time()
+            generation = app.consumer_generation_id
             for event in events:
                 message = event.message
+                if message.generation_id != generation:
+                    # Fetched before a rebalance: whoever owns the partition now reads
+                    # it again from the last commit; never acknowledged here.
+                    message.acked = True
+                    continue
                 # Held until applied: the batch's own acknowledgement must not be the last.
                 message.incref()
                 aligner.add(
