@@ -187,14 +187,18 @@ class Aligner(Generic[Item]):
                 dropped.extend(r[3] for source in group.inputs for r in source.records)
         return dropped
 
-    def release(self, now: float, caught_up: CaughtUp) -> list[Item]:
-        """Every record that may be applied now, in the order to apply them.
+    def release(self, now: float, caught_up: CaughtUp, limit: int | None = None) -> list[Item]:
+        """The records that may be applied now (at most ``limit``), in the order to apply them.
 
-        ``now`` is a monotonic clock reading (for the idle wait only).
+        ``now`` is a monotonic clock reading (for the idle wait only). What the limit
+        leaves stays buffered, in order, for the next call.
         """
         released: list[Item] = []
+        cap = limit if limit is not None else float("inf")
         for partition, group in self.groups.items():
-            self._release_group(partition, group, now, caught_up, released)
+            if len(released) >= cap:
+                break
+            self._release_group(partition, group, now, caught_up, released, cap)
         return released
 
     def _release_group(
@@ -204,9 +208,10 @@ class Aligner(Generic[Item]):
         now: float,
         caught_up: CaughtUp,
         out: list[Item],
+        cap: float,
     ) -> None:
         inputs = group.inputs
-        while True:
+        while len(out) < cap:
             best: _Input[Item] | None = None
             best_key: tuple[float, int, int] = (float("inf"), 0, 0)
             for n, source in enumerate(inputs):

@@ -324,7 +324,8 @@ def build(settings: Settings) -> Topology:
     async def apply_released() -> None:
         async with applying:
             last_apply[0] = time.monotonic()
-            events = aligner.release(last_apply[0], caught_up)
+            # Bounded batches: a group released after a long wait never stalls the loop.
+            events = aligner.release(last_apply[0], caught_up, limit=MONITOR_BATCH)
             if events:
                 try:
                     await handle(events)

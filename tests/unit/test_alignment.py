@@ -130,3 +130,15 @@ def test_event_time_reads_occurred_at_only() -> None:
     assert event_time(None) is None
     assert event_time(b"[]") is None
     assert event_time(b'{"occurred_at": "yesterday"}') is None
+
+
+def test_release_limit_keeps_the_rest_in_order() -> None:
+    aligner: Aligner[int] = Aligner(TOPICS, max_idle=60.0)
+    for n in range(10):
+        aligner.add(TOPICS[n % 3], n % 2, n, float(n), n)
+    first = aligner.release(0.0, always, limit=4)
+    assert len(first) == 4
+    rest = aligner.release(0.0, always)
+    assert sorted(first + rest) == list(range(10))
+    by_partition = [[n for n in first + rest if n % 2 == p] for p in (0, 1)]
+    assert all(part == sorted(part) for part in by_partition)
