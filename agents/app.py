@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +15,11 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
+from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
-from stream_risk.agents.monitor import BatchResult, Limits, Message, MonitorDriver
+from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.rules_feed import rules_loader
+from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics
 from stream_risk.api.server import ApiDeps, ApiServer
 from stream_risk.api.service import ApiService
 from stream_risk.config import Settings
@@ -35,6 +37,10 @@ MONITOR_BATCH = 1000
 MONITOR_WITHIN = 0.05
 PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.1
+#: Records one input partition may hold back for alignment before it is paused.
+ALIGN_BUFFERED = 5000
+#: How often held-back groups are re-examined when no new record arrives.
+ALIGN_TICK = 0.1
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
 
@@ -61,6 +67,25 @@ class Topology:
     topics: dict[str, Any] = field(default_factory=dict)
 
 
+class WorkerApp(faust.App):  # type: ignore[misc]
+    """A Faust app that lets the worker give up held-back records before a rebalance.
+
+    Faust waits, before it commits on revocation, until every message handed to a
+    stream is acknowledged; records the alignment still holds back are never
+    applied by this owner, so they are released unacknowledged first (their
+    offsets stay uncommitted and the next owner reads them again).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_revoke: list[Callable[[set[Any]], None]] = []
+
+    async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
+        for hook in self.before_revoke:
+            hook(revoked)
+        await super()._on_partitions_revoked(revoked)
+
+
 def partition_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a customer id key."""
     return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
@@ -69,7 +94,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 def build(settings: Settings) -> Topology:
     """Create the Faust app for ``settings`` with all topics, tables and agents."""
     security = KafkaSecurity.from_settings(settings)
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -88,34 +113,19 @@ def build(settings: Settings) -> Topology:
         **security.faust(),
         # The driver keeps every record it sends below this (dead letters included).
         producer_max_request_size=settings.max_message_bytes,
+        # A killed worker's partitions move within seconds, not Faust's default minute.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        consumer_group_instance_id=settings.group_instance_id,
     )
     partitions = settings.partitions
 
-    def topic(*names: str, compacted: bool = False, count: int | None = None) -> Any:
-        # Bytes in and out on every topic: validation and encoding are ours.
-        return app.topic(
-            *names,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=count or partitions,
-            internal=True,
-            compacting=compacted or None,
-        )
-
     input_topics = settings.input_topics()
-    inputs = topic(*input_topics.values())
+    topics = declare_topics(app, settings)
+    inputs = topics["inputs"]
     warnings_name = settings.topic("warnings")
     profiles_name = settings.topic("profiles")
-    dead_letters_name = settings.topic("dead-letters")
-    warnings = topic(warnings_name)
-    dead_letters = topic(dead_letters_name)
-    profiles = topic(profiles_name, compacted=True)
-    tier_changes_name = settings.topic("tier-changes")
-    credit_actions_name = settings.topic("credit-actions")
-    tier_changes = topic(tier_changes_name)
-    credit_actions = topic(credit_actions_name)
+    models_name = settings.topic("models")
 
     states = app.Table(
         "customer-state",
@@ -165,11 +175,10 @@ def build(settings: Settings) -> Topology:
         rebuild["needed"] = True
 
     training_name = settings.topic("training-examples")
-    models_name = settings.topic("models")
-    # One partition each: one trainer reads every example in order (single writer),
-    # and its snapshots form one compacted log every worker follows.
-    training = topic(training_name, count=1)
-    models = topic(models_name, compacted=True, count=1)
+    # One partition each (declared so): one trainer reads every example in order
+    # (single writer), and its snapshots form one compacted log every worker follows.
+    training = topics["training-examples"]
+    sender = Sender(app)
     model_feed = CompactedFeed(
         settings.kafka_bootstrap,
         models_name,
@@ -235,11 +244,14 @@ def build(settings: Settings) -> Topology:
                 if event.message.value is not None:
                     snapshot = _learn(trainer, event.message.value) or snapshot
             if snapshot is not None:
-                send: Callable[..., Awaitable[Any]] = app.producer.send
                 value = orjson.dumps(snapshot)
-                headers = sign_headers(settings.signing_secret, b"risk-model", value)
-                future = await send(models_name, b"risk-model", value, 0, None, headers or None)
-                future.add_done_callback(delivered)
+                await sender.send(
+                    topic=models_name,
+                    key=b"risk-model",
+                    value=value,
+                    partition=0,
+                    headers=sign_headers(settings.signing_secret, b"risk-model", value),
+                )
                 log.info(
                     "risk model version %d published (%d outcomes)",
                     snapshot["version"],
@@ -248,9 +260,13 @@ def build(settings: Settings) -> Topology:
 
     @app.timer(60.0)  # type: ignore[untyped-decorator]
     async def _snapshot_behaviour() -> None:
-        if ctx.population is not None and ctx.population.forests:
+        population = ctx.population
+        if population is not None and population.forests:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            ctx.population.save(behaviour_file)
+            # Off the event loop (heartbeats and commits go on); no batch changes the
+            # detector meanwhile.
+            async with applying:
+                await asyncio.to_thread(population.save, behaviour_file)
 
     async def handle(events: list[Any]) -> None:
         if not rules_feed.caught_up.is_set():
@@ -266,9 +282,10 @@ def build(settings: Settings) -> Topology:
         if rebuild["needed"]:
             rebuild["needed"] = False
             driver.forget()
-            driver.rebuild_timers(
-                ((k.decode(), v) for k, v in states.data.items()),
-                lambda cid: partition_for(cid, partitions),
+            # Decoding every stored state takes seconds for many customers: off the loop.
+            stored = [(k.decode(), v) for k, v in states.data.items()]
+            await asyncio.to_thread(
+                driver.rebuild_timers, stored, lambda cid: partition_for(cid, partitions)
             )
         started = time.perf_counter()
         result = driver.process(
@@ -282,80 +299,127 @@ def build(settings: Settings) -> Topology:
             )
             for e in events
         )
-        await publish(result)
+        await publisher_of_batches.publish(result)
         metrics.observe_batch(
             [e.message for e in events], time.perf_counter() - started, time.time()
         )
 
+    # Event-time alignment: each partition number's input records wait until they
+    # are the earliest of their group; held records stay unacknowledged, so no
+    # offset is committed past one not yet applied.
+    aligner: Aligner[Any] = Aligner(
+        list(input_topics.values()),
+        max_idle=settings.alignment_max_idle,
+        max_buffered=ALIGN_BUFFERED,
+    )
+    paused: set[Any] = set()
+    applying = asyncio.Lock()
+
+    def caught_up(
+        topic_name: str, partition: int, next_offset: int | None, since: float
+    ) -> bool | None:
+        tp = faust.types.TP(topic_name, partition)
+        try:
+            end = app.consumer.highwater(tp)
+            # Only a fetch answered after the waiting record arrived counts: an older
+            # answer may predate records produced alongside it.
+            kafka: Any = app.consumer
+            polled = kafka._thread._ensure_consumer().last_poll_timestamp(tp)
+        except Exception:  # not assigned (any more): not known
+            return None
+        if end is None or polled is None:
+            return None
+        if next_offset is None:
+            # Nothing fetched yet: where reading starts is the committed offset.
+            committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
+            next_offset = committed.get(tp) or 0
+        if next_offset < end:
+            return False
+        return True if polled / 1000.0 > since else None
+
+    def abandon_held(revoked: set[Any]) -> None:
+        for event in aligner.clear():
+            # Marked done without an ack: the offset is never committed by this
+            # owner, and Faust's wait for unacknowledged messages ends.
+            event.message.acked = True
+        paused.clear()
+
+    app.before_revoke.append(abandon_held)
+
+    last_apply = [0.0]
+
+    async def apply_released() -> None:
+        async with applying:
+            last_apply[0] = time.monotonic()
+            # Bounded batches: a group released after a long wait never stalls the loop.
+            events = aligner.release(last_apply[0], caught_up, limit=MONITOR_BATCH)
+            if events:
+                try:
+                    await handle(events)
+                except Exception:
+                    # Bad events never get here (they are dead letters); this is the
+                    # infrastructure failing: stop before any offset of the batch is
+                    # committed, so the restart reprocesses it from the last commit.
+                    log.critical(
+                        "the monitor failed on a batch; stopping the worker so that its "
+                        "offsets are not committed",
+                        exc_info=True,
+                    )
+                    os._exit(70)
+                for event in events:
+                    event.ack()
+            for tp in [tp for tp in paused if aligner.under_limit(tp.topic, tp.partition)]:
+                paused.discard(tp)
+                app.consumer.resume_partitions([tp])
+
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
-            try:
-                await handle(events)
-            except Exception:
-                # Faust acknowledges a batch whose agent raised, and its offsets would
-                # be committed unprocessed. Bad events never get here (they are dead
-                # letters); this is the infrastructure failing: stop, so the restart
-                # reprocesses the batch from the last commit.
-                log.critical(
-                    "the monitor failed on a batch; stopping the worker so that its "
-                    "offsets are not committed",
-                    exc_info=True,
+            arrived = time.time()
+            generation = app.consumer_generation_id
+            for event in events:
+                message = event.message
+                if message.generation_id != generation:
+                    # Fetched before a rebalance: whoever owns the partition now reads
+                    # it again from the last commit; never acknowledged here.
+                    message.acked = True
+                    continue
+                # Held until applied: the batch's own acknowledgement must not be the last.
+                message.incref()
+                aligner.add(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    event_time(message.value),
+                    event,
+                    arrived,
                 )
-                os._exit(70)
+            for topic_name, partition in aligner.over_limit():
+                tp = faust.types.TP(topic_name, partition)
+                if tp not in paused:
+                    # Far ahead of its group: stop fetching it until the others catch up.
+                    paused.add(tp)
+                    app.consumer.pause_partitions([tp])
+            await apply_released()
 
-    def delivered(future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is None:
-            return
-        # Faust flushes the producer before every offset commit, and this runs
-        # inside that flush: stopping here guarantees no offset is committed past
-        # an output that never reached Kafka. The restart reprocesses from the
-        # last commit; de-duplication absorbs what was already applied.
-        log.critical(
-            "a send to Kafka failed for good (%s); stopping the worker so that "
-            "no offset is committed past it",
-            future.exception(),
-        )
-        os._exit(70)
+    @app.timer(ALIGN_TICK)  # type: ignore[untyped-decorator]
+    async def _align_idle() -> None:
+        # Groups waiting on an input with nothing fetched move on once it is caught
+        # up or their idle time is over, even when no new record arrives.
+        if time.monotonic() - last_apply[0] >= ALIGN_TICK and aligner.buffered():
+            await apply_released()
 
-    async def publish(result: BatchResult) -> None:
-        # Straight to the producer: Faust's per-message send path costs more than
-        # the core does.
-        send: Callable[..., Awaitable[Any]] = app.producer.send
-        changelog = states.changelog_topic.get_topic_name()
-        pending: list[asyncio.Future[Any]] = []
-        for customer_id, (partition, raw) in result.states.items():
-            key = customer_id.encode()
-            states.data[key] = raw
-            pending.append(await send(changelog, key, raw, partition, None, None))
-        # Every output record is keyed by its customer, on the customer's partition
-        # (training examples: the trainer's single partition).
-        outputs: tuple[tuple[str, Iterable[tuple[int, dict[str, Any]]]], ...] = (
-            (warnings_name, result.warnings),
-            (profiles_name, result.profiles.values()),
-            (training_name, ((0, example) for example in result.training_examples)),
-            (tier_changes_name, result.tier_changes),
-            (credit_actions_name, result.credit_actions),
-        )
-        for name, records in outputs:
-            for partition, record in records:
-                key = record["customer_id"].encode()
-                pending.append(await send(name, key, orjson.dumps(record), partition, None, None))
-        for dead_key, record in result.dead_letters:
-            pending.append(
-                await send(dead_letters_name, dead_key, orjson.dumps(record), None, None, None)
-            )
-        for future in pending:
-            future.add_done_callback(delivered)
+    publisher_of_batches = MonitorPublisher(sender, settings, states)
 
     sink: RedisSink | None = None
     if settings.redis_enabled:
         sink = RedisSink(settings.redis_url, prefix=settings.redis_prefix)
         redis_sink = sink
         metrics.watch_sink(sink)
+        # The warnings and profiles the monitor wrote, read back as one channel.
         delivery = app.topic(
-            settings.topic("warnings"),
-            settings.topic("profiles"),
+            warnings_name,
+            profiles_name,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -364,7 +428,6 @@ def build(settings: Settings) -> Topology:
 
         @app.agent(delivery, name="publisher")
         async def publisher(stream: Any) -> None:
-            warnings_topic = settings.topic("warnings")
             async for events in stream.take_events(PUBLISH_BATCH, within=PUBLISH_WITHIN):
                 batch_warnings: list[bytes] = []
                 batch_profiles: list[bytes] = []
@@ -372,7 +435,7 @@ def build(settings: Settings) -> Topology:
                     value = event.message.value
                     if value is None:
                         continue
-                    if event.message.topic == warnings_topic:
+                    if event.message.topic == warnings_name:
                         batch_warnings.append(value)
                     else:
                         batch_profiles.append(value)
@@ -388,7 +451,9 @@ def build(settings: Settings) -> Topology:
 
         async def produce(topic: str, key: bytes, value: bytes) -> Any:
             # The worker's own producer: one connection, flushed before every commit.
-            return await app.producer.send_and_wait(topic, key, value, None, None, None)
+            return await app.producer.send_and_wait(
+                topic=topic, key=key, value=value, partition=None, timestamp=None, headers=None
+            )
 
         def stream_time() -> datetime | None:
             # The furthest event time among this worker's partitions.
@@ -398,6 +463,10 @@ def build(settings: Settings) -> Topology:
         deps = ApiDeps(settings, metrics, produce, stream_time=stream_time)
         api = ApiServer(deps, settings.web_host, settings.web_port)
         app.web_server(ApiService(api))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _probe_loop() -> None:
+        await metrics.probe_loop_lag()
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def _report() -> None:
@@ -415,15 +484,5 @@ def build(settings: Settings) -> Topology:
         sink=sink,
         metrics=metrics,
         api=api,
-        topics={
-            "inputs": inputs,
-            "warnings": warnings,
-            "dead_letters": dead_letters,
-            "profiles": profiles,
-            "tier_changes": tier_changes,
-            "credit_actions": credit_actions,
-            "states": states,
-            "training": training,
-            "models": models,
-        },
+        topics={**topics, "states": states},
     )

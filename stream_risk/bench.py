@@ -5,7 +5,11 @@ same topics, measures:
 
 * the ceiling: raw aiokafka ``getmany`` + ``json.loads`` of every message;
 * the engine: one ``stream-risk worker`` process from "ready" until its
-  committed offsets reach the end of every input partition.
+  committed offsets reach the end of every input partition; events applied and
+  dead letters are counted separately;
+* with ``--restart``: restart-to-processing after ``kill -9`` of that worker (a
+  new one with the same static group membership, more events produced meanwhile,
+  until all of them are committed).
 
 Numbers are printed; nothing is asserted.
 """
@@ -36,7 +40,9 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def produce(bootstrap: str, topics: dict[str, str], events: int, customers: int) -> int:
+def produce(
+    bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
+) -> int:
     from kafka import KafkaProducer
 
     from stream_risk.simulate import generate
@@ -50,7 +56,7 @@ def produce(bootstrap: str, topics: dict[str, str], events: int, customers: int)
     )
     sent = 0
     days = 3650
-    for event in generate(customers=customers, days=days, seed=11):
+    for event in generate(customers=customers, days=days, seed=seed):
         producer.send(
             topics[event["type"]],
             key=event["customer_id"].encode(),
@@ -100,7 +106,7 @@ async def _partitions(consumer: Any, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
+def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Messages in ``topics`` not yet committed by consumer group ``group``."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -114,6 +120,37 @@ def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
         return sum(end - (consumer.committed(tp) or 0) for tp, end in ends.items())
     finally:
         consumer.close()
+
+
+def records_written(bootstrap: str, *topics: str) -> int:
+    """Records ever written to ``topics`` (the sum of their partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        return sum(consumer.end_offsets(parts).values()) if parts else 0
+    finally:
+        consumer.close()
+
+
+def _wait_committed(
+    bootstrap: str, group: str, topics: list[str], timeout: float, pid: int
+) -> tuple[float, float] | None:
+    """Seconds until ``group`` has committed every input record, and the peak RSS of ``pid``."""
+    started = time.perf_counter()
+    peak_rss = 0.0
+    while True:
+        lag = committed_lag(bootstrap, group, topics)
+        peak_rss = max(peak_rss, _rss_mib(pid))
+        if lag == 0:
+            return time.perf_counter() - started, peak_rss
+        if time.perf_counter() - started > timeout:
+            _say(f"worker did not finish in {timeout}s (lag {lag})")
+            return None
+        time.sleep(0.5)
 
 
 def _say(text: str) -> None:
@@ -134,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
         STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false",
         # Serves its API as in production, on any free port: 6066 may be taken.
         STREAM_RISK_WEB_PORT="0",
+        # Static membership: a worker restarted after kill -9 takes its partitions back
+        # without waiting for the group to drop the dead one.
+        STREAM_RISK_GROUP_INSTANCE_ID=f"{prefix}-worker-1",
     )
     settings = Settings(
         topic_prefix=prefix,
@@ -166,22 +206,42 @@ def run(args: argparse.Namespace) -> int:
         except WorkerDidNotStart as exc:
             _say(f"the worker did not start:\n{exc}")
             return 1
+        inputs = list(topics.values())
+        restart_s: float | None = None
+        restart_ready_s = restart_all_s = 0.0
         try:
-            ready = time.perf_counter()
-            peak_rss = 0.0
-            while True:
-                lag = _lag(settings.kafka_bootstrap, settings.app_id, list(topics.values()))
-                peak_rss = max(peak_rss, _rss_mib(proc.pid))
-                if lag == 0:
-                    break
-                if time.perf_counter() - ready > args.timeout:
-                    print(
-                        f"bench: worker did not finish in {args.timeout}s (lag {lag})",
-                        file=sys.stderr,
-                    )
+            done = _wait_committed(
+                settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, proc.pid
+            )
+            if done is None:
+                return 1
+            worker_s, peak_rss = done
+            dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
+            if args.restart:
+                proc.kill()  # kill -9: no leave-group, no final commit
+                proc.wait(timeout=30)
+                killed = time.perf_counter()
+                produce(settings.kafka_bootstrap, topics, args.restart, args.customers, seed=12)
+                behind = committed_lag(settings.kafka_bootstrap, settings.app_id, inputs)
+                try:
+                    proc = start_worker(env, Path(tmp) / "worker-restarted.log")
+                except WorkerDidNotStart as exc:
+                    _say(f"the restarted worker did not start:\n{exc}")
                     return 1
-                time.sleep(0.5)
-            worker_s = time.perf_counter() - ready
+                restart_ready_s = time.perf_counter() - killed
+                # Processing again: its first commit past what was left behind.
+                while committed_lag(settings.kafka_bootstrap, settings.app_id, inputs) >= behind:
+                    if time.perf_counter() - killed > args.timeout:
+                        _say("the restarted worker committed nothing")
+                        return 1
+                    time.sleep(0.2)
+                restart_s = time.perf_counter() - killed
+                again = _wait_committed(
+                    settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, proc.pid
+                )
+                if again is None:
+                    return 1
+                restart_all_s = time.perf_counter() - killed
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -194,9 +254,14 @@ def run(args: argparse.Namespace) -> int:
         "produce_events_per_s": round(sent / produce_s),
         "raw_aiokafka_json_events_per_s": round(sent / raw_s),
         "worker_events_per_s": round(sent / worker_s),
+        "worker_applied_events_per_s": round((sent - dead) / worker_s),
+        "worker_dead_letters": dead,
         "worker_seconds": round(worker_s, 2),
         "worker_peak_rss_mib": round(peak_rss, 1),
         "redis_sink": bool(args.redis),
+        "restart_to_processing_seconds": None if restart_s is None else round(restart_s, 2),
+        "restart_to_ready_seconds": round(restart_ready_s, 2),
+        "restart_to_all_committed_seconds": round(restart_all_s, 2),
     }
     print(
         "raw aiokafka getmany + json.loads : "
@@ -206,6 +271,17 @@ def run(args: argparse.Namespace) -> int:
         f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
         f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)"
     )
+    print(
+        f"  of which applied                : {result['worker_applied_events_per_s']:>9,} events/s "
+        f"({sent - dead} applied, {dead} dead letters)"
+    )
+    print(f"ratio worker / raw aiokafka       : {raw_s / worker_s:>9.3f}")
+    if restart_s is not None:
+        print(
+            f"restart after kill -9: ready in {restart_ready_s:.1f}s, processing (first "
+            f"commit) in {restart_s:.1f}s, the {args.restart} events produced meanwhile "
+            f"all committed in {restart_all_s:.1f}s"
+        )
     print(json.dumps(result))
     return 0
 
@@ -221,4 +297,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     p.add_argument(
         "--keep", action="store_true", help="keep the run's topics (default: delete them)"
+    )
+    p.add_argument(
+        "--restart",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then kill -9 the worker, produce N more events, start a new one and print "
+        "the seconds from the kill until all are committed",
     )

@@ -160,6 +160,26 @@ class Settings(BaseSettings):
         repr=False,
         description="HMAC key of rule-set and model messages; when set, unsigned or badly "
         "signed ones are rejected",
+    alignment_max_idle: float = Field(
+        2.0,
+        ge=0,
+        description="seconds a partition's input topics wait for one that is behind but has "
+        "nothing fetched yet, before the others' events are applied without it",
+    )
+    session_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds after which the group drops a worker that stopped heartbeating "
+        "(its partitions move to the others)",
+    )
+    heartbeat_interval: float = Field(
+        1.0, gt=0, description="seconds between a worker's heartbeats to the group"
+    )
+    group_instance_id: str | None = Field(
+        None,
+        description="static group membership: a stable name per worker (unique in the group); "
+        "a worker restarted within the session timeout gets its partitions back without a "
+        "rebalance",
     )
 
     @field_validator("fx_rates")

@@ -41,6 +41,12 @@ RESET = "\033[0m"
 SERVICES = Path(__file__).resolve().parents[1] / "docker" / "services.sh"
 
 
+#: Seconds between progress lines.
+PROGRESS_EVERY = 5.0
+#: After the simulation, the demo gives up on a worker that processes nothing this long.
+STALL_LIMIT = 120.0
+
+
 def _say(text: str) -> None:
     print(f"demo: {text}", file=sys.stderr, flush=True)
 
@@ -149,9 +155,12 @@ def run(args: argparse.Namespace) -> int:
             "worker ready; simulating "
             f"{args.customers} customers over {args.days} days at {args.speed:g} days/s"
         )
-        sim = threading.Thread(target=_simulate, args=(demo_settings, args, stop), daemon=True)
+        sent: dict[str, Any] = {"sent": 0, "event_time": None}
+        sim = threading.Thread(
+            target=_simulate, args=(demo_settings, args, stop, sent), daemon=True
+        )
         sim.start()
-        _print_warnings(demo_settings, args, counts, sim, stop)
+        _print_warnings(demo_settings, args, counts, sim, stop, sent)
     except KeyboardInterrupt:
         _say("stopping")
     except WorkerDidNotStart as exc:
@@ -170,13 +179,24 @@ def run(args: argparse.Namespace) -> int:
         for what in reversed(started):
             if not args.keep_services:
                 _services("stop", what)
-    summary = ", ".join(f"{counts[k]} {k}" for k in ("low", "medium", "high", "critical"))
-    _say(f"{sum(counts.values())} warnings fired ({summary}); {counts['resolved']} resolved")
+    levels = ("low", "medium", "high", "critical")
+    summary = ", ".join(f"{counts[k]} {k}" for k in levels)
+    fired = sum(counts[k] for k in levels)
+    _say(f"{fired} warnings fired ({summary}); {counts['resolved']} resolutions")
     return 0
 
 
-def _simulate(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> None:
-    from stream_risk.simulate import generate, produce
+def _simulate(
+    settings: Settings,
+    args: argparse.Namespace,
+    stop: threading.Event,
+    progress: dict[str, Any] | None = None,
+) -> None:
+    from stream_risk.simulate import Progress, generate, produce
+
+    def report(p: Progress) -> None:
+        if progress is not None:
+            progress["sent"], progress["event_time"] = p.sent, p.event_time
 
     def events() -> Iterator[dict[str, Any]]:
         for event in generate(customers=args.customers, days=args.days, seed=args.seed):
@@ -190,7 +210,7 @@ def _simulate(settings: Settings, args: argparse.Namespace, stop: threading.Even
             settings.kafka_bootstrap,
             settings.input_topics(),
             speed=args.speed * 86_400,
-            progress=None,
+            progress=report,
         )
     except Exception as exc:  # the demo keeps printing what arrived
         _say(f"simulator stopped: {exc}")
@@ -202,8 +222,11 @@ def _print_warnings(
     counts: Counter[str],
     sim: threading.Thread,
     stop: threading.Event,
+    sent: dict[str, Any] | None = None,
 ) -> None:
     from kafka import KafkaConsumer
+
+    from stream_risk.bench import committed_lag, records_written
 
     consumer = KafkaConsumer(
         settings.topic("warnings"),
@@ -213,8 +236,13 @@ def _print_warnings(
         group_id=None,
     )
     colour = sys.stdout.isatty() and not args.no_colour
-    idle_since: float | None = None
     ends = time.monotonic() + args.duration if args.duration else None
+    inputs = list(settings.input_topics().values())
+    next_report = time.monotonic() + PROGRESS_EVERY
+    last_lag: int | None = None
+    caught_up_since: float | None = None
+    stalled_since: float | None = None
+    last_processed = -1
     try:
         while not stop.is_set():
             got = False
@@ -227,11 +255,41 @@ def _print_warnings(
             now = time.monotonic()
             if ends is not None and now > ends:
                 return
-            if not sim.is_alive():
-                idle_since = idle_since or now
-                if got:
-                    idle_since = now
-                elif now - idle_since > 10:
+            if now < next_report:
+                continue
+            next_report = now + PROGRESS_EVERY
+            # Progress from the broker: what the simulator sent, what the worker committed.
+            produced = records_written(settings.kafka_bootstrap, *inputs)
+            lag = committed_lag(settings.kafka_bootstrap, settings.app_id, inputs)
+            dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
+            processed = produced - lag
+            day = (sent or {}).get("event_time") or "-"
+            _say(
+                f"simulated day {str(day)[:10]}: {processed:,} events processed "
+                f"({processed - dead:,} applied, {dead:,} dead letters), lag {lag:,}"
+            )
+            if last_lag is not None and lag > max(last_lag, 1000) and sim.is_alive():
+                _say(
+                    "the worker is falling behind the simulator (its lag grows); "
+                    "a lower --speed keeps it live"
+                )
+            last_lag = lag
+            if sim.is_alive():
+                continue
+            # The simulation is over: finish once the worker has processed everything
+            # (and its last warnings were printed), never on a pause.
+            if lag == 0 and not got:
+                caught_up_since = caught_up_since or now
+                if now - caught_up_since >= PROGRESS_EVERY:
+                    return
+            else:
+                caught_up_since = None
+            if processed != last_processed:
+                stalled_since, last_processed = None, processed
+            else:
+                stalled_since = stalled_since or now
+                if now - stalled_since > STALL_LIMIT:
+                    _say(f"the worker processed nothing for {STALL_LIMIT:.0f}s; stopping")
                     return
     finally:
         consumer.close()

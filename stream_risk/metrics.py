@@ -19,8 +19,10 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +37,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds from a message's Kafka timestamp until the batch that applied it was sent.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Seconds a probe's wake-up came late: anything long blocked the event loop.
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 #: (topic, partition) -> the next offset this worker will read.
 Positions = dict[tuple[str, int], int]
@@ -185,6 +189,13 @@ class WorkerMetrics:
             ["route", "status"],
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "stream_risk_event_loop_lag_seconds",
+            "Seconds the worker's event loop woke a periodic probe later than asked: "
+            "how long something blocked it",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
+        )
         self.collection_actions = Counter(
             "stream_risk_collection_actions",
             "Collection events the API produced, by action",
@@ -236,6 +247,30 @@ class WorkerMetrics:
             if m.timestamp is not None:
                 observe(max(0.0, now - m.timestamp))
         self.mark_read(messages)
+
+    async def probe_loop_lag(
+        self,
+        interval: float = 0.25,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rounds: int | None = None,
+    ) -> None:
+        """Sleep ``interval`` over and over; record how late each wake-up is.
+
+        >>> import asyncio
+        >>> ticks = iter([0.0, 0.25, 0.25, 0.75])  # second sleep woke 0.25 s late
+        >>> m = WorkerMetrics()
+        >>> async def nap(_: float) -> None: ...
+        >>> asyncio.run(m.probe_loop_lag(0.25, nap, lambda: next(ticks), rounds=2))
+        >>> [s.value for s in m.loop_lag.collect()[0].samples if s.name.endswith("_sum")]
+        [0.25]
+        """
+        n = 0
+        while rounds is None or n < rounds:
+            n += 1
+            started = clock()
+            await sleep(interval)
+            self.loop_lag.observe(max(0.0, clock() - started - interval))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

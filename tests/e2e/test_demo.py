@@ -28,6 +28,8 @@ def test_demo_prints_graded_warnings_and_a_summary(tmp_path: Path) -> None:
             "--duration",
             "75",
             "--no-colour",
+            "--web-port",
+            "0",
             "--data-dir",
             str(tmp_path),
         ],
@@ -45,6 +47,16 @@ def test_demo_prints_graded_warnings_and_a_summary(tmp_path: Path) -> None:
     summary = re.search(r"demo: (\d+) warnings fired", proc.stderr)
     assert summary and int(summary.group(1)) > 0, proc.stderr[-2000:]
     assert "worker ready" in proc.stderr
+    # Progress lines every few seconds; valid simulated traffic never makes a dead letter.
+    progress = re.findall(
+        r"demo: simulated day \S+: [\d,]+ events processed \(([\d,]+) applied, "
+        r"([\d,]+) dead letters\), lag [\d,]+",
+        proc.stderr,
+    )
+    assert progress, proc.stderr[-2000:]
+    assert int(progress[-1][0].replace(",", "")) > 0
+    assert [dead for _, dead in progress if dead != "0"] == []
+    assert re.search(r"warnings fired \(.*\); \d+ resolutions", proc.stderr)
 
     # Its throwaway topics are gone, so the embedded broker stays quick to restart.
     run_id = re.search(r"demo: topics (\S+)\.\*", proc.stderr)

@@ -1,0 +1,163 @@
+"""The worker's topics, declared once from a table, and the one way it sends to Kafka.
+
+Every topic carries raw bytes both ways: validation and encoding are the
+engine's. Input topics have ``STREAM_RISK_PARTITIONS`` partitions; the topics
+one consumer must read in order have one (see :mod:`stream_risk.config`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_risk.agents.monitor import BatchResult
+from stream_risk.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One output topic of the worker: its setting key and shape."""
+
+    key: str
+    compacted: bool = False
+    single_partition: bool = False
+
+    @classmethod
+    def of(cls, key: str) -> TopicSpec:
+        """The spec of ``key`` as :mod:`stream_risk.config` shapes it.
+
+        >>> TopicSpec.of("models")
+        TopicSpec(key='models', compacted=True, single_partition=True)
+        """
+        return cls(key, key in COMPACTED_TOPICS, key in SINGLE_PARTITION_TOPICS)
+
+
+#: Every topic the worker writes (the input topics are one per event type).
+OUTPUT_TOPICS: tuple[TopicSpec, ...] = tuple(
+    TopicSpec.of(key)
+    for key in (
+        "warnings",
+        "dead-letters",
+        "profiles",
+        "tier-changes",
+        "credit-actions",
+        "training-examples",
+        "models",
+    )
+)
+
+
+def declare_topics(app: Any, settings: Settings) -> dict[str, Any]:
+    """Declare the input topics (as one channel, ``"inputs"``) and every output topic once."""
+
+    def declare(*names: str, compacted: bool = False, partitions: int | None = None) -> Any:
+        return app.topic(
+            *names,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions or settings.partitions,
+            internal=True,
+            compacting=compacted or None,
+        )
+
+    topics = {"inputs": declare(*settings.input_topics().values())}
+    for spec in OUTPUT_TOPICS:
+        topics[spec.key] = declare(
+            settings.topic(spec.key),
+            compacted=spec.compacted,
+            partitions=1 if spec.single_partition else None,
+        )
+    return topics
+
+
+class Sender:
+    """Sends records through the worker's producer, keyword arguments only.
+
+    Faust flushes the producer before every offset commit, and a send that fails
+    for good is seen inside that flush: the worker stops there, so no offset is
+    committed past an output that never reached Kafka. The restart reprocesses
+    from the last commit; de-duplication absorbs what was already applied.
+    """
+
+    def __init__(self, app: Any, stop: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.stop = stop or (lambda: os._exit(70))
+
+    async def send(
+        self,
+        *,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand one record to the producer (delivery is checked before the next commit)."""
+        future = await self.app.producer.send(
+            topic=topic,
+            key=key,
+            value=value,
+            partition=partition,
+            timestamp=None,
+            headers=headers or None,
+        )
+        future.add_done_callback(self._delivered)
+
+    def _delivered(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        log.critical(
+            "a send to Kafka failed for good (%s); stopping the worker so that "
+            "no offset is committed past it",
+            future.exception(),
+        )
+        self.stop()
+
+
+class MonitorPublisher:
+    """Writes one batch's results: changelog states first, then every keyed output."""
+
+    def __init__(self, sender: Sender, settings: Settings, states: Any) -> None:
+        self.sender = sender
+        self.states = states
+        self.names = {key: settings.topic(key) for key in (s.key for s in OUTPUT_TOPICS)}
+
+    async def publish(self, result: BatchResult) -> None:
+        """Store and send everything ``result`` carries (one changelog write per customer)."""
+        send = self.sender.send
+        data = self.states.data
+        changelog = self.states.changelog_topic.get_topic_name()
+        for customer_id, (partition, raw) in result.states.items():
+            key = customer_id.encode()
+            data[key] = raw
+            await send(topic=changelog, key=key, value=raw, partition=partition)
+        # Every output record is keyed by its customer, on the customer's partition
+        # (training examples: the trainer's single partition).
+        names = self.names
+        outputs: tuple[tuple[str, Iterable[tuple[int, dict[str, Any]]]], ...] = (
+            (names["warnings"], result.warnings),
+            (names["profiles"], result.profiles.values()),
+            (names["training-examples"], ((0, example) for example in result.training_examples)),
+            (names["tier-changes"], result.tier_changes),
+            (names["credit-actions"], result.credit_actions),
+        )
+        for name, records in outputs:
+            for partition, record in records:
+                await send(
+                    topic=name,
+                    key=record["customer_id"].encode(),
+                    value=orjson.dumps(record),
+                    partition=partition,
+                )
+        for key, record in result.dead_letters:
+            await send(topic=names["dead-letters"], key=key, value=orjson.dumps(record))

@@ -1,0 +1,144 @@
+"""Event-time alignment of the input topics of one partition number."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stream_risk.agents.alignment import Aligner, event_time
+
+TOPICS = ["orders", "payments", "statements"]
+
+
+def never(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
+    return False
+
+
+def unknown(topic: str, partition: int, next_offset: int | None, since: float) -> None:
+    return None
+
+
+def always(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
+    return True
+
+
+def test_release_merges_in_event_time_order_whatever_the_fetch_order() -> None:
+    rng = random.Random(7)
+    streams = {t: sorted(rng.uniform(0, 1000) for _ in range(200)) for t in TOPICS}
+    aligner: Aligner[tuple[str, float]] = Aligner(TOPICS, max_idle=10.0)
+    # One topic fetched entirely first, the others in small interleaved chunks.
+    for offset, ts in enumerate(streams["statements"]):
+        aligner.add("statements", 0, offset, ts, ("statements", ts))
+    out: list[tuple[str, float]] = aligner.release(0.0, never)
+    pos = {t: 0 for t in TOPICS}
+    while pos["orders"] < 200 or pos["payments"] < 200:
+        for t in ("orders", "payments"):
+            for _ in range(rng.randint(0, 7)):
+                if pos[t] < 200:
+                    aligner.add(t, 0, pos[t], streams[t][pos[t]], (t, streams[t][pos[t]]))
+                    pos[t] += 1
+        out += aligner.release(0.0, never)
+    out += aligner.release(0.0, always)
+    assert len(out) == 600
+    assert [ts for _, ts in out] == sorted(ts for s in streams.values() for ts in s)
+
+
+def test_an_input_not_known_holds_the_group_for_max_idle_only() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0)
+    aligner.add("orders", 0, 0, 10.0, "o")
+    assert aligner.release(100.0, unknown) == []
+    assert aligner.next_deadline() == 102.0
+    assert aligner.release(101.9, unknown) == []
+    assert aligner.release(102.0, unknown) == ["o"]
+    assert aligner.next_deadline() is None
+
+
+def test_an_input_known_to_be_behind_holds_the_group_until_max_behind() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0, max_behind=30.0)
+    aligner.add("orders", 0, 0, 10.0, "o")
+    assert aligner.release(100.0, never) == []
+    assert aligner.release(110.0, never) == []
+    assert aligner.next_deadline() == 130.0
+    assert aligner.release(130.0, never) == ["o"]
+
+
+def test_caught_up_inputs_do_not_hold_the_group() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=60.0)
+    aligner.add("orders", 0, 5, 10.0, "o", arrived=1234.5)
+    seen: list[tuple[str, int, int | None, float]] = []
+
+    def caught_up(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
+        seen.append((topic, partition, next_offset, since))
+        return True
+
+    assert aligner.release(0.0, caught_up) == ["o"]
+    assert ("payments", 0, None, 1234.5) in seen
+
+
+def test_partition_groups_are_independent() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=60.0)
+    aligner.add("orders", 0, 0, 50.0, "p0")
+    aligner.add("orders", 1, 0, 10.0, "p1")
+
+    def only_partition_1(topic: str, partition: int, next_offset: int | None, since: float) -> bool:
+        return partition == 1
+
+    assert aligner.release(0.0, only_partition_1) == ["p1"]
+
+
+@pytest.mark.parametrize(
+    ("adds", "expected"),
+    [
+        # ties across topics: the topics' order, as replay's file order
+        ([("payments", 0, 5.0, "p"), ("orders", 0, 5.0, "o")], ["o", "p"]),
+        # an unreadable record keeps its place behind its partition's earlier records
+        (
+            [("orders", 0, 5.0, "o"), ("orders", 1, None, "bad"), ("payments", 0, 1.0, "p")],
+            ["p", "o", "bad"],
+        ),
+        # a record behind its own partition is still handed out in its partition's order
+        (
+            [("orders", 0, 9.0, "o9"), ("orders", 1, 3.0, "o3"), ("payments", 0, 4.0, "p4")],
+            ["p4", "o9", "o3"],
+        ),
+    ],
+)
+def test_order_of_heads(
+    adds: list[tuple[str, int, float | None, str]], expected: list[str]
+) -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=60.0)
+    for topic, offset, ts, item in adds:
+        aligner.add(topic, 0, offset, ts, item)
+    assert aligner.release(0.0, always) == expected
+
+
+def test_buffer_limits_and_clear() -> None:
+    aligner: Aligner[int] = Aligner(TOPICS, max_idle=60.0, max_buffered=4)
+    for n in range(5):
+        aligner.add("orders", 3, n, float(n), n)
+    assert aligner.over_limit() == [("orders", 3)]
+    assert not aligner.under_limit("orders", 3)
+    assert aligner.buffered() == 5
+    assert sorted(aligner.clear([3])) == [0, 1, 2, 3, 4]
+    assert aligner.buffered() == 0
+    assert aligner.under_limit("orders", 3)
+
+
+def test_event_time_reads_occurred_at_only() -> None:
+    assert event_time(b'{"occurred_at": "2026-01-01T01:00:00+01:00", "x": 1}') == 1767225600.0
+    assert event_time(None) is None
+    assert event_time(b"[]") is None
+    assert event_time(b'{"occurred_at": "yesterday"}') is None
+
+
+def test_release_limit_keeps_the_rest_in_order() -> None:
+    aligner: Aligner[int] = Aligner(TOPICS, max_idle=60.0)
+    for n in range(10):
+        aligner.add(TOPICS[n % 3], n % 2, n, float(n), n)
+    first = aligner.release(0.0, always, limit=4)
+    assert len(first) == 4
+    rest = aligner.release(0.0, always)
+    assert sorted(first + rest) == list(range(10))
+    by_partition = [[n for n in first + rest if n % 2 == p] for p in (0, 1)]
+    assert all(part == sorted(part) for part in by_partition)
