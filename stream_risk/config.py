@@ -160,6 +160,7 @@ class Settings(BaseSettings):
         repr=False,
         description="HMAC key of rule-set and model messages; when set, unsigned or badly "
         "signed ones are rejected",
+    )
     alignment_max_idle: float = Field(
         2.0,
         ge=0,
