@@ -15,9 +15,13 @@ from typing import Any
 import orjson
 
 from stream_risk.core import Context
+from stream_risk.core.ruleset import RuleSet, load_dir
 from stream_risk.replay import replay
 
 FIXTURES = Path(__file__).parent / "fixtures" / "golden"
+#: The default pack as it was when the expected outputs were written: the golden
+#: test compares engines, so both evaluate the same rules (the default pack moves on).
+RULES = FIXTURES / "rules"
 #: (name, event file, base currency)
 STREAMS = (("sim", "golden-sim.jsonl.gz", "EUR"), ("uci", "golden-uci.jsonl.gz", "TWD"))
 
@@ -28,6 +32,13 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def golden_rules() -> RuleSet:
+    rules, errors = load_dir(RULES)
+    if rules is None:
+        raise ValueError("\n".join(map(str, errors)))
+    return rules
+
+
 def outputs(events: Path, base_currency: str) -> dict[str, Any]:
     """Warnings, tier changes and final profiles of one replay, without ids and clocks."""
     warnings, profiles, tiers = io.BytesIO(), io.BytesIO(), io.BytesIO()
@@ -35,7 +46,7 @@ def outputs(events: Path, base_currency: str) -> dict[str, Any]:
         [events],
         warnings,
         profiles,
-        Context(base_currency=base_currency),
+        Context(base_currency=base_currency, rules=golden_rules()),
         lambda bad: None,
         progress=False,
         tier_changes_out=tiers,

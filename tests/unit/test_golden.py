@@ -189,5 +189,6 @@ def test_final_profiles_are_those_of_the_earlier_engine_but_the_explained(
         for name, value in want["features"].items():
             if have["features"].get(name) != value:
                 different.add((stream, customer_id, name))
-        assert set(have["features"]) == set(want["features"])
+        # Features added since (credit reports, assessments) are new names, not changes.
+        assert set(have["features"]) >= set(want["features"])
     assert different == {d for d in PROFILE_DIFFERENT if d[0] == stream}
