@@ -198,12 +198,15 @@ class MonitorDriver:
         #: customer_id -> the latest good encoding of a state touched in this batch.
         self._encoded: dict[str, bytes] = {}
         self._fires_left = 0
+        #: Partitions whose timers were left behind their watermark by the per-batch bound.
+        self._behind: set[int] = set()
 
     def forget(self) -> None:
         """Drop cached states and timers (partitions were revoked or assigned)."""
         self.cache.clear()
         self.timers.clear()
         self.watermarks.clear()
+        self._behind.clear()
 
     def rebuild_timers(
         self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]
@@ -315,16 +318,19 @@ class MonitorDriver:
             raise Rejected("message key must be the customer_id")
         ts = event.occurred_at.timestamp()
         self._check_clock(ts, msg.timestamp, now)
-        self._fire_timers(msg.partition, ts, result)
-        state = self._state(customer_id)
-        if state.offsets.get(msg.topic, -1) >= msg.offset:
-            # Redelivered after a crash or rebalance: already in the state.
-            self.counts["redelivered"] += 1
-            result.states[customer_id] = (msg.partition, b"")
-            self._move_watermark(msg.partition, ts)
-            return
+        # Timers fire up to the event before it applies (as in replay); when the event
+        # is then rejected, they are undone with it: a rejected event moves no time.
+        fired: list[tuple[str, bytes]] = []
         marks = result._marks()
         try:
+            self._fire_timers(msg.partition, ts, result, fired)
+            state = self._state(customer_id)
+            if state.offsets.get(msg.topic, -1) >= msg.offset:
+                # Redelivered after a crash or rebalance: already in the state.
+                self.counts["redelivered"] += 1
+                result.states[customer_id] = (msg.partition, b"")
+                self._applied(msg.partition, ts, result, marks)
+                return
             state, out = step(state, event, self.ctx)
             if not out.duplicate:
                 state.offsets[msg.topic] = msg.offset
@@ -338,29 +344,30 @@ class MonitorDriver:
                     f"maximum message size of {limits.max_message_bytes} bytes"
                 )
         except (BadEvent, Rejected) as exc:
-            self._undo(customer_id, msg.partition, result, marks)
+            self._undo(customer_id, msg.partition, result, marks, fired)
             raise Rejected(str(exc)) from None
         except Exception as exc:  # a bug must not stop the stream; the event is kept
             log.exception("failed to apply event %s", event.event_id)
             self.counts["internal_errors"] += 1
-            self._undo(customer_id, msg.partition, result, marks)
+            self._undo(customer_id, msg.partition, result, marks, fired)
             raise Rejected(f"internal error: {type(exc).__name__}: {exc}") from None
         self._encoded[customer_id] = raw
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (msg.partition, b"")
-        self._move_watermark(msg.partition, ts)
         self.counts[f"events.{event.type}"] += 1
         if out.duplicate:
             self.counts["duplicates"] += 1
-            return
-        for _, warning in result.warnings[marks[0] :]:
-            self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
+        self._applied(msg.partition, ts, result, marks)
 
-    def _move_watermark(self, partition: int, ts: float) -> None:
+    def _applied(
+        self, partition: int, ts: float, result: BatchResult, marks: tuple[int, int, int, int]
+    ) -> None:
         """Only applied events (or ones applied before a redelivery) move the watermark."""
         if ts > self.watermarks.get(partition, float("-inf")):
             self.watermarks[partition] = ts
+        for _, warning in result.warnings[marks[0] :]:
+            self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
 
     def _undo(
         self,
@@ -368,9 +375,16 @@ class MonitorDriver:
         partition: int,
         result: BatchResult,
         marks: tuple[int, int, int, int],
+        fired: list[tuple[str, bytes]],
     ) -> None:
+        """Drop the message's outputs; restore its customer, then what its timers changed."""
         result._drop_since(marks)
-        self._restore(customer_id, partition)
+        if customer_id in self._encoded:
+            self._restore(customer_id, partition)
+        for fired_id, before in reversed(fired):
+            self._encoded[fired_id] = before
+            self._restore(fired_id, partition)
+        self._fires_left += len(fired)
 
     def _check_clock(self, ts: float, record_ts: float | None, now: float) -> None:
         skew = self.limits.clock_skew
@@ -390,25 +404,44 @@ class MonitorDriver:
                 f"(allowed clock skew {_span(skew)})"
             )
 
-    def _fire_timers(self, partition: int, ts: float, result: BatchResult) -> None:
+    def _fire_timers(
+        self, partition: int, ts: float, result: BatchResult, fired: list[tuple[str, bytes]]
+    ) -> None:
         queue = self.timers.get(partition)
+        watermark = self.watermarks.get(partition, float("-inf"))
         if not queue or self._fires_left <= 0:
             return
+        if ts <= watermark and partition not in self._behind:
+            return
         # Up to the event, or to the watermark when an earlier batch left firings over.
-        upto = max(ts, self.watermarks.get(partition, float("-inf")))
-        for customer_id, wake in queue.due(upto):
-            self._advance(partition, customer_id, wake, result)
+        for customer_id, wake in queue.due(max(ts, watermark)):
+            self._advance(partition, customer_id, wake, result, fired)
             self._fires_left -= 1
             if self._fires_left <= 0:
                 # The timer queue is lazy: what is still due stays queued for later.
                 self.counts["timer_catch_up_deferred"] += 1
-                break
+                self._behind.add(partition)
+                return
+        self._behind.discard(partition)
 
-    def _advance(self, partition: int, customer_id: str, wake: float, result: BatchResult) -> None:
-        """Fire one timer under its own guard: a failure leaves the state as it was."""
+    def _advance(
+        self,
+        partition: int,
+        customer_id: str,
+        wake: float,
+        result: BatchResult,
+        fired: list[tuple[str, bytes]],
+    ) -> None:
+        """Fire one timer under its own guard: a failure leaves the state as it was.
+
+        ``fired`` gets the customer and its encoding from before, to undo it with the
+        event that moved the time, should that event be rejected.
+        """
         marks = result._marks()
         try:
-            state, out = advance(self._state(customer_id), wake, self.ctx)
+            state = self._state(customer_id)
+            before = self._encoded[customer_id]
+            state, out = advance(state, wake, self.ctx)
             self._collect(partition, state, out, result)
             raw = encode(state)
             if len(raw) > self.limits.max_message_bytes - RECORD_OVERHEAD:
@@ -422,10 +455,9 @@ class MonitorDriver:
                 # Not again in this run: the next event of the customer re-evaluates it.
                 self._queue(partition).schedule(customer_id, None)
             return
+        fired.append((customer_id, before))
         self._encoded[customer_id] = raw
         result.states[customer_id] = (partition, b"")
-        for _, warning in result.warnings[marks[0] :]:
-            self.counts[f"warnings.{warning['level']}.{warning['status']}"] += 1
 
     def _collect(
         self,

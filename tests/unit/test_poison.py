@@ -426,3 +426,16 @@ def test_a_redelivered_event_moves_the_watermark_again_after_a_restart() -> None
     h.process(replayed)
     assert h.driver.counts["redelivered"] == 1
     assert h.driver.watermarks[0] == ts(40)
+
+
+def test_a_rejected_event_undoes_the_timers_it_fired() -> None:
+    h = Harness()
+    h.process(h.msg(invoice(0, "ia", 100.0, 5, cid="a")), h.msg(order(1, "o", 1.0, cid="b")))
+    before = h.table["a"]
+    rejected = h.process(h.msg(order(40, "gbp", 1.0, cid="b", currency="GBP")))
+    assert rejected.warnings == [] and "GBP" in h.dead[0]["reason"]
+    assert h.table["a"] == before and h.driver.watermarks[0] == ts(1)
+    applied = h.process(h.msg(order(40, "eur", 1.0, cid="b")))
+    assert [w["rule"] for _, w in applied.warnings if w["customer_id"] == "a"] == [
+        "overdue_30_days"
+    ]
