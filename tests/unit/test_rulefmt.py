@@ -149,7 +149,6 @@ def test_the_default_pack_covers_the_domain() -> None:
     for needed in (
         "days_past_due",
         "credit_utilisation",
-        "utilisation_trend",
         "exposure_growth_30d",
         "bounced_payments_90d",
         "broken_promises_90d",
