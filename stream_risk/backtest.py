@@ -8,11 +8,20 @@ fired before it. ``default`` and ``written_off`` are adverse outcomes;
 ``current`` and ``recovered`` are not.
 
 Reported: ROC AUC and PR AUC of the score; precision and recall per tier and
-per warning level; and how many days before the outcome the first high or
-critical warning came (median, p25, p75). When the rule pack proposed limit
-changes: the share of increases given to customers who did not default
-afterwards, and the exposure at default the reductions would have avoided
+per warning level; how many days before the outcome the first high or
+critical warning came (median, p25, p75); the alert budget per rule (firings
+per 1,000 customers per month, precision, median lead); operating points of
+the score (the threshold that reaches a target precision or flags a target
+share of the portfolio); and, when the rule pack proposed limit changes, the
+share of increases given to customers who did not default afterwards and the
+exposure at default the reductions would have avoided
 (:mod:`stream_risk.limit_effectiveness`).
+
+A rule's precision counts a warned customer as a hit when its outcome is
+adverse or when it went 60 or more days past due at or after the rule first
+fired (seen after each of its events and at the outcome). Leads are measured to
+the outcome, or with ``--labels`` (which carry no date) to the customer's last
+event.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any
 
 from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
+from stream_risk.core.features import compute, groups_of
 from stream_risk.core.trainer import Trainer
 from stream_risk.limit_effectiveness import LimitDecisions
 from stream_risk.limit_effectiveness import render as render_limits
@@ -36,6 +46,12 @@ from stream_risk.schemas.outputs import LEVEL_ORDER
 
 ADVERSE = frozenset({"default", "written_off"})
 DAY = 86_400.0
+#: Days past due from which a customer counts as seriously delinquent for a rule's precision.
+SERIOUS_DPD = 60
+_AGING = groups_of(["days_past_due"])
+#: Operating points reported for the score: target precisions and portfolio shares.
+TARGET_PRECISIONS = (0.5, 0.66, 0.8)
+TARGET_SHARES = (0.02, 0.05, 0.10, 0.20)
 
 
 @dataclass(slots=True)
@@ -54,6 +70,12 @@ class Outcome:
     #: Warnings fired (escalations not counted again) and months observed until then.
     firings: int = 0
     months: float = 0.0
+    #: rule -> [firings, first fired at, highest level] before the outcome.
+    rules: dict[str, list[Any]] = field(default_factory=dict)
+    #: First time the customer was seen 60 or more days past due.
+    serious_at: float | None = None
+    #: When the lead of a warning is measured to: the outcome, else the last event.
+    ends_at: float | None = None
 
 
 def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
@@ -166,65 +188,233 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
         "warnings_per_1000_customers_per_month": (
             1000.0 * sum(o.firings for o in outcomes.values()) / months if months > 0 else None
         ),
+        "rules": rule_budget(outcomes),
+        "operating_points": operating_points(scores, labels),
     }
 
 
-def backtest(
+def _lead(o: Outcome, since: float) -> float | None:
+    end = o.at if o.at is not None else o.ends_at
+    return None if end is None else (end - since) / DAY
+
+
+def rule_budget(outcomes: dict[str, Outcome]) -> dict[str, dict[str, Any]]:
+    """Per rule: firings per 1,000 customers per month, precision and median lead.
+
+    A warned customer is a hit when its outcome is adverse or it went 60+ days
+    past due at or after the rule first fired; the lead is taken for adverse
+    customers only, from the rule's first firing.
+
+    >>> o = Outcome(True, 0.9, "high", 30 * DAY, months=1.0, rules={"late": [2, 0.0, "high"]})
+    >>> p = Outcome(False, 0.1, "low", 30 * DAY, months=1.0, rules={"late": [1, 0.0, "low"]})
+    >>> budget = rule_budget({"a": o, "b": p})["late"]
+    >>> budget["per_1000_per_month"], budget["precision"], budget["median_lead_days"]
+    (1500.0, 0.5, 30.0)
+    """
+    months = sum(o.months for o in outcomes.values())
+    names = sorted({name for o in outcomes.values() for name in o.rules})
+    budget: dict[str, dict[str, Any]] = {}
+    for name in names:
+        firings = 0
+        warned = hits = 0
+        leads: list[float] = []
+        level = "low"
+        for o in outcomes.values():
+            stat = o.rules.get(name)
+            if stat is None:
+                continue
+            count, first_at, top = stat
+            firings += count
+            warned += 1
+            if LEVEL_ORDER[top] > LEVEL_ORDER[level]:
+                level = top
+            hit = o.adverse or (o.serious_at is not None and o.serious_at >= first_at)
+            hits += hit
+            if o.adverse:
+                lead = _lead(o, first_at)
+                if lead is not None:
+                    leads.append(lead)
+        budget[name] = {
+            "level": level,
+            "firings": firings,
+            "customers": warned,
+            "per_1000_per_month": 1000.0 * firings / months if months > 0 else None,
+            "precision": _share(hits, warned),
+            "median_lead_days": _quantile(leads, 0.5),
+        }
+    return budget
+
+
+def operating_points(scores: list[float], labels: list[bool]) -> dict[str, list[dict[str, Any]]]:
+    """Score thresholds for a target precision and for a target share of the portfolio.
+
+    For a precision: the lowest threshold whose flagged customers (score at or
+    above it) reach the target, so recall is as high as that precision allows.
+    For a share: the threshold that flags that share of the customers.
+
+    >>> points = operating_points([0.9, 0.8, 0.7, 0.2], [True, True, False, False])
+    >>> points["precision"][1]["threshold"], points["precision"][1]["recall"]
+    (0.7, 1.0)
+    >>> points["share"][3]
+    {'target': 0.2, 'threshold': 0.9, 'share': 0.25, 'precision': 1.0, 'recall': 0.5}
+    """
+    ranked = sorted(zip(scores, labels, strict=True), key=lambda p: -p[0])
+    total = len(ranked)
+    positives = sum(labels)
+    # One cut per distinct score: everything at or above it is flagged.
+    cuts: list[tuple[float, int, int]] = []
+    hits = 0
+    for n, (score, label) in enumerate(ranked, start=1):
+        hits += label
+        if n == total or ranked[n][0] != score:
+            cuts.append((score, n, hits))
+
+    def point(target: float, cut: tuple[float, int, int] | None) -> dict[str, Any]:
+        if cut is None:
+            return {
+                "target": target,
+                "threshold": None,
+                "share": None,
+                "precision": None,
+                "recall": None,
+            }
+        threshold, flagged, hit = cut
+        return {
+            "target": target,
+            "threshold": threshold,
+            "share": flagged / total,
+            "precision": hit / flagged,
+            "recall": _share(hit, positives),
+        }
+
+    by_precision = [
+        point(target, next((c for c in reversed(cuts) if c[2] / c[1] >= target), None))
+        for target in TARGET_PRECISIONS
+    ]
+    by_share = [
+        point(target, next((c for c in cuts if c[1] >= target * total), cuts[-1] if cuts else None))
+        for target in TARGET_SHARES
+    ]
+    return {"precision": by_precision, "share": by_share}
+
+
+@dataclass(slots=True)
+class Run:
+    """What one backtest replay saw: the outcomes and the warning traffic over time."""
+
+    outcomes: dict[str, Outcome]
+    #: "YYYY-MM" -> level -> warnings fired that month (all customers, escalations apart).
+    monthly: dict[str, dict[str, int]]
+    #: "before->after" -> published tier changes.
+    migrations: dict[str, int]
+    #: The proposed limit decisions and what became of the customers.
+    limits: LimitDecisions = field(default_factory=LimitDecisions)
+
+    def report(self) -> dict[str, Any]:
+        report = evaluate(self.outcomes)
+        report["warnings_per_month"] = self.monthly
+        report["tier_migration"] = self.migrations
+        decisions = self.limits.report()
+        if decisions is not None:
+            report["limit_decisions"] = decisions
+        return report
+
+
+def _serious(state: CustomerState, now: float) -> bool:
+    return int(compute(state, now, _AGING).get("days_past_due") or 0) >= SERIOUS_DPD
+
+
+def replay_outcomes(
     paths: list[Path], ctx: Context, labels: dict[str, str] | None, on_bad: Any
-) -> dict[str, Any]:
+) -> Run:
+    """Replay the events and collect, per customer with an outcome, what was predicted."""
     warnings: dict[str, list[dict[str, Any]]] = {}
+    monthly: dict[str, dict[str, int]] = {}
+    migrations: dict[str, int] = {}
 
     def collect(warning: dict[str, Any]) -> None:
         if warning["status"] == "firing":
             warnings.setdefault(warning["customer_id"], []).append(warning)
+            if not warning.get("escalated", False):
+                month = monthly.setdefault(str(warning["occurred_at"])[:7], {})
+                month[warning["level"]] = month.get(warning["level"], 0) + 1
+
+    def migrate(change: dict[str, Any]) -> None:
+        key = f"{change['before']}->{change['after']}"
+        migrations[key] = migrations.get(key, 0) + 1
 
     limits = LimitDecisions()  # effectiveness of limit decisions (credit actions)
-    driver = Replayer(ctx, collect, trainer=Trainer(), on_credit_action=limits.add)
+    driver = Replayer(
+        ctx, collect, trainer=Trainer(), on_tier_change=migrate, on_credit_action=limits.add
+    )
     predictions: dict[str, Outcome] = {}
+    serious_at: dict[str, float] = {}
     for ts, file_no, line_no, event in read_events(paths, on_bad):
+        customer_id = event.customer_id
         if event.type == "outcome" and labels is None:
             driver.advance_to(ts)
-            state = driver.states.get(event.customer_id)
-            if state is not None and event.customer_id not in predictions:
-                predictions[event.customer_id] = Outcome(
+            state = driver.states.get(customer_id)
+            if state is not None and customer_id not in predictions:
+                if customer_id not in serious_at and _serious(state, ts):
+                    serious_at[customer_id] = ts
+                predictions[customer_id] = Outcome(
                     event.outcome in ADVERSE,
                     state.risk_score,
                     state.tier,
                     ts,
                     severe_active=_severe_active(state),
                     months=_months(state, ts),
+                    ends_at=ts,
                 )
                 limits.settle_state(event.customer_id, event.outcome in ADVERSE, ts, state)
         driver.apply(event, str(paths[file_no]), line_no, on_bad)
+        if customer_id not in serious_at and customer_id not in predictions:
+            state = driver.states.get(customer_id)
+            if state is not None and _serious(state, ts):
+                serious_at[customer_id] = ts
     if labels is not None:
         for customer_id, label in labels.items():
             state = driver.states.get(customer_id)
             if state is not None:
+                end = state.clock
+                if customer_id not in serious_at and end is not None and _serious(state, end):
+                    serious_at[customer_id] = end
                 predictions[customer_id] = Outcome(
                     label in ADVERSE,
                     state.risk_score,
                     state.tier,
                     None,
                     severe_active=_severe_active(state),
-                    months=_months(state, state.clock),
+                    months=_months(state, end),
+                    ends_at=end,
                 )
                 limits.settle_state(customer_id, label in ADVERSE, None, state)
     for customer_id, prediction in predictions.items():
+        prediction.serious_at = serious_at.get(customer_id)
         for w in warnings.get(customer_id, []):
             at = datetime.fromisoformat(w["occurred_at"]).timestamp()
             if prediction.at is not None and at > prediction.at:
                 continue
             prediction.levels.add(w["level"])
-            prediction.firings += not w.get("escalated", False)
+            new = not w.get("escalated", False)
+            prediction.firings += new
+            stat = prediction.rules.setdefault(w["rule"], [0, at, w["level"]])
+            stat[0] += new
+            stat[1] = min(stat[1], at)
+            if LEVEL_ORDER[w["level"]] > LEVEL_ORDER[stat[2]]:
+                stat[2] = w["level"]
             if w["level"] in ("high", "critical") and (
                 prediction.first_severe_at is None or at < prediction.first_severe_at
             ):
                 prediction.first_severe_at = at
-    report = evaluate(predictions)
-    decisions = limits.report()
-    if decisions is not None:
-        report["limit_decisions"] = decisions
-    return report
+    return Run(predictions, dict(sorted(monthly.items())), migrations, limits)
+
+
+def backtest(
+    paths: list[Path], ctx: Context, labels: dict[str, str] | None, on_bad: Any
+) -> dict[str, Any]:
+    """Replay the events and report every metric (see :func:`evaluate`)."""
+    return replay_outcomes(paths, ctx, labels, on_bad).report()
 
 
 def _severe_active(state: CustomerState) -> bool:
@@ -291,7 +481,29 @@ def render(report: dict[str, Any]) -> str:
         f"{active['adverse']} adverse; precision {pct(active['precision'])}, "
         f"recall {pct(active['recall'])}",
         f"warnings per 1,000 customers per month: {'-' if rate is None else f'{rate:.1f}'}",
+        "",
+        "alert budget per rule (hit: adverse outcome or 60+ days past due after the warning)",
+        f"{'rule':<32}{'level':<9}{'customers':>10}{'/1000/month':>12}{'precision':>11}"
+        f"{'lead days':>10}",
     ]
+    for name, stat in sorted(
+        report["rules"].items(), key=lambda kv: -(kv[1]["per_1000_per_month"] or 0.0)
+    ):
+        per = stat["per_1000_per_month"]
+        lead_days = stat["median_lead_days"]
+        lines.append(
+            f"{name:<32}{stat['level']:<9}{stat['customers']:>10}"
+            f"{'-' if per is None else f'{per:.1f}':>12}{pct(stat['precision']):>11}"
+            f"{'-' if lead_days is None else f'{lead_days:.0f}':>10}"
+        )
+    lines += ["", "operating points of the risk score (flagged: score at or above the threshold)"]
+    lines.append(f"{'target':<18}{'threshold':>10}{'share':>8}{'precision':>11}{'recall':>8}")
+    for kind, points in report["operating_points"].items():
+        for point in points:
+            lines.append(
+                f"{kind + ' ' + format(point['target'], '.2f'):<18}{pct(point['threshold']):>10}"
+                f"{pct(point['share']):>8}{pct(point['precision']):>11}{pct(point['recall']):>8}"
+            )
     lines += render_limits(report.get("limit_decisions"))
     return "\n".join(lines)
 
@@ -306,11 +518,17 @@ def run(args: argparse.Namespace) -> int:
             "stream-risk backtest: no such file: " + ", ".join(map(str, missing)), file=sys.stderr
         )
         return 2
-    ctx = Context.from_settings(
-        settings,
-        rules=_rules_or_exit(args.rules, "backtest") if args.rules is not None else None,
-        base_currency=args.base_currency,
-    )
+    if args.challenger is not None and args.report is None:
+        print("stream-risk backtest: --challenger needs --report DIR", file=sys.stderr)
+        return 2
+
+    def context(rules: Path | None) -> Context:
+        return Context.from_settings(
+            settings,
+            rules=_rules_or_exit(rules, "backtest") if rules is not None else None,
+            base_currency=args.base_currency,
+        )
+
     bad = 0
 
     def on_bad(line: BadLine) -> None:
@@ -320,7 +538,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{line.source}:{line.line}: bad event: {line.reason}", file=sys.stderr)
 
     labels = read_labels(args.labels) if args.labels else None
-    report = backtest(args.files, ctx, labels, on_bad)
+    champion = replay_outcomes(args.files, context(args.rules), labels, on_bad)
+    report = champion.report()
     if report["customers"] == 0:
         print(
             "stream-risk backtest: no customer has an outcome (add outcome events or --labels)",
@@ -328,6 +547,22 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     print(json.dumps(report, indent=2) if args.json else render(report))
+    if args.report is not None:
+        try:
+            from stream_risk.report import write_report
+        except ImportError as exc:  # matplotlib is an optional extra
+            print(
+                f"stream-risk backtest: --report needs the 'report' extra ({exc})", file=sys.stderr
+            )
+            return 2
+        runs = {str(args.rules or "default pack"): champion}
+        if args.challenger is not None:
+            bad = 21  # the same bad lines again: already reported
+            runs[str(args.challenger)] = replay_outcomes(
+                args.files, context(args.challenger), labels, on_bad
+            )
+        page = write_report(args.report, runs)
+        print(f"report: {page}", file=sys.stderr)
     return 0
 
 
@@ -345,3 +580,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--rules", type=Path, metavar="DIR", help="rule set to evaluate (default: the default pack)"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write an HTML effectiveness report (index.html and PNGs) into DIR",
+    )
+    p.add_argument(
+        "--challenger",
+        type=Path,
+        metavar="DIR",
+        help="a second rule set replayed for the report's champion/challenger comparison",
+    )

@@ -295,7 +295,9 @@ class Match(_Strict):
     """What a route matches; every given condition must hold (an empty match takes all)."""
 
     levels: list[Level] | None = Field(None, min_length=1)
-    min_level: Level | None = None
+    # Low warnings are for the dashboard's record, not for people: routes take medium
+    # and above unless they say otherwise (``min_level: low`` or ``levels``).
+    min_level: Level | None = "medium"
     status: list[Status] = Field(default_factory=lambda: list(_BOTH), min_length=1)
     rules: list[str] | None = Field(None, min_length=1)
     segment: dict[SegmentField, str | list[str]] = Field(default_factory=dict)
@@ -303,8 +305,10 @@ class Match(_Strict):
 
     @model_validator(mode="after")
     def _one_level_condition(self) -> Match:
-        if self.levels is not None and self.min_level is not None:
+        if self.levels is not None and "min_level" in self.model_fields_set:
             raise ValueError("give levels or min_level, not both")
+        if self.levels is not None:
+            object.__setattr__(self, "min_level", None)
         return self
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from stream_risk.backtest import Outcome, evaluate, pr_auc, roc_auc
+from stream_risk.backtest import Outcome, evaluate, pr_auc, roc_auc, rule_budget
 from stream_risk.cli import main
+from stream_risk.report import SECTIONS
 
 
 def _auc_reference(scores: list[float], labels: list[bool]) -> float:
@@ -139,3 +143,128 @@ def test_backtest_without_outcomes_says_so(
     )
     assert main(["backtest", str(path)]) == 1
     assert "no customer has an outcome" in capsys.readouterr().err
+
+
+def _portfolio(path: Path) -> Path:
+    """Six customers: three fall 95 days behind and default, three stay current."""
+    events = []
+    for n in range(6):
+        cid = f"c{n}"
+        late = n < 3
+        events.append(
+            _event(
+                "customer",
+                f"{cid}-p",
+                cid,
+                0,
+                credit_limit=1000.0,
+                currency="EUR",
+                payment_terms_days=30,
+            )
+        )
+        for month, dpd in enumerate((0, 35, 65, 95) if late else (0, 0, 0, 0)):
+            events.append(
+                _event(
+                    "statement",
+                    f"{cid}-s{month}",
+                    cid,
+                    10 + 28 * month,
+                    statement_id=f"s{month}",
+                    balance=400.0 + 100 * n,
+                    currency="EUR",
+                    days_past_due=dpd,
+                    status="delinquent" if dpd else "revolving",
+                )
+            )
+        events.append(
+            _event("outcome", f"{cid}-o", cid, 140, outcome="default" if late else "current")
+        )
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in events)
+    return path
+
+
+def test_alert_budget_per_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _portfolio(tmp_path / "events.jsonl.gz")
+    assert main(["backtest", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    overdue = report["rules"]["overdue_30_days"]
+    assert overdue["customers"] == 3 and overdue["precision"] == 1.0
+    assert overdue["level"] == "high"  # escalated at 60 days
+    # 35 days past due on 11 February, the outcome on 1 June
+    assert overdue["median_lead_days"] == pytest.approx(110.0)
+    months = 6 * 151 / 30  # 1 January to 1 June, each customer
+    assert overdue["per_1000_per_month"] == pytest.approx(1000 * 3 / months)
+    critical = report["rules"]["overdue_90_days"]
+    assert critical["level"] == "critical" and critical["customers"] == 3
+    points = {p["target"]: p for p in report["operating_points"]["precision"]}
+    assert points[0.8]["precision"] >= 0.8
+
+
+def test_rule_precision_counts_sixty_days_past_due_as_a_hit() -> None:
+    day = 86_400.0
+    cured = Outcome(False, 0.2, "low", 100 * day, months=3.0, serious_at=50 * day)
+    cured.rules["late"] = [1, 40 * day, "medium"]
+    before = Outcome(False, 0.2, "low", 100 * day, months=3.0, serious_at=30 * day)
+    before.rules["late"] = [1, 40 * day, "medium"]
+    budget = rule_budget({"a": cured, "b": before})["late"]
+    # the first went 60+ days past due after the warning; the second only before it
+    assert budget["precision"] == 0.5
+    assert budget["median_lead_days"] is None  # no adverse outcome
+
+
+def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    path = _portfolio(tmp_path / "events.jsonl.gz")
+    challenger = tmp_path / "challenger"
+    challenger.mkdir()
+    (challenger / "overdue.yaml").write_text(
+        "groups:\n  - name: overdue\n    rules:\n"
+        "      - {name: overdue_90_days, expr: 'days_past_due >= 90', level: critical}\n"
+    )
+    out = tmp_path / "report"
+    assert main(["backtest", str(path), "--report", str(out), "--challenger", str(challenger)]) == 0
+    capsys.readouterr()
+    page = (out / "index.html").read_text()
+    parser = _Sections()
+    parser.feed(page)
+    assert set(parser.sections) == {anchor for anchor, _ in SECTIONS}
+    for anchor in ("roc", "pr", "calibration", "lead-time", "warnings-per-month", "rules"):
+        images = parser.sections[anchor]["img"]
+        assert images and all(src.startswith("data:image/png;base64,") for src in images), anchor
+        png = base64.b64decode(images[0].split(",", 1)[1])
+        assert png.startswith(b"\x89PNG"), anchor
+        assert (out / f"{anchor}.png").read_bytes() == png
+    rules_text = parser.sections["rules"]["text"]
+    assert "overdue_30_days" in rules_text and "overdue_90_days" in rules_text
+    migration = parser.sections["tier-migration"]["text"]
+    assert "from \\ to" in migration
+    duel = parser.sections["challenger"]["text"]
+    assert str(challenger) in duel and "difference" in duel
+    # The challenger has no 30-day rule: its column is empty for that row.
+    assert "overdue_30_days" in duel
+
+
+class _Sections(HTMLParser):
+    """Collects, per ``<section id>``, the text and the image sources inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, dict[str, Any]] = {}
+        self.current: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "section":
+            self.current = values.get("id") or ""
+            self.sections[self.current] = {"img": [], "text": ""}
+        elif tag == "img" and self.current is not None:
+            self.sections[self.current]["img"].append(values.get("src") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.current = None
+
+    def handle_data(self, data: str) -> None:
+        if self.current is not None:
+            self.sections[self.current]["text"] += data

@@ -27,8 +27,12 @@ def subject(level: str = "high", status: str = "firing", **kw: Any) -> Subject:
 @pytest.mark.parametrize(
     ("match", "subj", "expected"),
     [
-        ({}, subject("low"), True),
-        ({}, subject("low", "resolved"), True),
+        # Low warnings are not notified unless a route asks for them.
+        ({}, subject("low"), False),
+        ({}, subject("low", "resolved"), False),
+        ({}, subject("medium"), True),
+        ({"min_level": "low"}, subject("low"), True),
+        ({"min_level": None}, subject("low"), True),
         ({"min_level": "high"}, subject("medium"), False),
         ({"min_level": "high"}, subject("high"), True),
         ({"min_level": "high"}, subject("critical"), True),
@@ -88,7 +92,7 @@ ROUTES = [
         (subject("high", segment=RETAIL_DACH), ["mail", "dach"]),  # first match stops
         (subject("critical"), ["page", "mail", "hook"]),  # continue: true goes on
         (subject("critical", segment=RETAIL_DACH), ["page", "mail", "dach"]),  # each once
-        (subject("low", segment=RETAIL_DACH), ["mail", "dach"]),
+        (subject("low", segment=RETAIL_DACH), []),
     ],
 )
 def test_channels_for(subj: Subject, expected: list[str]) -> None:

@@ -148,7 +148,6 @@ def test_the_default_pack_covers_the_domain() -> None:
     read = set(rules.variables)
     for needed in (
         "days_past_due",
-        "aging_90_plus",
         "credit_utilisation",
         "exposure_growth_30d",
         "bounced_payments_90d",
@@ -156,9 +155,11 @@ def test_the_default_pack_covers_the_domain() -> None:
         "order_amount_zscore",
         "order_frequency_change",
         "days_since_last_order",
-        "risk_score_change",
+        "days_since_last_payment",
+        "partial_payment_share_90d",
+        "avg_days_late_90d",
         "days_late_drift",
-        "behaviour_anomaly",
+        "risk_score",
         "tier",
     ):
         assert needed in read, needed

@@ -8,8 +8,17 @@ const LEVELS = ["low", "medium", "high", "critical"];
 const MAX_LIVE = 200;
 const $ = (sel) => document.querySelector(sel);
 
+// Amounts are in the base currency of the deployment (set on the page's <html> element).
+const CURRENCY = document.documentElement.dataset.currency || "EUR";
+const RANK = { low: 1, medium: 2, high: 3, critical: 4 };
+
 const state = {
   levels: {}, seen: new Set(), acked: new Set(), customer: null, paused: false, held: [],
+  // Every warning record received (newest first) and the warnings firing now, by id.
+  recent: [], active: new Map(),
+  // customer_id -> {industry, region, ...} once known; profiles of the ranking by id.
+  segments: new Map(), profiles: new Map(), asked: new Set(),
+  filter: { level: "medium", status: "firing", industry: "", region: "" },
 };
 
 function el(tag, attrs, ...children) {
@@ -75,11 +84,35 @@ function post(path, body) {
 
 // ---- formatting -------------------------------------------------------------------
 
-function fmtTime(iso) { return iso ? iso.replace("T", " ").slice(0, 16) : ""; }
+// One date format everywhere: YYYY-MM-DD HH:MM (UTC, as the events carry it).
+function fmtTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 16);
+}
 function fmtScore(x) { return typeof x === "number" ? x.toFixed(2) : "–"; }
+const MONEY = new Intl.NumberFormat("en-GB", { maximumFractionDigits: 0 });
+const NUMBER = new Intl.NumberFormat("en-GB", { maximumFractionDigits: 2 });
+function fmtMoney(x) { return typeof x === "number" ? `${CURRENCY} ${MONEY.format(x)}` : "–"; }
+function fmtPercent(x) { return typeof x === "number" ? `${(x * 100).toFixed(0)} %` : "–"; }
+function fmtDays(x) { return typeof x === "number" ? `${MONEY.format(x)} d` : "–"; }
+// How each headline feature reads: money, a share of the limit, days, or a plain number.
+const MONEY_FEATURES = new Set([
+  "overdue_balance", "open_balance", "credit_limit", "order_amount_30d", "limit_headroom",
+]);
+function fmtFeature(name, v) {
+  if (MONEY_FEATURES.has(name)) return fmtMoney(v);
+  if (name === "credit_utilisation") return fmtPercent(v);
+  if (name === "days_past_due" || name === "dso") return fmtDays(v);
+  return fmtValue(v);
+}
 function fmtValue(v) {
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
+  if (typeof v === "number") return NUMBER.format(v);
   return v === null || v === undefined ? "–" : String(v);
+}
+function fmtSegment(seg) {
+  if (!seg) return "–";
+  return [seg.industry, seg.size, seg.region].filter(Boolean).join(" · ") || "–";
 }
 function customerLink(id) { return el("a", { href: `#customer/${encodeURIComponent(id)}` }, id); }
 
@@ -137,12 +170,92 @@ async function acknowledge(w, button) {
   }
 }
 
+// ---- filters ----------------------------------------------------------------------
+
+function segmentOf(profile) {
+  const f = (profile && profile.features) || {};
+  return { industry: f.segment_industry, size: f.segment_size, region: f.segment_region };
+}
+
+function learnSegment(customerId, seg) {
+  state.segments.set(customerId, seg);
+  for (const dim of ["industry", "region"]) {
+    const value = seg[dim];
+    const select = $(`#filter-${dim}`);
+    if (!value || [...select.options].some((o) => o.value === value)) continue;
+    select.append(el("option", { value }, value));
+  }
+}
+
+// A segment filter needs the customer's segment: asked once per customer, then re-rendered.
+async function askSegment(customerId) {
+  if (state.asked.has(customerId)) return;
+  state.asked.add(customerId);
+  try {
+    learnSegment(customerId, segmentOf(await api(`/customers/${encodeURIComponent(customerId)}/risk`)));
+    renderWarnings();
+  } catch (_) { /* unknown customer: it stays out of segment filters */ }
+}
+
+function passes(w, ignoreStatus) {
+  const f = state.filter;
+  if ((RANK[w.level] || 0) < RANK[f.level]) return false;
+  if (!ignoreStatus && f.status !== "all" && w.status !== f.status) return false;
+  if (f.industry || f.region) {
+    const seg = state.segments.get(w.customer_id);
+    if (!seg) { askSegment(w.customer_id); return false; }
+    if (f.industry && seg.industry !== f.industry) return false;
+    if (f.region && seg.region !== f.region) return false;
+  }
+  return true;
+}
+
+function renderActive() {
+  const items = [...state.active.values()]
+    .filter((w) => passes(w, true))
+    .sort((a, b) => (RANK[b.level] - RANK[a.level]) || b.occurred_at.localeCompare(a.occurred_at));
+  $("#active").replaceChildren(...items.map((w) => warningItem(w, false)));
+  $("#active-empty").hidden = items.length > 0;
+  $("#active-count").textContent = `(${items.length})`;
+}
+
+function renderWarnings() {
+  const shown = state.recent.filter((w) => passes(w, false)).slice(0, MAX_LIVE);
+  $("#warnings").replaceChildren(...shown.map((w) => warningItem(w, false)));
+  $("#warnings-empty").hidden = shown.length > 0;
+  renderActive();
+}
+
+function readFilters() {
+  state.filter = {
+    level: $("#filter-level").value,
+    status: $("#filter-status").value,
+    industry: $("#filter-industry").value,
+    region: $("#filter-region").value,
+  };
+  renderWarnings();
+}
+
 // Live warnings go on top; the preloaded page (newest first) goes below them. While the
 // pointer is on the list, new ones wait, so nothing moves under a button being clicked.
 function addWarning(w, fresh) {
   const key = `${w.warning_id}:${w.status}`;
   if (state.seen.has(key)) return;
   state.seen.add(key);
+  if (fresh) state.recent.unshift(w);
+  else state.recent.push(w);
+  if (state.recent.length > 5 * MAX_LIVE) state.recent.pop();
+  if (fresh) {
+    if (w.status === "firing") state.active.set(w.warning_id, w);
+    else state.active.delete(w.warning_id);
+    renderActive();
+  }
+  if (fresh && w.status === "firing") {
+    state.levels[w.level] = (state.levels[w.level] || 0) + 1;
+    renderLevels();
+  }
+  if (state.customer === w.customer_id) loadCustomer(w.customer_id);
+  if (!passes(w, false)) return;
   const list = $("#warnings");
   if (fresh && state.paused) {
     state.held.push(w);
@@ -152,11 +265,6 @@ function addWarning(w, fresh) {
   else list.append(warningItem(w, false));
   while (list.children.length > MAX_LIVE) list.lastChild.remove();
   $("#warnings-empty").hidden = true;
-  if (fresh && w.status === "firing") {
-    state.levels[w.level] = (state.levels[w.level] || 0) + 1;
-    renderLevels();
-  }
-  if (state.customer === w.customer_id) loadCustomer(w.customer_id);
 }
 
 function releaseHeld() {
@@ -227,8 +335,15 @@ async function live() {
 // ---- overview -------------------------------------------------------------------
 
 async function loadRecent() {
-  const page = await api("/warnings?limit=100");
+  const page = await api("/warnings?limit=200");
   for (const w of page.items) addWarning(w, false);
+  // What is firing now: replay the page oldest first, a resolution ends its firing.
+  const resolved = new Set();
+  for (const w of [...page.items].reverse()) {
+    if (w.status === "firing" && !resolved.has(w.warning_id)) state.active.set(w.warning_id, w);
+    else { state.active.delete(w.warning_id); resolved.add(w.warning_id); }
+  }
+  renderActive();
 }
 
 async function loadSummary() {
@@ -243,20 +358,41 @@ async function loadSummary() {
   $("#customer-total").textContent = `(${s.customers} customers)`;
 }
 
+// The ranking carries score and tier; exposure, days past due and segment come from each
+// customer's profile, fetched again only when the customer has changed.
+async function profileFor(c) {
+  const known = state.profiles.get(c.customer_id);
+  if (known && known.updated_at === c.updated_at) return known;
+  try {
+    const profile = await api(`/customers/${encodeURIComponent(c.customer_id)}/risk`);
+    state.profiles.set(c.customer_id, profile);
+    learnSegment(c.customer_id, segmentOf(profile));
+    return profile;
+  } catch (_) {
+    return known || null;
+  }
+}
+
 async function loadRiskiest() {
   const ranking = await api("/customers?limit=15");
+  const profiles = await Promise.all(ranking.items.map(profileFor));
   const body = $("#riskiest tbody");
   body.replaceChildren(
-    ...ranking.items.map((c) =>
-      el(
+    ...ranking.items.map((c, n) => {
+      const f = (profiles[n] && profiles[n].features) || {};
+      return el(
         "tr",
         {},
         el("td", {}, customerLink(c.customer_id)),
         el("td", { class: "num" }, fmtScore(c.risk_score)),
         el("td", {}, el("span", { class: `tier ${c.tier}` }, c.tier || "–")),
+        el("td", { class: "num" }, fmtMoney(f.open_balance)),
+        el("td", { class: "num" }, fmtDays(f.days_past_due)),
+        el("td", { class: "num" }, fmtMoney(f.overdue_balance)),
+        el("td", {}, fmtSegment(segmentOf(profiles[n]))),
         el("td", { class: "num" }, String(c.active_warnings.length)),
-      ),
-    ),
+      );
+    }),
   );
 }
 
@@ -294,9 +430,17 @@ function chart(items) {
   const yScore = (s) => H - P - s * (H - 2 * P);
   const yDpd = (d) => H - P - (d / maxDpd) * (H - 2 * P);
   add("line", { x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#9ca3af" });
-  add("text", { x: P, y: 12, "font-size": 11, fill: "#2563eb" }, "risk score (0 to 1)");
+  add("line", { x1: P, y1: P, x2: P, y2: H - P, stroke: "#2563eb" });
+  add("line", { x1: W - P, y1: P, x2: W - P, y2: H - P, stroke: "#f97316" });
+  add("text", { x: P, y: 12, "font-size": 11, fill: "#2563eb" }, "left axis: risk score (0 to 1)");
   add("text", { x: W - P, y: 12, "font-size": 11, fill: "#f97316", "text-anchor": "end" },
-    `days past due (0 to ${maxDpd})`);
+    `right axis: days past due (0 to ${maxDpd})`);
+  add("text", { x: P - 4, y: P + 4, "font-size": 9, fill: "#2563eb", "text-anchor": "end" }, "1");
+  add("text", { x: P - 4, y: H - P, "font-size": 9, fill: "#2563eb", "text-anchor": "end" }, "0");
+  add("text", { x: W - P + 4, y: P + 4, "font-size": 9, fill: "#f97316" }, String(maxDpd));
+  add("text", { x: W - P + 4, y: H - P, "font-size": 9, fill: "#f97316" }, "0");
+  add("text", { x: W / 2, y: H - 8, "font-size": 10, fill: "#6b7280", "text-anchor": "middle" },
+    "event time (UTC)");
   const line = (y, colour, pick) =>
     add("polyline", {
       fill: "none",
@@ -336,7 +480,7 @@ async function loadCustomer(id) {
     $("#c-chart").replaceChildren(chart(history.items));
     $("#c-features tbody").replaceChildren(
       ...HEADLINE.filter((n) => n in profile.features).map((n) =>
-        el("tr", {}, el("td", {}, n), el("td", { class: "num" }, fmtValue(profile.features[n]))),
+        el("tr", {}, el("td", {}, n), el("td", { class: "num" }, fmtFeature(n, profile.features[n]))),
       ),
     );
     $("#c-warnings").replaceChildren(...warnings.items.map((w) => warningItem(w, false)));
@@ -394,6 +538,7 @@ function init() {
       date: f.date.value,
     });
   });
+  $("#filters").addEventListener("change", readFilters);
   $("#warnings").addEventListener("mouseenter", () => { state.paused = true; });
   $("#warnings").addEventListener("mouseleave", releaseHeld);
   window.addEventListener("hashchange", route);

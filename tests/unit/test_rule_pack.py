@@ -1,0 +1,119 @@
+"""The default rule pack on fixed event sequences of typical trade-credit customers.
+
+Each story is one customer's events in time order, replayed through ``step`` and its
+wake-ups with the default pack: what a collections desk should and should not see.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from risk_factory import T0, customer, follow, invoice, order, parse, payment, ts
+
+from stream_risk.core import Context, CustomerState, step
+from stream_risk.schemas.outputs import LEVEL_ORDER
+
+SEVERE = ("high", "critical")
+
+
+def replay(events: list[dict[str, Any]], until: float) -> list[tuple[float, dict[str, Any]]]:
+    """Apply ``events`` in order, following wake-ups in between; (day, warning) pairs."""
+    ctx = Context()
+    state: CustomerState | None = None
+    got: list[tuple[float, dict[str, Any]]] = []
+    events = sorted(events, key=lambda e: e["occurred_at"])
+    for raw in events:
+        event = parse(raw)
+        if state is None:
+            state = CustomerState(event.customer_id)
+        else:
+            for w in follow(state, event.occurred_at.timestamp(), ctx):
+                got.append((_day(w), w))
+        state, out = step(state, event, ctx)
+        got.extend((_day(w), w) for w in out.warnings)
+    assert state is not None
+    got.extend((_day(w), w) for w in follow(state, ts(until), ctx))
+    return got
+
+
+def _day(w: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(w["occurred_at"]) - T0).total_seconds() / 86_400.0
+
+
+def firing(
+    got: list[tuple[float, dict[str, Any]]], min_level: str = "low"
+) -> list[tuple[float, str, str]]:
+    return [
+        (day, w["rule"], w["level"])
+        for day, w in got
+        if w["status"] == "firing" and LEVEL_ORDER[w["level"]] >= LEVEL_ORDER[min_level]
+    ]
+
+
+def monthly_trade(
+    months: int,
+    amount: float,
+    *,
+    late_days: float = 0.0,
+    start: int = 0,
+    skip: frozenset[int] = frozenset(),
+    amounts: dict[int, float] | None = None,
+) -> list[dict[str, Any]]:
+    """An order and its 30-day invoice each month, paid in full ``late_days`` after due."""
+    events: list[dict[str, Any]] = []
+    for m in range(start, start + months):
+        day = 30 * m + 2
+        value = (amounts or {}).get(m, amount)
+        events.append(order(day, f"o{m}", value))
+        events.append(invoice(day + 1, f"i{m}", value, day + 31))
+        if m not in skip:
+            events.append(payment(day + 31 + late_days, f"p{m}", value, invoice_id=f"i{m}"))
+    return events
+
+
+def test_a_steady_slow_payer_is_no_emergency() -> None:
+    # Pays every invoice 20 days late, month after month: a habit, priced into its terms.
+    events = [customer(0, 20_000.0), *monthly_trade(18, 2_000.0, late_days=20)]
+    got = replay(events, 18 * 30 + 60)
+    assert firing(got, "medium") == []
+
+
+def test_a_seasonal_buyer_is_not_warned() -> None:
+    # Buys four times as much in the two summer months every year, and pays on time.
+    season = {m: 8_000.0 for m in (5, 6, 17, 18)}
+    events = [customer(0, 50_000.0), *monthly_trade(24, 2_000.0, amounts=season)]
+    got = replay(events, 24 * 30 + 40)
+    assert firing(got, "medium") == []
+
+
+def test_a_disputed_invoice_stays_below_high() -> None:
+    # One invoice is disputed and paid 40 days late once the dispute is settled; the
+    # customer pays everything else on time.
+    events = [customer(0, 20_000.0), *monthly_trade(12, 2_000.0, skip=frozenset({6}))]
+    events.append(payment(6 * 30 + 2 + 31 + 40, "p6", 2_000.0, invoice_id="i6"))
+    got = replay(events, 12 * 30 + 60)
+    fired = firing(got)
+    assert "overdue_30_days" in {rule for _, rule, _ in fired}
+    assert all(level == "medium" for _, _, level in fired), fired
+    resolved = {w["rule"] for _, w in got if w["status"] == "resolved"}
+    assert resolved == {rule for _, rule, _ in fired}, "every warning resolves once it is paid"
+
+
+def test_a_bust_out_is_high_before_an_invoice_is_a_month_late() -> None:
+    # Six sound months, then orders jump towards the limit and payments stop.
+    sound = monthly_trade(6, 2_000.0)
+    burst: list[dict[str, Any]] = []
+    for n in range(8):
+        day = 6 * 30 + 2 + 7 * n
+        burst.append(order(day, f"b{n}", 3_000.0))
+        burst.append(invoice(day + 1, f"bi{n}", 3_000.0, day + 31))
+    events = [customer(0, 25_000.0), *sound, *burst]
+    got = replay(events, 6 * 30 + 2 + 150)
+    severe = firing(got, "high")
+    assert severe, "a bust-out must reach high"
+    first_due = 6 * 30 + 2 + 31
+    first_severe = min(day for day, _, _ in severe)
+    # Before the first unpaid invoice is 30 days past due (where overdue rules start).
+    assert first_severe < first_due + 30, severe
+    assert severe[0][1] != "overdue_30_days"
