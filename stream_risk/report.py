@@ -40,6 +40,8 @@ SECTIONS = (
     ("tier-migration", "Tier migration"),
     ("challenger", "Champion and challenger"),
 )
+#: Shown only when the rule pack proposed limit changes (a credit policy).
+LIMIT_SECTION = ("limit-decisions", "Limit decisions")
 
 
 def roc_points(scores: Sequence[float], labels: Sequence[bool]) -> list[tuple[float, float]]:
@@ -325,6 +327,29 @@ p.note { color: #4b5563; font-size: 0.9rem; }
 """
 
 
+def _limit_table(decisions: dict[str, Any]) -> str:
+    """Proposed increases against who defaulted; exposure at default the reductions avoid."""
+    up, down = decisions["increases"], decisions["reductions"]
+    return (
+        '<p class="note">Increases: proposed before the outcome, and how many went to customers '
+        "who did not default. Reductions: for defaulters with a proposed reduction, the open "
+        "balance at default and how much of it lies above the proposed limit.</p>"
+        + _table(
+            ["measure", "value"],
+            [
+                ["limit increases proposed", up["proposed"]],
+                ["customers given an increase", up["customers"]],
+                ["increases to customers who did not default", up["to_customers_without_default"]],
+                ["share of increases without a default", up["share_without_default"]],
+                ["defaulters with a proposed reduction", down["defaulters_with_a_reduction"]],
+                ["exposure at default", down["exposure_at_default"]],
+                ["exposure avoided at the proposed limits", down["exposure_avoided"]],
+                ["share of exposure avoided", down["share_avoided"]],
+            ],
+        )
+    )
+
+
 def write_report(out_dir: Path, runs: dict[str, Run], title: str = "stream-risk backtest") -> Path:
     """Write ``index.html`` and one PNG per chart into ``out_dir``; return the page's path.
 
@@ -393,10 +418,15 @@ def write_report(out_dir: Path, runs: dict[str, Run], title: str = "stream-risk 
         )
     )
     body["challenger"] = _challenger(names, reports)
-    nav = "".join(f'<a href="#{anchor}">{html.escape(t)}</a>' for anchor, t in SECTIONS)
+    shown = SECTIONS
+    decisions = first.get("limit_decisions")
+    if decisions:
+        shown = (*SECTIONS, LIMIT_SECTION)
+        body[LIMIT_SECTION[0]] = _limit_table(decisions)
+    nav = "".join(f'<a href="#{anchor}">{html.escape(t)}</a>' for anchor, t in shown)
     sections = "".join(
         f'<section id="{anchor}"><h2>{html.escape(t)}</h2>{body[anchor]}</section>'
-        for anchor, t in SECTIONS
+        for anchor, t in shown
     )
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

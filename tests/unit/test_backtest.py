@@ -14,7 +14,7 @@ import pytest
 
 from stream_risk.backtest import Outcome, evaluate, pr_auc, roc_auc, rule_budget
 from stream_risk.cli import main
-from stream_risk.report import SECTIONS
+from stream_risk.report import LIMIT_SECTION, SECTIONS
 
 
 def _auc_reference(scores: list[float], labels: list[bool]) -> float:
@@ -214,7 +214,6 @@ def test_rule_precision_counts_sixty_days_past_due_as_a_hit() -> None:
 
 
 def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
     path = _portfolio(tmp_path / "events.jsonl.gz")
     challenger = tmp_path / "challenger"
     challenger.mkdir()
@@ -228,7 +227,11 @@ def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[
     page = (out / "index.html").read_text()
     parser = _Sections()
     parser.feed(page)
-    assert set(parser.sections) == {anchor for anchor, _ in SECTIONS}
+    # Limit decisions are shown when the pack proposed any: the default pack's credit
+    # policy reduces the limits of customers sliding into default here.
+    assert set(parser.sections) == {anchor for anchor, _ in (*SECTIONS, LIMIT_SECTION)}
+    limits = parser.sections["limit-decisions"]["text"]
+    assert "defaulters with a proposed reduction" in limits
     for anchor in ("roc", "pr", "calibration", "lead-time", "warnings-per-month", "rules"):
         images = parser.sections[anchor]["img"]
         assert images and all(src.startswith("data:image/png;base64,") for src in images), anchor
