@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -200,11 +200,6 @@ class WorkerMetrics:
             "stream_risk_collection_actions",
             "Collection events the API produced, by action",
             ["action"],
-            registry=self.registry,
-        )
-        self.event_loop_lag = Gauge(
-            "stream_risk_event_loop_lag_seconds",
-            "Seconds a timer on the worker's event loop last fired late (a blocked loop)",
             registry=self.registry,
         )
 

@@ -55,7 +55,7 @@ def test_the_exporter_is_read_whole() -> None:
     assert {
         "stream_risk_consumer_lag",
         "stream_risk_dead_letters_total",
-        "stream_risk_event_loop_lag_seconds",
+        "stream_risk_event_loop_lag_seconds_bucket",
         "stream_risk_redis_write_errors_total",
         "stream_risk_event_latency_seconds_bucket",
     } <= exported_samples()
@@ -80,7 +80,7 @@ def test_alerts_cover_lag_dead_letters_loop_lag_and_redis() -> None:
     assert {
         "stream_risk_consumer_lag",
         "stream_risk_dead_letters_total",
-        "stream_risk_event_loop_lag_seconds",
+        "stream_risk_event_loop_lag_seconds_bucket",
         "stream_risk_redis_write_errors_total",
     } <= by_metric
 

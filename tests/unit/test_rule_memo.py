@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_risk.core.ruleset import default_rules
+from stream_risk.core.ruleset import default_rules, load_files
 
 RULES = default_rules()
 
@@ -35,8 +35,17 @@ def test_memoised_level_is_the_level_in_the_full_context(
 
 
 def test_a_boolean_and_a_number_are_different_inputs() -> None:
-    rule = next(r for r in RULES.rules if r.reads == ("days_late_drift",))
-    assert RULES.level_of(rule, {"days_late_drift": 1.0}, "low") is not None
-    assert RULES.level_of(rule, {"days_late_drift": True}, "low") == rule.level_in(
-        RULES.environment({"days_late_drift": True}, "low")
+    rules, errors = load_files(
+        {
+            "drift.yaml": "groups:\n  - name: drift\n    rules:\n"
+            "      - {name: drift, expr: 'days_late_drift >= 1', level: medium}\n"
+        }
+    )
+    assert rules is not None, errors
+    rule = rules.rules[0]
+    assert rule.reads == ("days_late_drift",)
+    assert rules.level_of(rule, {"days_late_drift": 1.0}, "low") is not None
+    # True == 1.0 in Python: a memo keyed on the value alone would answer it from above.
+    assert rules.level_of(rule, {"days_late_drift": True}, "low") == rule.level_in(
+        rules.environment({"days_late_drift": True}, "low")
     )

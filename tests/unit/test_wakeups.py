@@ -7,7 +7,7 @@ from typing import Any
 
 from risk_factory import customer, invoice, order, run, ts
 
-from stream_risk.core import Context, CustomerState, advance
+from stream_risk.core import Context, CustomerState, advance, review
 from stream_risk.core import features as feats
 from stream_risk.core.features import DAY
 
@@ -86,7 +86,8 @@ def test_order_silence_wakes_the_customer_at_the_rule_threshold() -> None:
     assert at["days_since_last_order"] >= 60.0
 
 
-def test_no_open_invoices_and_no_windows_means_no_wake_up() -> None:
+def test_no_open_invoices_and_no_windows_means_no_wake_up_but_the_review() -> None:
     ctx = Context()
     state, _ = run([customer(0, 1e6)], ctx)
-    assert state.next_wakeup is None
+    # The credit policy's periodic review (90 days after the assessment) is all.
+    assert state.next_wakeup == review.next_due(state) == 90 * DAY
