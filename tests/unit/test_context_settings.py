@@ -89,7 +89,7 @@ def test_replay_backtest_rules_test_costs_and_worker_share_one_context(
         return fake
 
     monkeypatch.setattr(replay_module, "replay", capture("replay"))
-    monkeypatch.setattr(backtest, "backtest", capture("backtest"))
+    monkeypatch.setattr(backtest, "replay_outcomes", capture("backtest"))
     monkeypatch.setattr(replay_module, "Replayer", capture("rules test"))
     monkeypatch.setattr(costs, "Replayer", capture("costs"))
     for argv in (

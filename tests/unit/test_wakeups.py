@@ -90,4 +90,4 @@ def test_no_open_invoices_and_no_windows_means_no_wake_up_but_the_review() -> No
     ctx = Context()
     state, _ = run([customer(0, 1e6)], ctx)
     # The credit policy's periodic review (90 days after the assessment) is all.
-    assert state.next_wakeup == review.next_due(state) == 90 * DAY
+    assert state.next_wakeup == review.next_due(state) == ts(0) + 90 * DAY
