@@ -159,5 +159,5 @@ class MonitorPublisher:
                     value=orjson.dumps(record),
                     partition=partition,
                 )
-        for key, record in result.dead_letters:
-            await send(topic=names["dead-letters"], key=key, value=orjson.dumps(record))
+        for dead_key, record in result.dead_letters:
+            await send(topic=names["dead-letters"], key=dead_key, value=orjson.dumps(record))

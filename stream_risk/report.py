@@ -418,7 +418,7 @@ def write_report(out_dir: Path, runs: dict[str, Run], title: str = "stream-risk 
         )
     )
     body["challenger"] = _challenger(names, reports)
-    shown = SECTIONS
+    shown: tuple[tuple[str, str], ...] = SECTIONS
     decisions = first.get("limit_decisions")
     if decisions:
         shown = (*SECTIONS, LIMIT_SECTION)
