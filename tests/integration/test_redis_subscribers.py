@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from stream_risk.bench import _lag
+from stream_risk.bench import committed_lag
 from stream_risk.notify.stream import StreamEntry, WarningStreamReader
 
 from .conftest import BOOTSTRAP, REDIS_URL, Env, wait_for
@@ -101,7 +101,7 @@ def test_every_warning_once_in_stream_channel_and_each_group(env: Env) -> None:
     wait_for(lambda: env.redis.xlen(stream) >= 5, timeout=180, what="warnings in the stream")
     topics = [env.topic(t) for t in ("statement", "customer", "invoice", "payment", "warnings")]
     app_id = env.settings_env["STREAM_RISK_APP_ID"]
-    wait_for(lambda: _lag(BOOTSTRAP, app_id, topics) == 0, what="the worker to catch up")
+    wait_for(lambda: committed_lag(BOOTSTRAP, app_id, topics) == 0, what="the worker to catch up")
     on_kafka = {
         (r["value"]["warning_id"], r["value"]["status"], r["value"]["level"])
         for r in env.consume("warnings", lambda rs: len(rs) >= env.redis.xlen(stream))
