@@ -313,6 +313,17 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_budget(parser: argparse.ArgumentParser) -> None:
+    """``--budget-ms``, shared by ``check`` and ``publish`` (both time every expression)."""
+    parser.add_argument(
+        "--budget-ms",
+        type=float,
+        default=BUDGET_MS,
+        metavar="MS",
+        help=f"per-evaluation budget of an expression on a sample (default {BUDGET_MS:g})",
+    )
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="rules_command", metavar="COMMAND")
     sub.required = True
@@ -323,13 +334,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "Exits 1 when there is any error, after listing them all.",
     )
     c.add_argument("dir", type=Path, metavar="DIR", help="directory of rule files")
-    c.add_argument(
-        "--budget-ms",
-        type=float,
-        default=BUDGET_MS,
-        metavar="MS",
-        help=f"per-evaluation budget of an expression on a sample (default {BUDGET_MS:g})",
-    )
+    _add_budget(c)
     c = sub.add_parser(
         "publish",
         help="validate a rule set and publish it, versioned, to the rules topic",
@@ -340,13 +345,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     c.add_argument("dir", type=Path, metavar="DIR", help="directory of rule files")
     c.add_argument("--force", action="store_true", help="publish even if identical to the active")
-    c.add_argument(
-        "--budget-ms",
-        type=float,
-        default=BUDGET_MS,
-        metavar="MS",
-        help=f"per-evaluation budget of an expression on a sample (default {BUDGET_MS:g})",
-    )
+    _add_budget(c)
     c = sub.add_parser(
         "test",
         help="replay events under a candidate and the active rule set; show the difference",
