@@ -34,8 +34,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from stream_risk.core import windows
 
 DAY = 86_400.0
@@ -59,67 +57,145 @@ def new_book() -> Book:
 
 # ----------------------------------------------------------------- journal
 
+#: A journal item: ``[entry, undo]``, the entry ``[ts, kind, ...]`` and the changes
+#: that undo its application, newest last (see :func:`_log`).
+JournalItem = list[Any]
 
-def record(
-    state_book: Book,
-    journal: list[list[Any]],
-    base: Book | None,
-    entry: list[Any],
-) -> tuple[Book, Book | None]:
-    """Apply a journal ``entry`` ``[ts, kind, ...]``; return the (book, base) to keep.
+
+def record(book: Book, journal: list[JournalItem], entry: list[Any]) -> None:
+    """Apply a journal ``entry`` ``[ts, kind, ...]`` to ``book`` in event-time order.
 
     ``kind`` is ``"i"`` (invoice: id, amount, due), ``"p"`` (settled payment:
-    id, amount, invoice_id or None) or ``"b"`` (bounce or reversal: id).
+    id, amount, invoice_id or None) or ``"b"`` (bounce or reversal: id). An
+    entry older than the newest one in the journal undoes the newer ones,
+    newest first, takes its place, and re-applies them: the book is then what
+    in-order arrival gives.
     """
-    if not journal:
-        base = _copy(state_book)
-        journal.append(entry)
-        apply(state_book, entry)
-        return state_book, base
-    if entry[0] >= journal[-1][0]:
-        journal.append(entry)
-        apply(state_book, entry)
-        return state_book, base
-    windows.insert(journal, entry)
-    assert base is not None
-    book = _copy(base)
-    for item in journal:
-        apply(book, item)
-    return book, base
+    ts = entry[0]
+    cut = len(journal)
+    while cut and journal[cut - 1][0][0] > ts:
+        cut -= 1
+    later = journal[cut:]
+    for item in reversed(later):
+        _undo_changes(book, item[1])
+    del journal[cut:]
+    for again in (entry, *(item[0] for item in later)):
+        undo: list[list[Any]] = []
+        apply(book, again, undo)
+        journal.append([again, undo])
 
 
-def _copy(book: Book) -> Book:
-    # The book is plain JSON data: a round trip is the fastest deep copy.
-    copied: Book = orjson.loads(orjson.dumps(book))
-    return copied
+def fold(journal: list[JournalItem], horizon: float) -> None:
+    """Forget the undo of entries older than ``horizon``: no later arrival can precede them."""
+    cut = 0
+    while cut < len(journal) and journal[cut][0][0] < horizon:
+        cut += 1
+    del journal[:cut]
 
 
-def fold(journal: list[list[Any]], base: Book | None, horizon: float) -> Book | None:
-    """Fold journal entries older than ``horizon`` into ``base``; ``None`` when none remain."""
-    if base is None:
-        return None
-    while journal and journal[0][0] < horizon:
-        apply(base, journal.pop(0))
-    return base if journal else None
+# ----------------------------------------------------------------- undo log
+#
+# Every change :func:`apply` makes to the book goes through the helpers below,
+# which append what reverses it to the entry's undo list:
+#   ["c", credit before]
+#   ["i", invoice_id, record before or None]
+#   ["p", payment_id, record before or None, position in the payments' order]
+#   ["+", list name, record inserted]      ["-", list name, record removed]
+
+
+def _set_credit(book: Book, value: float, undo: list[list[Any]] | None) -> None:
+    if undo is not None:
+        undo.append(["c", book["credit"]])
+    book["credit"] = value
+
+
+def _touch_invoice(book: Book, invoice_id: str, undo: list[list[Any]] | None) -> None:
+    """Note ``invoice_id`` as it is before it changes (in place, popped or added)."""
+    if undo is not None:
+        inv = book["inv"].get(invoice_id)
+        undo.append(["i", invoice_id, None if inv is None else list(inv)])
+
+
+def _touch_payment(book: Book, payment_id: str, undo: list[list[Any]] | None) -> None:
+    if undo is not None:
+        payments = book["pay"]
+        rec = payments.get(payment_id)
+        if rec is None:
+            undo.append(["p", payment_id, None, 0])
+        else:
+            before = [rec[0], rec[1], [list(a) for a in rec[2]]]
+            undo.append(["p", payment_id, before, list(payments).index(payment_id)])
+
+
+def _insert(book: Book, name: str, rec: list[Any], undo: list[list[Any]] | None) -> None:
+    windows.insert(book[name], rec)
+    if undo is not None:
+        undo.append(["+", name, rec])
+
+
+def _remove(book: Book, name: str, index: int, undo: list[list[Any]] | None) -> None:
+    rec = book[name].pop(index)
+    if undo is not None:
+        undo.append(["-", name, rec])
+
+
+def _undo_changes(book: Book, undo: list[list[Any]]) -> None:
+    for change in reversed(undo):
+        what = change[0]
+        if what == "c":
+            book["credit"] = change[1]
+        elif what == "i":
+            if change[2] is None:
+                book["inv"].pop(change[1], None)
+            else:
+                book["inv"][change[1]] = change[2]
+        elif what == "p":
+            _restore_payment(book, change[1], change[2], change[3])
+        elif what == "+":
+            records = book[change[1]]
+            # The record inserted is the last one equal to it at its time.
+            for i in range(len(records) - 1, -1, -1):
+                if records[i] == change[2]:
+                    del records[i]
+                    break
+        else:
+            windows.insert(book[change[1]], change[2])
+
+
+def _restore_payment(book: Book, payment_id: str, before: list[Any] | None, at: int) -> None:
+    payments = book["pay"]
+    if before is None:
+        payments.pop(payment_id, None)
+    elif payment_id in payments:
+        payments[payment_id] = before
+    else:
+        # Payments are applied oldest first: the position is part of the state.
+        items = list(payments.items())
+        items.insert(at, (payment_id, before))
+        book["pay"] = dict(items)
 
 
 # ----------------------------------------------------------------- book
 
 
-def apply(book: Book, entry: list[Any]) -> None:
+def apply(book: Book, entry: list[Any], undo: list[list[Any]] | None = None) -> None:
+    """Apply ``entry`` to ``book``; with ``undo``, append what reverses it there."""
     kind = entry[1]
     if kind == "i":
-        _invoice(book, entry[2], entry[3], entry[4], entry[0])
+        _invoice(book, entry[2], entry[3], entry[4], entry[0], undo)
     elif kind == "p":
-        _settle(book, entry[2], entry[3], entry[4], entry[0])
+        _settle(book, entry[2], entry[3], entry[4], entry[0], undo)
     elif kind == "b":
-        _undo(book, entry[2], entry[0])
+        _undo(book, entry[2], entry[0], undo)
     else:  # pragma: no cover - entries are written by this module only
         raise ValueError(f"unknown receivables entry {kind!r}")
 
 
-def _invoice(book: Book, invoice_id: str, amount: float, due: float, ts: float) -> None:
+def _invoice(
+    book: Book, invoice_id: str, amount: float, due: float, ts: float, undo: list[list[Any]] | None
+) -> None:
     invoices = book["inv"]
+    _touch_invoice(book, invoice_id, undo)
     existing = invoices.get(invoice_id)
     if existing is not None:
         # A re-sent invoice corrects the amount or the due date; payments already made stay.
@@ -129,7 +205,7 @@ def _invoice(book: Book, invoice_id: str, amount: float, due: float, ts: float) 
         return
     invoices[invoice_id] = [amount, amount, due, ts]
     if book["credit"] > 0:
-        _apply_credit(book, invoice_id, ts)
+        _apply_credit(book, invoice_id, ts, undo)
 
 
 def invoiced_amount(book: Book, invoice_id: str) -> float:
@@ -143,27 +219,28 @@ def invoiced_amount(book: Book, invoice_id: str) -> float:
     return 0.0
 
 
-def _apply_credit(book: Book, invoice_id: str, ts: float) -> None:
+def _apply_credit(book: Book, invoice_id: str, ts: float, undo: list[list[Any]] | None) -> None:
     inv = book["inv"][invoice_id]
     # Credit of payments no longer remembered (evicted, oldest) is used first.
     tracked = sum(rec[1] for rec in book["pay"].values())
     untracked = book["credit"] - tracked
     if untracked > 0:
         used = min(untracked, inv[INV_OPEN])
-        book["credit"] -= used
+        _set_credit(book, book["credit"] - used, undo)
         inv[INV_OPEN] -= used
-    for rec in book["pay"].values():
+    for payment_id, rec in list(book["pay"].items()):
         if inv[INV_OPEN] <= 0:
             break
         if rec[1] <= 0:
             continue
+        _touch_payment(book, payment_id, undo)
         used = min(rec[1], inv[INV_OPEN])
         rec[1] -= used
-        book["credit"] = max(book["credit"] - used, 0.0)
+        _set_credit(book, max(book["credit"] - used, 0.0), undo)
         inv[INV_OPEN] -= used
         rec[2].append([invoice_id, used, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
     if inv[INV_OPEN] <= SETTLED_BELOW:
-        _close(book, invoice_id, ts)
+        _close(book, invoice_id, ts, undo)
 
 
 def oldest_open(book: Book) -> list[str]:
@@ -173,15 +250,23 @@ def oldest_open(book: Book) -> list[str]:
     return ids
 
 
-def _close(book: Book, invoice_id: str, ts: float) -> None:
+def _close(book: Book, invoice_id: str, ts: float, undo: list[list[Any]] | None) -> None:
+    _touch_invoice(book, invoice_id, undo)
     inv = book["inv"].pop(invoice_id)
     days_late = max((ts - inv[INV_DUE]) // DAY, 0.0)
-    windows.insert(book["closed"], [ts, inv[INV_DUE], inv[INV_AMOUNT], days_late, invoice_id])
+    _insert(book, "closed", [ts, inv[INV_DUE], inv[INV_AMOUNT], days_late, invoice_id], undo)
     if len(book["closed"]) > CLOSED_REMEMBERED:
-        del book["closed"][0]
+        _remove(book, "closed", 0, undo)
 
 
-def _settle(book: Book, payment_id: str, amount: float, invoice_id: str | None, ts: float) -> None:
+def _settle(
+    book: Book,
+    payment_id: str,
+    amount: float,
+    invoice_id: str | None,
+    ts: float,
+    undo: list[list[Any]] | None,
+) -> None:
     allocations: list[list[Any]] = []
     remaining = amount
     targets = oldest_open(book)
@@ -191,38 +276,50 @@ def _settle(book: Book, payment_id: str, amount: float, invoice_id: str | None, 
     for inv_id in targets:
         if remaining <= 0:
             break
+        _touch_invoice(book, inv_id, undo)
         inv = book["inv"][inv_id]
         paid = min(inv[INV_OPEN], remaining)
         inv[INV_OPEN] -= paid
         remaining -= paid
         allocations.append([inv_id, paid, inv[INV_DUE], inv[INV_ISSUED], inv[INV_AMOUNT]])
         if inv[INV_OPEN] <= SETTLED_BELOW:
-            _close(book, inv_id, ts)
-    book["credit"] += remaining
+            _close(book, inv_id, ts, undo)
+    _set_credit(book, book["credit"] + remaining, undo)
     payments = book["pay"]
+    _touch_payment(book, payment_id, undo)
     payments[payment_id] = [ts, remaining, allocations]
     if len(payments) > PAYMENTS_REMEMBERED:
-        del payments[next(iter(payments))]
+        oldest = next(iter(payments))
+        _touch_payment(book, oldest, undo)
+        del payments[oldest]
     # Partial: something that was already due is still open after paying.
     partial = any(inv[INV_DUE] <= ts for inv in book["inv"].values() if inv[INV_OPEN] > 0)
-    windows.insert(book["paid"], [ts, amount, int(partial), payment_id])
+    _insert(book, "paid", [ts, amount, int(partial), payment_id], undo)
 
 
-def _undo(book: Book, payment_id: str, ts: float) -> None:
-    windows.insert(book["bounced"], [ts, payment_id])
-    book["paid"] = [p for p in book["paid"] if p[3] != payment_id]
+def _undo(book: Book, payment_id: str, ts: float, undo: list[list[Any]] | None) -> None:
+    _insert(book, "bounced", [ts, payment_id], undo)
+    paid = book["paid"]
+    for i in range(len(paid) - 1, -1, -1):
+        if paid[i][3] == payment_id:
+            _remove(book, "paid", i, undo)
+    _touch_payment(book, payment_id, undo)
     rec = book["pay"].pop(payment_id, None)
     if rec is None:
         return  # not remembered (or never settled): counted, nothing to reopen
     _, unapplied, allocations = rec
-    book["credit"] = max(book["credit"] - unapplied, 0.0)
-    for inv_id, paid, due, issued, original in allocations:
+    _set_credit(book, max(book["credit"] - unapplied, 0.0), undo)
+    for inv_id, paid_amount, due, issued, original in allocations:
+        _touch_invoice(book, inv_id, undo)
         inv = book["inv"].get(inv_id)
         if inv is None:
-            book["inv"][inv_id] = [paid, original, due, issued]
-            book["closed"] = [c for c in book["closed"] if c[4] != inv_id]
+            book["inv"][inv_id] = [paid_amount, original, due, issued]
+            closed = book["closed"]
+            for i in range(len(closed) - 1, -1, -1):
+                if closed[i][4] == inv_id:
+                    _remove(book, "closed", i, undo)
         else:
-            inv[INV_OPEN] += paid
+            inv[INV_OPEN] += paid_amount
 
 
 def expire(book: Book, horizon: float) -> None:

@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 
+from stream_risk.core import receivables
 from stream_risk.core.receivables import Book, new_book
 
 #: Bumped whenever the encoded layout changes; :func:`decode` upgrades older ones.
-STATE_VERSION = 2
+#: Version 3 keeps, per recent receivables entry, the changes that undo it instead
+#: of a copy of the whole book from before the oldest one.
+STATE_VERSION = 3
 
 # Positions inside the compact list records below (lists keep the encoding small).
 ORD_TS, ORD_AMOUNT, ORD_ID = 0, 1, 2
@@ -41,10 +44,11 @@ class CustomerState:
     financials: dict[str, Any] | None = None
     profile_at: float | None = None
     first_seen: float | None = None
-    # -- receivables: the book, and the journal of recent entries over its base
+    # -- receivables: the book, and the journal of the entries within the allowed
+    #: lateness, each with what undoes it: ``[[ts, kind, ...], undo]`` in event-time
+    #: order (see :func:`stream_risk.core.receivables.record`).
     book: Book = field(default_factory=new_book)
     journal: list[list[Any]] = field(default_factory=list)
-    book_base: Book | None = None
     #: True once the customer has had an invoice: open balance then comes from invoices.
     invoiced: bool = False
     #: [day number, net change of the receivable that day] for the last 100 days.
@@ -146,13 +150,15 @@ def decode(raw: bytes | str) -> CustomerState:
     if not isinstance(data, dict):
         raise ValueError("customer state must be a JSON object")
     version = data.pop("v", None)
-    if type(version) is not int or version not in (1, STATE_VERSION):
+    if type(version) is not int or version not in (1, 2, STATE_VERSION):
         raise ValueError(f"unsupported customer state version {version!r}")
-    if version == 1:
-        try:
+    try:
+        if version == 1:
             data = _upgrade_v1(data)
-        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"malformed version 1 customer state: {exc!r}") from None
+        if version <= 2:
+            data = _upgrade_v2(data)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"malformed version {version} customer state: {exc!r}") from None
     seen = data.pop("seen", [])
     unknown = set(data) - set(_FIELDS)
     if unknown:
@@ -183,4 +189,27 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
         ts, balance, dpd, status = statement[:4]
         data["statements"] = [[float(ts), float(balance), int(dpd), str(status), None]]
     data["orders"] = [[float(o[0]), float(o[1]), str(o[2])] for o in data.get("orders", [])]
+    return data
+
+
+def _upgrade_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 kept a copy of the book from before the journal (``book_base``).
+
+    The journal is re-applied to that copy, recording what undoes each entry:
+    the book is then the one version 2 held, and a late entry can still be
+    placed among the journal's.
+    """
+    base = data.pop("book_base", None)
+    entries = data.pop("journal", [])
+    if not isinstance(entries, list):
+        raise TypeError("journal must be a list")
+    if base is None or not entries:
+        return data  # nothing recent to re-order: the book stands as it is
+    if not isinstance(base, dict):
+        raise TypeError("book_base must be an object")
+    journal: list[list[Any]] = []
+    for entry in entries:
+        receivables.record(base, journal, list(entry))
+    data["book"] = base
+    data["journal"] = journal
     return data

@@ -314,9 +314,7 @@ def _days_late(state: CustomerState, days_late: float, ts: float) -> None:
 
 
 def _receivable(state: CustomerState, entry: list[Any]) -> None:
-    state.book, state.book_base = receivables.record(
-        state.book, state.journal, state.book_base, entry
-    )
+    receivables.record(state.book, state.journal, entry)
 
 
 def _ledger(state: CustomerState, ts: float, delta: float) -> None:
@@ -345,9 +343,7 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> None:
     # A late event may still arrive up to the allowed lateness behind the latest
     # event applied (the clock may be further on): keep what it would need.
     anchor = now if state.updated_at is None else min(now, state.updated_at)
-    state.book_base = receivables.fold(
-        state.journal, state.book_base, anchor - ctx.allowed_lateness
-    )
+    receivables.fold(state.journal, anchor - ctx.allowed_lateness)
     receivables.expire(state.book, now - feats.HISTORY)
     # A pure function of the latest event time, so what is kept never depends on
     # arrival order.
