@@ -39,6 +39,8 @@ ORDER_HISTORY = 120 * DAY
 ORDER_RETENTION = 180 * DAY
 HISTORY = 366 * DAY
 LEDGER_DAYS = 100
+#: Promises to pay count as broken for this long after they fell due.
+PROMISE_WINDOW = 90 * DAY
 
 Features = dict[str, Any]
 GroupFn = Callable[[CustomerState, float, Features], None]
@@ -341,8 +343,10 @@ def delinquency(state: CustomerState, now: float, out: Features) -> None:
     for made, promised_at, amount in state.promises:
         if promised_at > now:
             pending += 1
-        elif promised_at > now - 90 * DAY:
-            kept = sum(p[1] for p in paid if made <= p[0] <= promised_at)
+        elif promised_at > now - PROMISE_WINDOW:
+            lo = bisect.bisect_left(paid, made, key=_time)
+            hi = bisect.bisect_right(paid, promised_at, lo, key=_time)
+            kept = sum(paid[i][1] for i in range(lo, hi))
             broken += kept < amount - 0.005
     out["broken_promises_90d"] = broken
     out["open_promises"] = pending

@@ -21,17 +21,20 @@ The book is a plain dict (JSON-ready):
 ``credit``
     unapplied credit
 ``closed``
-    [closed_at, due_at, amount, days_late, invoice_id] of invoices settled in the last year
+    [closed_at, due_at, amount, days_late, invoice_id] of invoices settled in the
+    last 180 days, or due in the last 90, or 30+ days late in the last year
 ``paid``
-    [occurred_at, amount, partial (0/1), payment_id] of settled payments
+    [occurred_at, amount, partial (0/1), payment_id] of settled payments of the
+    last 90 days (and back to the oldest promise to pay that still counts)
 ``bounced``
-    [occurred_at, payment_id] of bounces and reversals
+    [occurred_at, payment_id] of bounces and reversals of the last 90 days
 ``last_paid``
     the latest settled payment no longer in ``paid`` (for the silence feature)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from stream_risk.core import windows
@@ -42,7 +45,11 @@ DAY = 86_400.0
 SETTLED_BELOW = 0.005
 #: Settled payments remembered so a later bounce or reversal can be undone.
 PAYMENTS_REMEMBERED = 32
-#: How long closed invoices, payments and bounces are kept for the windows.
+#: The longest window over settled payments, bounces and invoices falling due.
+WINDOW = 90 * DAY
+#: Closed invoices feed the days-late trend over this long.
+TREND_WINDOW = 180 * DAY
+#: A closed invoice that reached a delinquency level counts for a year after.
 HISTORY = 366 * DAY
 CLOSED_REMEMBERED = 64
 
@@ -251,7 +258,7 @@ def oldest_open(book: Book) -> list[str]:
 
 
 def _close(book: Book, invoice_id: str, ts: float, undo: list[list[Any]] | None) -> None:
-    _touch_invoice(book, invoice_id, undo)
+    # The callers noted the invoice before changing it in this entry: undo restores that.
     inv = book["inv"].pop(invoice_id)
     days_late = max((ts - inv[INV_DUE]) // DAY, 0.0)
     _insert(book, "closed", [ts, inv[INV_DUE], inv[INV_AMOUNT], days_late, invoice_id], undo)
@@ -322,11 +329,33 @@ def _undo(book: Book, payment_id: str, ts: float, undo: list[list[Any]] | None) 
             inv[INV_OPEN] += paid_amount
 
 
-def expire(book: Book, horizon: float) -> None:
-    """Forget closed invoices, payments and bounces older than ``horizon``."""
+def expire(book: Book, earliest: float, payments_from: float | None = None) -> None:
+    """Forget closed invoices, payments and bounces no feature can read any more.
+
+    ``earliest`` is the earliest event time a later evaluation or a late entry can
+    have; the windows over settled payments and bounces are :data:`WINDOW` long,
+    and payments from ``payments_from`` on (the earliest open or recent promise
+    to pay) are kept for the promises. Closed invoices are kept for the
+    days-late trend (:data:`TREND_WINDOW`), while their due date can still be in
+    the window, and for a year when they reached a delinquency level: what the
+    features read, so a customer's history does not grow the state.
+    """
+    horizon = earliest - WINDOW
+    paid_horizon = horizon
+    if payments_from is not None and payments_from <= horizon:
+        paid_horizon = math.nextafter(payments_from, -math.inf)  # keep one made then
     paid = book["paid"]
-    if paid and paid[0][0] <= horizon:
-        expired = max(p[0] for p in paid if p[0] <= horizon)
+    if paid and paid[0][0] <= paid_horizon:
+        expired = max(p[0] for p in paid if p[0] <= paid_horizon)
         book["last_paid"] = max(book.get("last_paid") or expired, expired)
-    for name in ("closed", "paid", "bounced"):
-        windows.expire(book[name], horizon)
+        windows.expire(paid, paid_horizon)
+    windows.expire(book["bounced"], horizon)
+    closed = book["closed"]
+    trend_horizon = earliest - TREND_WINDOW
+    if closed and closed[0][0] <= trend_horizon:
+        year = earliest - HISTORY
+        book["closed"] = [
+            c
+            for c in closed
+            if c[0] > trend_horizon or c[1] > horizon or (c[3] >= 30 and c[0] > year)
+        ]

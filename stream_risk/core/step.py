@@ -16,7 +16,7 @@ from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.detectors import DaysLateShift, RobustZScore
 from stream_risk.core.outputs import Outputs, iso
-from stream_risk.core.state import ORD_ID, ORD_TS, STMT_ID, STMT_TS, CustomerState
+from stream_risk.core.state import ORD_ID, ORD_TS, PROMISE_DUE, STMT_ID, STMT_TS, CustomerState
 from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
     AnyEvent,
@@ -344,7 +344,11 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> None:
     # event applied (the clock may be further on): keep what it would need.
     anchor = now if state.updated_at is None else min(now, state.updated_at)
     receivables.fold(state.journal, anchor - ctx.allowed_lateness)
-    receivables.expire(state.book, now - feats.HISTORY)
+    earliest = anchor - ctx.allowed_lateness
+    # A promise to pay is judged by the payments between it and its due date.
+    promises = [p for p in state.promises if p[PROMISE_DUE] > earliest - feats.PROMISE_WINDOW]
+    state.promises = promises
+    receivables.expire(state.book, earliest, min((p[0] for p in promises), default=None))
     # A pure function of the latest event time, so what is kept never depends on
     # arrival order.
     horizon = anchor - feats.ORDER_RETENTION - ctx.allowed_lateness
@@ -361,7 +365,6 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> None:
         del statements[-STATEMENTS_ALWAYS_KEPT:]
         windows.expire(statements, anchor - feats.HISTORY - ctx.allowed_lateness)
         statements.extend(latest)
-    windows.expire(state.promises, now - feats.HISTORY)
     ledger = state.ledger
     first_day = int(now // feats.DAY) - feats.LEDGER_DAYS
     while ledger and ledger[0][0] < first_day:
