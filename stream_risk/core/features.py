@@ -304,11 +304,7 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
     out["paid_to_due_ratio_90d"] = _ratio(out["payment_amount_90d"], due)
     out["partial_payment_share_90d"] = _partial_share(state, now)
     out["bounced_payments_90d"] = windows.window_count(state.book["bounced"], now, 90 * DAY)
-    last = state.book.get("last_paid")
-    for p in reversed(paid):
-        if p[0] <= now:
-            last = p[0]
-            break
+    last = _clock_feature_start(state, "days_since_last_payment", now)
     out["days_since_last_payment"] = (now - last) / DAY if last is not None else None
 
 
@@ -752,10 +748,11 @@ def _clock_feature_start(state: CustomerState, name: str, now: float) -> float |
                 return float(o[ORD_TS])
         return last
     if name == "days_since_last_payment":
+        # Payments that can still bounce stay in ``paid`` when older than ``last_paid``.
         last_paid: float | None = state.book.get("last_paid")
         for p in reversed(state.book["paid"]):
             if p[0] <= now:
-                return float(p[0])
+                return float(p[0]) if last_paid is None else max(float(p[0]), last_paid)
         return last_paid
     return None
 

@@ -25,11 +25,13 @@ The book is a plain dict (JSON-ready):
     last 180 days, or due in the last 90, or 30+ days late in the last year
 ``paid``
     [occurred_at, amount, partial (0/1), payment_id] of settled payments of the
-    last 90 days (and back to the oldest promise to pay that still counts)
+    last 90 days (and back to the oldest promise to pay that still counts), and of
+    the payments still remembered in ``pay``
 ``bounced``
     [occurred_at, payment_id] of bounces and reversals of the last 90 days
 ``last_paid``
-    the latest settled payment no longer in ``paid`` (for the silence feature)
+    the latest settled payment no longer in ``paid`` (for the silence feature); a
+    bounce of a payment neither remembered nor in the 90 days does not move it
 """
 
 from __future__ import annotations
@@ -346,9 +348,14 @@ def expire(book: Book, earliest: float, payments_from: float | None = None) -> N
         paid_horizon = math.nextafter(payments_from, -math.inf)  # keep one made then
     paid = book["paid"]
     if paid and paid[0][0] <= paid_horizon:
-        expired = max(p[0] for p in paid if p[0] <= paid_horizon)
-        book["last_paid"] = max(book.get("last_paid") or expired, expired)
-        windows.expire(paid, paid_horizon)
+        # A payment that can still bounce (remembered for the undo) stays: its bounce
+        # must take it out of the time since the last payment.
+        remembered = book["pay"]
+        expired = [p[0] for p in paid if p[0] <= paid_horizon and p[3] not in remembered]
+        if expired:
+            latest = max(expired)
+            book["last_paid"] = max(book.get("last_paid") or latest, latest)
+            book["paid"] = [p for p in paid if p[0] > paid_horizon or p[3] in remembered]
     windows.expire(book["bounced"], horizon)
     closed = book["closed"]
     trend_horizon = earliest - TREND_WINDOW
