@@ -1,0 +1,68 @@
+"""An evaluation that reuses what the customer's previous one computed answers as a full one."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+from golden import FIXTURES, golden_rules
+
+from stream_risk.core import Context
+from stream_risk.core.previous import EvaluationMemory, PreviousEvaluation
+from stream_risk.replay import replay
+
+
+class Forgetful(EvaluationMemory):
+    """A memory that never remembers: every evaluation is a full one."""
+
+    def of(self, customer_id: str) -> PreviousEvaluation:
+        return PreviousEvaluation()
+
+
+def _outputs(memory: EvaluationMemory, stream: str, currency: str) -> dict[str, Any]:
+    warnings, profiles, tiers, actions = (io.BytesIO() for _ in range(4))
+    # Without the segment detector: it is re-scored only when its inputs change (by
+    # design), so its scores, unlike everything else, depend on the memory.
+    ctx = Context(base_currency=currency, rules=golden_rules(), population=None)
+    ctx.memory = memory
+    report = replay(
+        [FIXTURES / stream],
+        warnings,
+        profiles,
+        ctx,
+        lambda bad: None,
+        progress=False,
+        tier_changes_out=tiers,
+        credit_actions_out=actions,
+    )
+    out: dict[str, Any] = {
+        name: [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+        for name, buffer in (
+            ("warnings", warnings),
+            ("profiles", profiles),
+            ("tiers", tiers),
+            ("actions", actions),
+        )
+    }
+    for records in out.values():
+        for record in records:
+            record.pop("detected_at", None)
+    out["applied"] = report.applied
+    return out
+
+
+def test_remembering_changes_no_output() -> None:
+    for stream, currency in (("golden-sim.jsonl.gz", "EUR"), ("golden-uci.jsonl.gz", "TWD")):
+        remembered = _outputs(EvaluationMemory(), stream, currency)
+        full = _outputs(Forgetful(), stream, currency)
+        assert remembered["warnings"], stream  # the stream does warn
+        assert remembered == full, stream
+
+
+def test_an_evicted_customer_is_evaluated_in_full() -> None:
+    memory = EvaluationMemory(capacity=2)
+    for customer in ("a", "b", "c"):
+        memory.of(customer).seq = 5
+    assert len(memory) == 2
+    assert memory.of("a").seq == 0
