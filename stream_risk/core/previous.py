@@ -50,7 +50,7 @@ class PreviousEvaluation:
         #: Feature names and values of the previous evaluation, score included.
         self.names: tuple[str, ...] | None = None
         self.values: tuple[Any, ...] | None = None
-        #: rule name -> [rule, result, seq it was confirmed at, tier it was evaluated with].
+        #: rule name -> [rule, result, seq it was confirmed at, tier, signature of its inputs].
         self.rules: dict[str, list[Any]] = {}
         #: The segment detector's score, and what it was computed for.
         self.peer: float | None = None

@@ -136,6 +136,11 @@ class Rule:
     thresholds: tuple[tuple[tuple[str, float | str], ...] | None, ...] = field(
         init=False, compare=False, repr=False
     )
+    #: Per name of ``reads``: the type of its constants (``None``: compared with
+    #: none, or with constants of several types) and the comparisons as functions.
+    plan: tuple[tuple[str, type | None, tuple[tuple[Any, Any], ...]], ...] = field(
+        init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         names = [
@@ -149,6 +154,13 @@ class Rule:
             "thresholds",
             tuple(_comparisons_only(name, conditions) for name in self.reads),
         )
+        plan: list[tuple[str, type | None, tuple[tuple[Any, Any], ...]]] = []
+        for name, comparisons in zip(self.reads, self.thresholds, strict=True):
+            kinds = {type(literal) for _, literal in comparisons or ()}
+            kind = kinds.pop() if len(kinds) == 1 else None
+            tests = tuple((_OPERATORS[op], literal) for op, literal in comparisons or ())
+            plan.append((name, kind, tests))
+        object.__setattr__(self, "plan", tuple(plan))
 
     def signature(self, features: Mapping[str, Any], tier: str) -> tuple[Any, ...]:
         """What the rule's result depends on: per name read, its value, or for a name
@@ -158,15 +170,15 @@ class Rule:
         ``days_since_last_payment >= 60`` sees no change from day 10 to day 11.
         """
         out: list[Any] = []
-        for name, comparisons in zip(self.reads, self.thresholds, strict=True):
+        for name, kind, tests in self.plan:
             value = tier if name == "tier" else cel_value(features.get(name))
             if value is None:
                 out.append(None)
             elif type(value) is bool:
                 # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
                 out.append(("bool", value))
-            elif comparisons is not None and all(type(c[1]) is type(value) for c in comparisons):
-                out.append(tuple(_OPERATORS[op](value, literal) for op, literal in comparisons))
+            elif type(value) is kind:
+                out.append(tuple([test(value, literal) for test, literal in tests]))
             else:
                 out.append(value)
         return tuple(out)
@@ -259,15 +271,20 @@ class RuleSet:
                 entry[2] = previous.seq
                 kept: tuple[str, tuple[Escalation, ...]] | None = entry[1]
                 return kept
-            held = self._level_of(rule, features, tier)
-            previous.rules[rule.name] = [rule, held, previous.seq, tier]
+            signature = rule.signature(features, tier)
+            if entry is not None and entry[0] is rule and entry[4] == signature:
+                entry[2], entry[3] = previous.seq, tier
+                same: tuple[str, tuple[Escalation, ...]] | None = entry[1]
+                return same
+            held = self._level_of(rule, features, tier, signature)
+            previous.rules[rule.name] = [rule, held, previous.seq, tier, signature]
             return held
-        return self._level_of(rule, features, tier)
+        return self._level_of(rule, features, tier, rule.signature(features, tier))
 
     def _level_of(
-        self, rule: Rule, features: Mapping[str, Any], tier: str
+        self, rule: Rule, features: Mapping[str, Any], tier: str, signature: tuple[Any, ...]
     ) -> tuple[str, tuple[Escalation, ...]] | None:
-        key = (rule.name, rule.signature(features, tier))
+        key = (rule.name, signature)
         memo = self.memo
         if key in memo:
             held: tuple[str, tuple[Escalation, ...]] | None = memo[key]

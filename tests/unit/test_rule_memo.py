@@ -60,7 +60,8 @@ MIXED = load_files(
         " level: low, escalate: [{level: high, expr: 'days_past_due >= 90'}]}\n"
         "      - {name: scaled, expr: '2.0 * days_past_due >= 60', level: low}\n"
         "      - {name: shifted, expr: 'days_past_due >= 30.0 + credit_utilisation', level: low}\n"
-        "      - {name: reversed, expr: '30 <= days_past_due || credit_utilisation > 1', level: low}\n"
+        "      - {name: reversed, expr: '30 <= days_past_due || credit_utilisation > 1',"
+        " level: low}\n"
         "      - {name: ternary, expr: 'days_past_due > 5 ? credit_utilisation > 0.9 :"
         " credit_utilisation > 0.5', level: low}\n"
         "      - {name: label, expr: \"tier == 'high' && days_past_due != 0\", level: low}\n"
@@ -70,6 +71,7 @@ MIXED = load_files(
 
 def test_only_names_used_in_plain_comparisons_are_bucketed() -> None:
     assert MIXED is not None
+
     def thresholds(name: str) -> dict[str, Any]:
         rule = MIXED.by_name[name]
         return dict(zip(rule.reads, rule.thresholds, strict=True))
