@@ -33,6 +33,7 @@ class PreviousEvaluation:
     """One customer's previous evaluation: its values and the results derived from them."""
 
     __slots__ = (
+        "groups",
         "names",
         "peer",
         "peer_key",
@@ -50,6 +51,8 @@ class PreviousEvaluation:
         #: Feature names and values of the previous evaluation, score included.
         self.names: tuple[str, ...] | None = None
         self.values: tuple[Any, ...] | None = None
+        #: What reusable feature groups computed (see :func:`stream_risk.core.features.compute`).
+        self.groups: dict[str, Any] = {}
         #: rule name -> [rule, result, seq it was confirmed at, tier, signature of its inputs].
         self.rules: dict[str, list[Any]] = {}
         #: The segment detector's score, and what it was computed for.

@@ -111,7 +111,7 @@ def _evaluate(
 ) -> Outputs:
     previous = ctx.memory.of(state.customer_id)
     previous.seq += 1
-    features = feats.compute(state, now, ctx.feature_groups)
+    features = feats.compute(state, now, ctx.feature_groups, previous.groups)
     changed = previous.changed(features)
     detectors = state.detectors
     fresh_period = _snapshot(state, now, features, ctx, previous, changed)

@@ -7,10 +7,16 @@ from typing import Any
 
 import orjson
 from golden import FIXTURES, golden_rules
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stream_risk.core import Context
+from stream_risk.core import Context, CustomerState
+from stream_risk.core import features as feats
 from stream_risk.core.previous import EvaluationMemory, PreviousEvaluation
+from stream_risk.core.step import _order
 from stream_risk.replay import replay
+
+DAY = 86_400.0
 
 
 class Forgetful(EvaluationMemory):
@@ -66,3 +72,34 @@ def test_an_evicted_customer_is_evaluated_in_full() -> None:
         memory.of(customer).seq = 5
     assert len(memory) == 2
     assert memory.of("a").seq == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=200, allow_nan=False),  # days after start
+            st.sampled_from(["placed", "placed", "placed", "cancelled"]),
+            st.integers(min_value=0, max_value=12),  # order number
+            st.floats(min_value=1, max_value=1000, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.floats(min_value=0, max_value=3, allow_nan=False), min_size=1, max_size=4),
+)
+def test_a_reused_orders_group_is_the_group_computed_afresh(
+    events: list[tuple[float, str, int, float]], gaps: list[float]
+) -> None:
+    """Evaluated after every order and at later times, reuse never changes a value."""
+    state = CustomerState("c")
+    kept: dict[str, Any] = {}
+    start = 1_700_000_000.0
+    now = start
+    groups = frozenset({"orders"})
+    for days, status, number, amount in sorted(events):
+        now = max(now, start + days * DAY)
+        _order(state, f"o-{number}", amount, status, now, 7 * DAY)
+        for gap in [0.0, *gaps]:
+            now += gap * 30 * DAY
+            assert feats.compute(state, now, groups, kept) == feats.compute(state, now, groups)
