@@ -269,13 +269,16 @@ class RuleSet:
                 and changed.isdisjoint(rule.reads)
             ):
                 entry[2] = previous.seq
+                previous.counts.rules_kept += 1
                 kept: tuple[str, tuple[Escalation, ...]] | None = entry[1]
                 return kept
             signature = rule.signature(features, tier)
             if entry is not None and entry[0] is rule and entry[4] == signature:
                 entry[2], entry[3] = previous.seq, tier
+                previous.counts.rules_kept += 1
                 same: tuple[str, tuple[Escalation, ...]] | None = entry[1]
                 return same
+            previous.counts.rules_evaluated += 1
             held = self._level_of(rule, features, tier, signature)
             previous.rules[rule.name] = [rule, held, previous.seq, tier, signature]
             return held

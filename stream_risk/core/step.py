@@ -170,7 +170,9 @@ def _peer(
         and previous.peer_key == key
         and changed.isdisjoint(BEHAVIOUR_SCALE)
     ):
+        previous.counts.peers_kept += 1
         return previous.peer
+    previous.counts.peers_scored += 1
     peer = population.score_one(segment, features)  # score before learn
     if fresh_period:
         # Learned once per customer and snapshot period, so busy customers
@@ -201,7 +203,9 @@ def _score(
     if changed is not None and previous.score is not None and previous.score_key == key:
         reads = SCORE_FEATURES if model is None else (*SCORE_FEATURES, *model.features)
         if changed.isdisjoint(reads) and (model is None or "months_on_book" not in changed):
+            previous.counts.scores_kept += 1
             return previous.score
+    previous.counts.scores_computed += 1
     score = scorer.score(features, seasoned)
     previous.score, previous.score_key = score, key
     return score

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import orjson
@@ -55,6 +56,7 @@ def _outputs(memory: EvaluationMemory, stream: str, currency: str) -> dict[str, 
         for record in records:
             record.pop("detected_at", None)
     out["applied"] = report.applied
+    out["reuse"] = report.reuse
     return out
 
 
@@ -63,7 +65,12 @@ def test_remembering_changes_no_output() -> None:
         remembered = _outputs(EvaluationMemory(), stream, currency)
         full = _outputs(Forgetful(), stream, currency)
         assert remembered["warnings"], stream  # the stream does warn
+        reuse = remembered.pop("reuse")
+        full.pop("reuse")
         assert remembered == full, stream
+        # Most rule checks and scores were kept (the share is printed by replay).
+        rules, score = (int(re.search(r"\((\d+)% kept", line)[1]) for line in reuse[:2])  # type: ignore[index]
+        assert rules > 50 and score > 20, reuse
 
 
 def test_an_evicted_customer_is_evaluated_in_full() -> None:
