@@ -357,6 +357,11 @@ def replay(
     names = [str(p) for p in paths]
     ctx.detected_at = datetime.now(UTC)
     ctx.memory.counts.reset()
+    # Events come in time order, not customer by customer: keep every customer's
+    # previous evaluation, or a stream of more customers than the memory holds
+    # would evict each one before its next event.
+    customers = len({event.customer_id for _, _, _, event in events})
+    ctx.memory.capacity = max(ctx.memory.capacity, customers)
     fifth = len(events) // 5
     report.fifth_events = fifth
     last_from = len(events) - fifth

@@ -142,11 +142,15 @@ class Reuse:
 
 
 class EvaluationMemory:
-    """The previous evaluation of at most ``capacity`` recently evaluated customers."""
+    """The previous evaluation of at most ``capacity`` recently evaluated customers.
+
+    About 8 KB per customer with the default pack: the default keeps a worker's
+    busiest customers within about 130 MB; a replay keeps every customer of its stream.
+    """
 
     __slots__ = ("_by_customer", "capacity", "counts")
 
-    def __init__(self, capacity: int = 65_536) -> None:
+    def __init__(self, capacity: int = 16_384) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
