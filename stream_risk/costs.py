@@ -5,9 +5,11 @@ trainer, as ``stream-risk replay`` does): that gives the throughput. Then,
 on the customers' final states and features, each stage is timed on its own:
 the features, every detector (score and learn, including the round trip of
 its state through plain data, as a step does), the scorecard, the blended
-score with the learned model, and rule evaluation. Numbers are microseconds
-per call; one event costs one evaluation, and a detector only runs on the
-events it reads (orders, statements and settled payments).
+score with the learned model, and rule evaluation; last, a whole evaluation
+(a timer wake-up) with the customer's previous evaluation kept, so that only
+what changed is redone, and with nothing kept. Numbers are microseconds per
+call; one event costs one evaluation, and a detector only runs on the events
+it reads (orders, statements and settled payments).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 import orjson
 
 from stream_risk.config import load_settings
-from stream_risk.core import Context, CustomerState, alerting
+from stream_risk.core import Context, CustomerState, advance, alerting
 from stream_risk.core import features as feats
 from stream_risk.core.detectors import DaysLateShift, RobustZScore
 from stream_risk.core.outputs import Outputs
+from stream_risk.core.previous import EvaluationMemory
 from stream_risk.core.scoring import risk_score
 from stream_risk.core.state import decode, encode
 from stream_risk.core.trainer import Trainer
@@ -128,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     rows.append(("rules and lifecycle", _rules(ctx, with_features), "every event"))
+    kept, cold = _wakeups(ctx, states)
+    rows.append(("evaluation: a wake-up, previous one kept", kept, "every event"))
+    rows.append(("evaluation: a wake-up, nothing kept", cold, "an evicted customer"))
     encoded = [encode(s) for s in states]
     rows.append(
         ("monitor guard: state snapshot (encode)", _per_call(encode, states), "every event")
@@ -193,6 +199,31 @@ def _driver_cost(events: list[Any], base_currency: str) -> tuple[float, float]:
         table.update((cid, raw) for cid, (_, raw) in result.states.items())
     whole = (time.perf_counter() - started) / max(len(messages), 1)
     return core * 1e6, whole * 1e6
+
+
+def _wakeups(ctx: Context, states: list[CustomerState]) -> tuple[float, float]:
+    """A whole evaluation (a timer wake-up one second on) with and without the
+    customer's previous evaluation kept (:mod:`stream_risk.core.previous`)."""
+    if not states:
+        return float("nan"), float("nan")
+    copies = [decode(encode(s)) for s in states]
+    memory, population = ctx.memory, ctx.population
+    try:
+        # Wake-ups may learn: on a copy of the segment detector, as the stages above.
+        ctx.population = copy.deepcopy(population)
+        ctx.memory = EvaluationMemory()
+        for state in copies:  # the evaluation every kept one compares with
+            advance(state, (state.clock or 0.0) + 1.0, ctx)
+
+        def once(state: CustomerState) -> None:
+            advance(state, (state.clock or 0.0) + 1.0, ctx)
+
+        kept = _per_call(once, copies)
+        ctx.memory = EvaluationMemory(capacity=1)  # every customer evicts the one before
+        cold = _per_call(once, copies)
+    finally:
+        ctx.memory, ctx.population = memory, population
+    return kept, cold
 
 
 def _robust(states: list[dict[str, Any]]) -> float:

@@ -74,6 +74,8 @@ class ReplayReport:
     fifth_events: int = 0
     #: CPU seconds of the whole replay (the honest measure on a shared machine).
     cpu_seconds: float = 0.0
+    #: What evaluations redid and kept from the customer's previous evaluation.
+    reuse: list[str] = field(default_factory=list)
 
     @property
     def events_per_second(self) -> float:
@@ -105,6 +107,7 @@ class ReplayReport:
             f"encoded state per customer: median {self.state_bytes_median} bytes, "
             f"p99 {self.state_bytes_p99} bytes",
         ]
+        lines += [f"evaluated: {line}" for line in self.reuse]
         return lines
 
 
@@ -353,6 +356,12 @@ def replay(
     meter = Progress(len(events)) if progress else None
     names = [str(p) for p in paths]
     ctx.detected_at = datetime.now(UTC)
+    ctx.memory.counts.reset()
+    # Events come in time order, not customer by customer: keep every customer's
+    # previous evaluation, or a stream of more customers than the memory holds
+    # would evict each one before its next event.
+    customers = len({event.customer_id for _, _, _, event in events})
+    ctx.memory.capacity = max(ctx.memory.capacity, customers)
     fifth = len(events) // 5
     report.fifth_events = fifth
     last_from = len(events) - fifth
@@ -383,6 +392,7 @@ def replay(
     if sizes:
         report.state_bytes_median = sizes[len(sizes) // 2]
         report.state_bytes_p99 = sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))]
+    report.reuse = ctx.memory.counts.lines()
     report.seconds = time.monotonic() - started
     report.cpu_seconds = time.process_time() - cpu_started
     return report

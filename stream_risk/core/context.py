@@ -10,6 +10,7 @@ from typing import Protocol, Self
 from stream_risk.core.detectors import SegmentBehaviour
 from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
 from stream_risk.core.features import CLOCK_FEATURES, REGISTRY, groups_of
+from stream_risk.core.previous import EvaluationMemory
 from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.trainer import MODEL_FEATURES
@@ -81,6 +82,9 @@ class Context:
     #: Features that grow with the clock alone -> the ``(op, threshold)`` comparisons
     #: the rules make on them: the customer is woken exactly when one starts to hold.
     clock_thresholds: dict[str, tuple[tuple[str, float], ...]] = field(init=False)
+    #: What each recently evaluated customer's previous evaluation saw and decided:
+    #: a cache beside the states, so an evaluation redoes only what its inputs moved.
+    memory: EvaluationMemory = field(default_factory=EvaluationMemory)
 
     def __post_init__(self) -> None:
         if self.snapshot_every > self.outcome_horizon:

@@ -74,12 +74,36 @@ def group(name: str, *features: tuple[str, str, str]) -> Callable[[GroupFn], Gro
     return register
 
 
-def compute(state: CustomerState, now: float, groups: frozenset[str] | None = None) -> Features:
-    """The features of ``state`` as of event time ``now``: all, or those of ``groups``."""
+def compute(
+    state: CustomerState,
+    now: float,
+    groups: frozenset[str] | None = None,
+    kept: dict[str, Any] | None = None,
+) -> Features:
+    """The features of ``state`` as of event time ``now``: all, or those of ``groups``.
+
+    ``kept`` is where a group with a known validity (:data:`VALIDITY`) keeps what it
+    computed: while its inputs are the same and event time has not reached the
+    next change, it is reused and only its clock-driven features are recomputed.
+    """
     out: Features = {}
     for name, fn in _GROUPS:
-        if groups is None or name in groups:
+        if groups is not None and name not in groups:
+            continue
+        validity = VALIDITY.get(name) if kept is not None else None
+        if validity is None or kept is None:
             fn(state, now, out)
+            continue
+        inputs, until = validity(state, now)
+        previous = kept.get(name)
+        if previous is not None and previous[0] == inputs and previous[1] <= now < previous[2]:
+            out.update(previous[3])
+            _CLOCK_DRIVEN[name](state, now, out)
+            continue
+        values: Features = {}
+        fn(state, now, values)
+        out.update(values)
+        kept[name] = (inputs, now, until, values)
     return out
 
 
@@ -456,15 +480,59 @@ def orders(state: CustomerState, now: float, out: Features) -> None:
     out["order_frequency_change"] = (
         out["order_count_30d"] / (earlier / 3.0) - 1.0 if earlier else None
     )
+    _days_since_last_order(state, now, out)
+    cancelled = windows.window_count(state.cancelled, now, 90 * DAY)
+    total = out["order_count_90d"] + cancelled
+    out["cancellation_share_90d"] = cancelled / total if total else None
+
+
+def _days_since_last_order(state: CustomerState, now: float, out: Features) -> None:
     last = state.last_order_at
-    for o in reversed(recs):
+    for o in reversed(state.orders):
         if o[ORD_TS] <= now:
             last = o[ORD_TS]
             break
     out["days_since_last_order"] = (now - last) / DAY if last is not None else None
-    cancelled = windows.window_count(state.cancelled, now, 90 * DAY)
-    total = out["order_count_90d"] + cancelled
-    out["cancellation_share_90d"] = cancelled / total if total else None
+
+
+#: Window widths after which an order changes the orders group: it leaves the 7, 30
+#: and 90 day windows, enters the 90 days before the last 30 (at 30) and leaves them.
+_ORDER_AGES = (7 * DAY, 30 * DAY, 90 * DAY, 120 * DAY)
+
+
+def _orders_validity(state: CustomerState, now: float) -> tuple[Any, float]:
+    """What the orders group reads, and until when (event time) its values hold.
+
+    Orders change only by events and by expiry from the front, and every event is
+    followed by an evaluation: the count and the first and last records identify them.
+    """
+    recs, cancelled = state.orders, state.cancelled
+    inputs = (
+        len(recs),
+        recs[0] if recs else None,
+        recs[-1] if recs else None,
+        len(cancelled),
+        cancelled[-1] if cancelled else None,
+    )
+    if (recs and recs[-1][ORD_TS] > now) or (cancelled and cancelled[-1][0] > now):
+        return inputs, now  # records ahead of ``now``: nothing to reuse
+    until = math.inf
+    for width in _ORDER_AGES:
+        i = bisect.bisect_right(recs, now - width, key=_time)
+        if i < len(recs):
+            until = min(until, recs[i][ORD_TS] + width)
+    i = bisect.bisect_right(cancelled, now - 90 * DAY, key=_time)
+    if i < len(cancelled):
+        until = min(until, cancelled[i][0] + 90 * DAY)
+    return inputs, until
+
+
+#: Groups that may be reused between evaluations: group -> what it reads and until
+#: when its values hold; :data:`_CLOCK_DRIVEN` recomputes what moves with time alone.
+VALIDITY: dict[str, Callable[[CustomerState, float], tuple[Any, float]]] = {
+    "orders": _orders_validity,
+}
+_CLOCK_DRIVEN: dict[str, GroupFn] = {"orders": _days_since_last_order}
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:

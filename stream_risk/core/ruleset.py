@@ -20,6 +20,7 @@ import functools
 import hashlib
 import importlib.resources
 import math
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import cel
 
 from stream_risk.core import creditpolicy
 from stream_risk.core.features import REGISTRY, groups_of
+from stream_risk.core.previous import Evaluated
 from stream_risk.core.rulefmt import (
     LEVELS,
     TEMPLATE,
@@ -129,6 +131,16 @@ class Rule:
     escalate: tuple[Escalation, ...]
     #: Every name the rule's condition and escalations read, once each.
     reads: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    #: Per name of ``reads``: the ``(op, constant)`` comparisons that are the only
+    #: use the rule makes of it, or ``None`` when it uses the value otherwise.
+    thresholds: tuple[tuple[tuple[str, float | str], ...] | None, ...] = field(
+        init=False, compare=False, repr=False
+    )
+    #: Per name of ``reads``: the type of its constants (``None``: compared with
+    #: none, or with constants of several types) and the comparisons as functions.
+    plan: tuple[tuple[str, type | None, tuple[tuple[Any, Any], ...]], ...] = field(
+        init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         names = [
@@ -136,6 +148,40 @@ class Rule:
             *(v for e in self.escalate for v in e.condition.variables),
         ]
         object.__setattr__(self, "reads", tuple(dict.fromkeys(names)))
+        conditions = (self.condition, *(e.condition for e in self.escalate))
+        object.__setattr__(
+            self,
+            "thresholds",
+            tuple(_comparisons_only(name, conditions) for name in self.reads),
+        )
+        plan: list[tuple[str, type | None, tuple[tuple[Any, Any], ...]]] = []
+        for name, comparisons in zip(self.reads, self.thresholds, strict=True):
+            kinds = {type(literal) for _, literal in comparisons or ()}
+            kind = kinds.pop() if len(kinds) == 1 else None
+            tests = tuple((_OPERATORS[op], literal) for op, literal in comparisons or ())
+            plan.append((name, kind, tests))
+        object.__setattr__(self, "plan", tuple(plan))
+
+    def signature(self, features: Mapping[str, Any], tier: str) -> tuple[Any, ...]:
+        """What the rule's result depends on: per name read, its value, or for a name
+        the rule only compares with constants, whether each comparison holds.
+
+        Two inputs with the same signature give the same result: a rule on
+        ``days_since_last_payment >= 60`` sees no change from day 10 to day 11.
+        """
+        out: list[Any] = []
+        for name, kind, tests in self.plan:
+            value = tier if name == "tier" else cel_value(features.get(name))
+            if value is None:
+                out.append(None)
+            elif type(value) is bool:
+                # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
+                out.append(("bool", value))
+            elif type(value) is kind:
+                out.append(tuple([test(value, literal) for test, literal in tests]))
+            else:
+                out.append(value)
+        return tuple(out)
 
     def applies_to(self, segment: Mapping[str, Any] | None, tier: str) -> bool:
         """Whether the customer is in the rule's segments (no filter: everyone)."""
@@ -206,21 +252,52 @@ class RuleSet:
         """``rule.level_in`` the CEL context of ``features``, evaluated once per distinct input.
 
         The context holds only the names the rule reads: its result does not depend on
-        any other.
+        any other. When ``features`` is an :class:`~stream_risk.core.previous.Evaluated`,
+        a rule none of whose inputs changed since the customer's previous evaluation
+        (and that was evaluated then, with the same tier) keeps that result.
         """
-        values = tuple(
-            tier if name == "tier" else cel_value(features.get(name)) for name in rule.reads
-        )
-        # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
-        key = (rule.name, tuple(("bool", v) if type(v) is bool else v for v in values))
+        previous = features.previous if isinstance(features, Evaluated) else None
+        if previous is not None:
+            entry = previous.rules.get(rule.name)
+            changed = features.changed  # type: ignore[attr-defined]
+            if (
+                entry is not None
+                and changed is not None
+                and entry[0] is rule
+                and entry[2] == previous.seq - 1
+                and entry[3] == tier
+                and changed.isdisjoint(rule.reads)
+            ):
+                entry[2] = previous.seq
+                previous.counts.rules_kept += 1
+                kept: tuple[str, tuple[Escalation, ...]] | None = entry[1]
+                return kept
+            signature = rule.signature(features, tier)
+            if entry is not None and entry[0] is rule and entry[4] == signature:
+                entry[2], entry[3] = previous.seq, tier
+                previous.counts.rules_kept += 1
+                same: tuple[str, tuple[Escalation, ...]] | None = entry[1]
+                return same
+            previous.counts.rules_evaluated += 1
+            held = self._level_of(rule, features, tier, signature)
+            previous.rules[rule.name] = [rule, held, previous.seq, tier, signature]
+            return held
+        return self._level_of(rule, features, tier, rule.signature(features, tier))
+
+    def _level_of(
+        self, rule: Rule, features: Mapping[str, Any], tier: str, signature: tuple[Any, ...]
+    ) -> tuple[str, tuple[Escalation, ...]] | None:
+        key = (rule.name, signature)
         memo = self.memo
         if key in memo:
             held: tuple[str, tuple[Escalation, ...]] | None = memo[key]
             return held
-        env = cel.Context(
-            {name: v for name, v in zip(rule.reads, values, strict=True) if v is not None}
-        )
-        held = rule.level_in(env)
+        values: dict[str, Any] = {}
+        for name in rule.reads:
+            value = tier if name == "tier" else cel_value(features.get(name))
+            if value is not None:
+                values[name] = value
+        held = rule.level_in(cel.Context(values))
         if len(memo) >= MEMO_SIZE:
             memo.clear()
         memo[key] = held
@@ -238,6 +315,53 @@ class RuleSet:
 
 #: Distinct (rule, inputs) results remembered before the memo starts over.
 MEMO_SIZE = 16_384
+
+_OPERATORS: dict[str, Any] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+#: What may stand right before a compared name and right after its constant for the
+#: comparison to be a whole operand of ``&&``, ``||``, ``?:`` or parentheses
+#: (``2.0 * x >= 60`` or ``x >= 60 + y`` compare something else).
+_BEFORE_OK = frozenset("(&|?:,")
+_AFTER_OK = frozenset(")&|?:,")
+
+
+def _comparisons_only(
+    name: str, conditions: tuple[Condition, ...]
+) -> tuple[tuple[str, float | str], ...] | None:
+    """The comparisons with constants that are every use ``conditions`` make of ``name``.
+
+    >>> c = Condition("x >= 60 && (y < 2.0 * x)", None, ("x", "y"), ())
+    >>> _comparisons_only("x", (c,)) is None  # x is also multiplied
+    True
+    >>> d = Condition("x >= 60 && y != 'a' || x < 5", None, ("x", "y"), ())
+    >>> _comparisons_only("x", (d,)), _comparisons_only("y", (d,))
+    ((('>=', 60.0), ('<', 5.0)), (('!=', 'a'),))
+    """
+    found: list[tuple[str, float | str]] = []
+    uses = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    for condition in conditions:
+        source = condition.source
+        if not uses.search(source):
+            continue
+        matched = 0
+        for m in _COMPARISON.finditer(source):
+            if m.group(1) != name:
+                continue
+            before = source[: m.start()].rstrip()[-1:]
+            after = source[m.end() :].lstrip()[:1]
+            if (before and before not in _BEFORE_OK) or (after and after not in _AFTER_OK):
+                return None
+            matched += 1
+            found.append((m.group(2), _literal(m.group(3))))
+        if matched != len(uses.findall(source)):
+            return None
+    return tuple(dict.fromkeys(found)) if found else None
 
 
 def digest_of(files: Mapping[str, str]) -> str:

@@ -14,8 +14,11 @@ from typing import Any
 from stream_risk.core import alerting, creditreport, receivables, review, windows
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
-from stream_risk.core.detectors import DaysLateShift, RobustZScore
+from stream_risk.core.detectors import DaysLateShift, RobustZScore, SegmentBehaviour
+from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
 from stream_risk.core.outputs import Outputs, iso
+from stream_risk.core.previous import Evaluated, PreviousEvaluation
+from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.state import ORD_ID, ORD_TS, PROMISE_DUE, STMT_ID, STMT_TS, CustomerState
 from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
@@ -106,35 +109,106 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
 def _evaluate(
     state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context
 ) -> Outputs:
-    features = feats.compute(state, now, ctx.feature_groups)
+    previous = ctx.memory.of(state.customer_id)
+    previous.seq += 1
+    features = feats.compute(state, now, ctx.feature_groups, previous.groups)
+    changed = previous.changed(features)
     detectors = state.detectors
-    fresh_period = _snapshot(state, now, features, ctx)
+    fresh_period = _snapshot(state, now, features, ctx, previous, changed)
     if ctx.population is not None:
-        segment = _segment_key(state)
-        peer = ctx.population.score_one(segment, features)  # score before learn
-        if fresh_period:
-            # Learned once per customer and snapshot period, so busy customers
-            # do not outweigh quiet ones in their segment's picture of normal.
-            ctx.population.learn_one(segment, features, peer)
+        peer = _peer(state, features, ctx.population, fresh_period, previous, changed)
         if peer is not None:
             detectors["peer"] = [now, round(peer, 4)]
-            features["behaviour_anomaly"] = round(peer, 4)
+            _set(features, "behaviour_anomaly", round(peer, 4), changed)
     scorer = ctx.scorer
     seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
-    score = scorer.score(features, seasoned)
-    previous = detectors.get("score")
-    features["risk_score"] = score
-    features["risk_score_change"] = 0.0 if previous is None else round(score - previous, 6)
-    features["raw_tier"] = scorer.tier(score, state.segment)
+    score = _score(scorer, features, seasoned, previous, changed)
+    before = detectors.get("score")
+    _set(features, "risk_score", score, changed)
+    change = 0.0 if before is None else round(score - before, 6)
+    _set(features, "risk_score_change", change, changed)
+    _set(features, "raw_tier", scorer.tier(score, state.segment), changed)
     detectors["score"] = score
     state.risk_score = score
     state.tier = features["raw_tier"]
+    previous.remember(features)
+    evaluated = Evaluated(features, previous, changed)
     out = Outputs()
-    alerting.evaluate(state, features, trigger, occurred_at, ctx, out)
+    alerting.evaluate(state, evaluated, trigger, occurred_at, ctx, out)
     # Credit policy: assessment, periodic review, earned increases (rule pack's credit_policy).
-    review.evaluate(state, features, trigger, occurred_at, now, ctx, out)
+    review.evaluate(state, evaluated, trigger, occurred_at, now, ctx, out)
     state.next_wakeup = _next_wakeup(state, now, ctx)
     return out
+
+
+def _set(features: dict[str, Any], name: str, value: Any, changed: set[str] | None) -> None:
+    """Set a feature the evaluation derives, noting whether it changed."""
+    if changed is not None and name not in changed:
+        old = features.get(name, _ABSENT)
+        if old is not value and (old != value or type(old) is not type(value)):
+            changed.add(name)
+    features[name] = value
+
+
+_ABSENT = object()
+
+
+def _peer(
+    state: CustomerState,
+    features: dict[str, Any],
+    population: SegmentBehaviour,
+    fresh_period: bool,
+    previous: PreviousEvaluation,
+    changed: set[str] | None,
+) -> float | None:
+    """The segment detector's score: re-scored when its inputs moved, learned once a period."""
+    segment = _segment_key(state)
+    key = (population, segment)
+    if (
+        not fresh_period
+        and changed is not None
+        and previous.peer_key == key
+        and changed.isdisjoint(BEHAVIOUR_SCALE)
+    ):
+        previous.counts.peers_kept += 1
+        return previous.peer
+    previous.counts.peers_scored += 1
+    peer = population.score_one(segment, features)  # score before learn
+    if fresh_period:
+        # Learned once per customer and snapshot period, so busy customers
+        # do not outweigh quiet ones in their segment's picture of normal.
+        population.learn_one(segment, features, peer)
+    previous.peer, previous.peer_key = peer, key
+    return peer
+
+
+def _score(
+    scorer: RiskScorer,
+    features: dict[str, Any],
+    seasoned: bool,
+    previous: PreviousEvaluation,
+    changed: set[str] | None,
+) -> float:
+    """The risk score, re-computed only when the scorer or what it reads changed."""
+    model = scorer.model
+    key = (
+        model,
+        scorer.version,
+        scorer.outcomes_seen,
+        scorer.calibrator.a,
+        scorer.calibrator.b,
+        scorer.min_months_on_book,
+        seasoned,
+    )
+    if changed is not None and previous.score is not None and previous.score_key == key:
+        reads = SCORE_FEATURES if model is None else (*SCORE_FEATURES, *model.features)
+        if changed.isdisjoint(reads) and (model is None or "months_on_book" not in changed):
+            previous.counts.scores_kept += 1
+            return previous.score
+    previous.counts.scores_computed += 1
+    score = scorer.score(features, seasoned)
+    previous.score, previous.score_key = score, key
+    return score
 
 
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
@@ -154,15 +228,29 @@ def _segment_key(state: CustomerState) -> str:
     return str(segment.get("industry") or "all")
 
 
-def _snapshot(state: CustomerState, now: float, features: dict[str, Any], ctx: Context) -> bool:
+def _snapshot(
+    state: CustomerState,
+    now: float,
+    features: dict[str, Any],
+    ctx: Context,
+    previous: PreviousEvaluation | None = None,
+    changed: set[str] | None = None,
+) -> bool:
     """Keep the model inputs of ``now``: the latest one per ``snapshot_every`` period.
 
-    Returns whether ``now`` opened a new period.
+    Returns whether ``now`` opened a new period. Only the inputs in ``changed``
+    are formatted again when ``previous`` holds those of the previous evaluation.
     """
-    values = [
-        float(f"{v:.4g}") if type(v) is float else (v if type(v) is int else None)
-        for v in map(features.get, MODEL_FEATURES)
-    ]
+    last = previous.snapshot if previous is not None else None
+    if last is None or changed is None:
+        values = [_model_value(v) for v in map(features.get, MODEL_FEATURES)]
+    else:
+        values = list(last)
+        for i, name in enumerate(MODEL_FEATURES):
+            if name in changed:
+                values[i] = _model_value(features.get(name))
+    if previous is not None:
+        previous.snapshot = values
     snapshots = state.snapshots
     fresh = True
     if snapshots and int(snapshots[-1][0] // ctx.snapshot_every) == int(now // ctx.snapshot_every):
@@ -178,6 +266,13 @@ def _snapshot(state: CustomerState, now: float, features: dict[str, Any], ctx: C
     while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
         del snapshots[0]
     return fresh
+
+
+def _model_value(value: Any) -> Any:
+    """A model input as a snapshot keeps it: 4 significant digits, numbers only."""
+    if type(value) is float:
+        return float(f"{value:.4g}")
+    return value if type(value) is int else None
 
 
 def _training_example(
