@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
@@ -33,6 +34,9 @@ from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance,
 from stream_risk.core.state import decode, encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
+
+if TYPE_CHECKING:
+    from stream_risk.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,31 @@ class Limits:
     check_wall_clock: bool = True
     #: Timer firings per batch; the rest fire in the next batches.
     max_timer_fires: int = 20_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits ``settings`` give the worker (``STREAM_RISK_MAX_EVENT_BYTES``, ...)."""
+        return cls(
+            max_event_bytes=settings.max_event_bytes,
+            max_message_bytes=settings.max_message_bytes,
+            clock_skew=settings.clock_skew_seconds,
+            check_record_time=settings.clock_checks != "off",
+            check_wall_clock=settings.clock_checks == "live",
+            max_timer_fires=settings.max_timer_fires_per_batch,
+        )
+
+    def for_replay(self) -> Limits:
+        """These limits as replay holds events to them.
+
+        Without the wall clock (a replay reads history; the stream's own time bounds
+        it) and without a per-batch bound on timer firings (every due timer fires
+        before the next event).
+
+        >>> Limits(max_event_bytes=2_048).for_replay()
+        Limits(max_event_bytes=2048, max_message_bytes=1000000, clock_skew=3600.0, \
+check_record_time=True, check_wall_clock=False, max_timer_fires=9223372036854775807)
+        """
+        return replace(self, check_wall_clock=False, max_timer_fires=sys.maxsize)
 
 
 @dataclass(slots=True)

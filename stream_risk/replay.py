@@ -109,13 +109,17 @@ def open_lines(path: Path) -> IO[bytes]:
 
 
 def read_events(
-    paths: Iterable[Path], on_bad: Callable[[BadLine], None], max_ahead: float | None = None
+    paths: Iterable[Path],
+    on_bad: Callable[[BadLine], None],
+    max_ahead: float | None = None,
+    max_event_bytes: int | None = None,
 ) -> list[tuple[float, int, int, Any]]:
     """Validate every line of every file.
 
     Returns ``(time, file, line, event)`` tuples in event-time order. With
     ``max_ahead`` (seconds), events too far ahead of the stream's own time are
-    bad lines (see :func:`drop_future`).
+    bad lines (see :func:`drop_future`); with ``max_event_bytes``, longer lines
+    are, as the worker's larger messages are dead letters.
     """
     paths = list(paths)
     loaded: list[tuple[float, int, int, Any]] = []
@@ -125,6 +129,13 @@ def read_events(
             for line_no, raw in enumerate(fh, start=1):
                 raw = raw.strip()
                 if not raw:
+                    continue
+                if max_event_bytes is not None and len(raw) > max_event_bytes:
+                    reason = (
+                        f"message of {len(raw)} bytes exceeds the maximum of "
+                        f"{max_event_bytes} bytes"
+                    )
+                    on_bad(BadLine(str(path), line_no, reason, raw[:1_000]))
                     continue
                 try:
                     event = validate(raw)
@@ -181,10 +192,9 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86_400:g} days" if seconds >= 86_400 else f"{seconds:g}s"
 
 
-#: What replay holds an event to: the worker's limits, without the wall clock (a replay
-#: reads history; the stream's own time bounds it, see ``max_ahead``) and without a
-#: per-batch bound on timer firings (every due timer fires before the next event).
-REPLAY_LIMITS = Limits(check_wall_clock=False, max_timer_fires=sys.maxsize)
+#: What replay holds an event to by default: the worker's default limits, for replay
+#: (see :meth:`Limits.for_replay`).
+REPLAY_LIMITS = Limits().for_replay()
 
 
 class Replayer:
@@ -326,13 +336,15 @@ def replay(
     tier_changes_out: IO[bytes] | None = None,
     credit_actions_out: IO[bytes] | None = None,
     max_ahead: float | None = None,
+    limits: Limits = REPLAY_LIMITS,
 ) -> ReplayReport:
     """Replay ``paths`` through the core; write warnings and final profiles as JSON lines.
 
     With ``learn``, outcome events train the risk model in-process (one
     :class:`Trainer`, as the trainer agent does in the streaming topology) and
     every refit is loaded into ``ctx.scorer`` at once. ``max_ahead`` (seconds)
-    makes events that far ahead of the stream's own time bad lines.
+    makes events that far ahead of the stream's own time bad lines. ``limits``
+    are the worker's (``Limits.from_settings(settings).for_replay()``).
     """
     started = time.monotonic()
     cpu_started = time.process_time()
@@ -364,11 +376,12 @@ def replay(
         trainer=Trainer() if learn else None,
         on_tier_change=writer(tier_changes_out),
         on_credit_action=writer(credit_actions_out),
+        limits=limits,
     )
     report = driver.report
     if progress:
         print(f"replay: reading {len(paths)} file(s)", file=sys.stderr, flush=True)
-    events = read_events(paths, count_bad, max_ahead)
+    events = read_events(paths, count_bad, max_ahead, limits.max_event_bytes)
     invalid = bad_count
     meter = Progress(len(events)) if progress else None
     names = [str(p) for p in paths]

@@ -8,16 +8,18 @@ they apply, reject (with the same reason) and undo exactly the same events.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from risk_factory import order, parse, strip_detected
 
 from stream_risk import driver as driver_module
+from stream_risk.config import Settings
 from stream_risk.core import Context, profile_of
 from stream_risk.core.state import decode
 from stream_risk.driver import Limits, Message, MonitorDriver
-from stream_risk.replay import BadLine, Replayer
+from stream_risk.replay import BadLine, Replayer, replay
 from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.simulate import generate
 
@@ -48,10 +50,13 @@ def _replay(events: list[dict[str, Any]]) -> tuple[Replayer, list[dict[str, Any]
 
 
 def _worker(
-    events: list[dict[str, Any]], batch: int
+    events: list[dict[str, Any]], batch: int, max_event_bytes: int | None = None
 ) -> tuple[dict[str, bytes], list[dict[str, Any]], list[str]]:
     table: dict[str, bytes] = {}
-    driver = MonitorDriver(Context(), TOPICS, table.get, limits=Limits(check_wall_clock=False))
+    limits = Limits(check_wall_clock=False)
+    if max_event_bytes is not None:
+        limits = Limits(check_wall_clock=False, max_event_bytes=max_event_bytes)
+    driver = MonitorDriver(Context(), TOPICS, table.get, limits=limits)
     messages = [
         Message(f"in.{e['type']}", 0, n, e["customer_id"].encode(), json.dumps(e).encode(), None)
         for n, e in enumerate(events)
@@ -110,3 +115,23 @@ def test_a_rejected_event_leaves_no_trace_in_replay() -> None:
     assert {c: profile_of(s) for c, s in with_bad.states.items()} == {
         c: profile_of(s) for c, s in without.states.items()
     }
+
+
+def test_replay_holds_events_to_the_limits_the_settings_give_the_worker(tmp_path: Path) -> None:
+    settings = Settings(max_event_bytes=2_048, clock_checks="record", clock_skew_seconds=60.0)
+    limits = Limits.from_settings(settings)
+    assert (limits.max_event_bytes, limits.clock_skew, limits.check_wall_clock) == (
+        2_048,
+        60.0,
+        False,
+    )
+    events = [order(1, "o1", 10.0), order(2, "o2", 20.0, note="x" * 1_900)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    bad: list[BadLine] = []
+    report = replay([path], None, None, Context(), bad.append, progress=False, limits=limits)
+    worker_bad = _worker(events, batch=10, max_event_bytes=2_048)[2]
+    assert report.applied == 1
+    assert [b.reason for b in bad] == worker_bad
+    assert worker_bad[0].startswith("message of 2")
+    assert worker_bad[0].endswith("exceeds the maximum of 2048 bytes")
