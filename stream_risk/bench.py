@@ -47,6 +47,15 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, all threads) process ``pid`` has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def produce(
     bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
 ) -> int:
@@ -143,16 +152,26 @@ def records_written(bootstrap: str, *topics: str) -> int:
         consumer.close()
 
 
+#: CPU seconds of a measured process when its group had committed everything.
+CPU_AT_END: dict[int, float] = {}
+#: CPU seconds each engine used from ready to all committed (filled by the run).
+ENGINE_CPU: dict[str, float] = {}
+
+
 def _wait_committed(
     bootstrap: str, group: str, topics: list[str], timeout: float, pid: int
 ) -> tuple[float, float] | None:
-    """Seconds until ``group`` has committed every input record, and the peak RSS of ``pid``."""
+    """Seconds until ``group`` has committed every input record, and the peak RSS of ``pid``.
+
+    ``pid``'s CPU seconds at that moment go to :data:`CPU_AT_END` (keyed by ``pid``).
+    """
     started = time.perf_counter()
     peak_rss = 0.0
     while True:
         lag = committed_lag(bootstrap, group, topics)
         peak_rss = max(peak_rss, _rss_mib(pid))
         if lag == 0:
+            CPU_AT_END[pid] = _cpu_seconds(pid)
             return time.perf_counter() - started, peak_rss
         if time.perf_counter() - started > timeout:
             _say(f"worker did not finish in {timeout}s (lag {lag})")
@@ -195,8 +214,13 @@ def run_baseline(
                 return None
             else:
                 time.sleep(0.1)
+        # Quix announces its first record (already processing), Faust its assignment.
+        cpu_ready = _cpu_seconds(proc.pid)
         done = _wait_committed(bootstrap, group, inputs, timeout, proc.pid)
-        return None if done is None else time.time() - started
+        if done is None:
+            return None
+        ENGINE_CPU[engine] = CPU_AT_END[proc.pid] - cpu_ready
+        return time.time() - started
     finally:
         proc.terminate()
         try:
@@ -250,7 +274,9 @@ def run(args: argparse.Namespace) -> int:
     sent = produce(settings.kafka_bootstrap, topics, args.events, args.customers)
     produce_s = time.perf_counter() - t0
 
+    raw_cpu = time.process_time()
     raw_s = asyncio.run(raw_ceiling(settings.kafka_bootstrap, list(topics.values()), sent))
+    raw_cpu = time.process_time() - raw_cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         env["STREAM_RISK_DATA_DIR"] = tmp
@@ -263,12 +289,14 @@ def run(args: argparse.Namespace) -> int:
         restart_s: float | None = None
         restart_ready_s = restart_all_s = 0.0
         try:
+            cpu_ready = _cpu_seconds(proc.pid)
             done = _wait_committed(
                 settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, proc.pid
             )
             if done is None:
                 return 1
             worker_s, peak_rss = done
+            worker_cpu = CPU_AT_END[proc.pid] - cpu_ready
             dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
             if args.restart:
                 proc.kill()  # kill -9: no leave-group, no final commit
@@ -336,13 +364,17 @@ def run(args: argparse.Namespace) -> int:
         "restart_to_ready_seconds": round(restart_ready_s, 2),
         "restart_to_all_committed_seconds": round(restart_all_s, 2),
     }
+    result["raw_aiokafka_json_events_per_cpu_s"] = _per(sent, raw_cpu)
+    result["worker_events_per_cpu_s"] = _per(sent, worker_cpu)
     print(
         "raw aiokafka getmany + json.loads : "
-        f"{result['raw_aiokafka_json_events_per_s']:>9,} events/s"
+        f"{result['raw_aiokafka_json_events_per_s']:>9,} events/s "
+        f"({result['raw_aiokafka_json_events_per_cpu_s']:,} per CPU second)"
     )
     print(
         f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
-        f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)"
+        f"({sent} events in {worker_s:.1f}s, {result['worker_events_per_cpu_s']:,} per CPU "
+        f"second, peak RSS {peak_rss:.0f} MiB)"
     )
     print(
         f"  of which applied                : {result['worker_applied_events_per_s']:>9,} events/s "
@@ -352,10 +384,14 @@ def run(args: argparse.Namespace) -> int:
         rate = None if seconds is None else round(total / seconds)
         result[f"{engine}_events_per_s"] = rate
         label = BASELINE_LABELS.get(engine, engine)
-        if rate is None:
+        if rate is None or seconds is None:
             print(f"{label:<34}: not measured (see above)")
             continue
-        print(f"{label:<34}: {rate:>9,} events/s ({total} events in {seconds:.1f}s)")
+        per_cpu = result[f"{engine}_events_per_cpu_s"] = _per(total, ENGINE_CPU[engine])
+        print(
+            f"{label:<34}: {rate:>9,} events/s ({total} events in {seconds:.1f}s, "
+            f"{per_cpu:,} per CPU second)"
+        )
     if "quix-job" in baselines:
         result["quix_job_warnings"] = job_warnings
     result["baseline_events"] = total
@@ -367,11 +403,20 @@ def run(args: argparse.Namespace) -> int:
     rates.update(
         (BASELINE_NAMES.get(e, e), total / t) for e, t in baselines.items() if t is not None
     )
+    # The same per CPU second: what the other load of a shared machine moves least.
+    cpu_rates = {"worker": sent / worker_cpu, "raw aiokafka": sent / raw_cpu}
+    cpu_rates["worker applied"] = (sent - dead) / worker_cpu
+    cpu_rates.update((BASELINE_NAMES.get(e, e), total / t) for e, t in ENGINE_CPU.items())
     for top, bottom in RATIOS:
         if top in rates and bottom in rates:
             ratio = rates[top] / rates[bottom]
+            cpu_ratio = cpu_rates[top] / cpu_rates[bottom]
             result[f"ratio {top} / {bottom}"] = round(ratio, 3)
-            print(f"ratio {top} / {bottom}".ljust(34) + f": {ratio:>9.3f}")
+            result[f"cpu ratio {top} / {bottom}"] = round(cpu_ratio, 3)
+            print(
+                f"ratio {top} / {bottom}".ljust(34)
+                + f": {ratio:>9.3f} (per CPU second {cpu_ratio:.3f})"
+            )
     if restart_s is not None:
         print(
             f"restart after kill -9: ready in {restart_ready_s:.1f}s, processing (first "
@@ -398,6 +443,11 @@ RATIOS = [
     ("bare Faust", "raw aiokafka"),
     ("Quix job", "raw aiokafka"),
 ]
+
+
+def _per(count: int, seconds: float) -> int | None:
+    """``count`` per second of ``seconds`` (None when not measured)."""
+    return round(count / seconds) if seconds > 0 else None
 
 
 def _drop_changelogs(bootstrap: str, prefix: str) -> None:
