@@ -1,4 +1,4 @@
-"""``stream-risk bench``: end-to-end worker throughput against a raw-consumer ceiling.
+"""``stream-risk bench``: end-to-end worker throughput against its baselines.
 
 Produces simulated traffic to fresh topics, then, in the same run and on the
 same topics, measures:
@@ -7,6 +7,11 @@ same topics, measures:
 * the engine: one ``stream-risk worker`` process from "ready" until its
   committed offsets reach the end of every input partition; events applied and
   dead letters are counted separately;
+* the baselines, each a process of its own measured the same way (from its
+  ready line until its group committed every input record): a bare Faust agent
+  that only decodes, and the minimal stateful job (per-customer count and sum of
+  order amounts, a warning above a threshold) in Quix Streams, the peer engine
+  (skipped, and said so, without ``pip install 'stream-risk[bench]'``);
 * with ``--restart``: restart-to-processing after ``kill -9`` of that worker (a
   new one with the same static group membership, more events produced meanwhile,
   until all of them are committed).
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stream_risk.worker_process import WorkerDidNotStart, start_worker
+from stream_risk.bench_engines import READY
+from stream_risk.worker_process import READY_MARKER, WorkerDidNotStart, start_worker
 
 
 def _rss_mib(pid: int) -> float:
@@ -38,6 +45,15 @@ def _rss_mib(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, all threads) process ``pid`` has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def produce(
@@ -136,21 +152,82 @@ def records_written(bootstrap: str, *topics: str) -> int:
         consumer.close()
 
 
+#: CPU seconds of a measured process when its group had committed everything.
+CPU_AT_END: dict[int, float] = {}
+#: CPU seconds each engine used from ready to all committed (filled by the run).
+ENGINE_CPU: dict[str, float] = {}
+
+
 def _wait_committed(
     bootstrap: str, group: str, topics: list[str], timeout: float, pid: int
 ) -> tuple[float, float] | None:
-    """Seconds until ``group`` has committed every input record, and the peak RSS of ``pid``."""
+    """Seconds until ``group`` has committed every input record, and the peak RSS of ``pid``.
+
+    ``pid``'s CPU seconds at that moment go to :data:`CPU_AT_END` (keyed by ``pid``).
+    """
     started = time.perf_counter()
     peak_rss = 0.0
     while True:
         lag = committed_lag(bootstrap, group, topics)
         peak_rss = max(peak_rss, _rss_mib(pid))
         if lag == 0:
+            CPU_AT_END[pid] = _cpu_seconds(pid)
             return time.perf_counter() - started, peak_rss
         if time.perf_counter() - started > timeout:
             _say(f"worker did not finish in {timeout}s (lag {lag})")
             return None
         time.sleep(0.5)
+
+
+def run_baseline(
+    engine: str,
+    bootstrap: str,
+    group: str,
+    inputs: list[str],
+    orders: str,
+    output: str,
+    log_path: Path,
+    timeout: float,
+) -> float | None:
+    """Seconds ``engine`` (see :mod:`stream_risk.bench_engines`) takes from ready to all committed.
+
+    None when it did not finish (or its library is missing); the reason is printed.
+    """
+    with log_path.open("wb") as log:
+        command = [sys.executable, "-m", "stream_risk.bench_engines", engine, bootstrap, group]
+        proc = subprocess.Popen(
+            [*command, output, orders, *inputs],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        started: float | None = None
+        while started is None:
+            text = log_path.read_text(errors="replace")
+            if READY_MARKER in text:
+                started = time.time()
+            elif READY in text:
+                started = float(text.split(READY, 1)[1].split()[0])
+            elif proc.poll() is not None or time.monotonic() > deadline:
+                _say(f"{engine} did not start:\n{text[-2000:]}")
+                return None
+            else:
+                time.sleep(0.1)
+        # Quix announces its first record (already processing), Faust its assignment.
+        cpu_ready = _cpu_seconds(proc.pid)
+        done = _wait_committed(bootstrap, group, inputs, timeout, proc.pid)
+        if done is None:
+            return None
+        ENGINE_CPU[engine] = CPU_AT_END[proc.pid] - cpu_ready
+        return time.time() - started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def _say(text: str) -> None:
@@ -197,7 +274,9 @@ def run(args: argparse.Namespace) -> int:
     sent = produce(settings.kafka_bootstrap, topics, args.events, args.customers)
     produce_s = time.perf_counter() - t0
 
+    raw_cpu = time.process_time()
     raw_s = asyncio.run(raw_ceiling(settings.kafka_bootstrap, list(topics.values()), sent))
+    raw_cpu = time.process_time() - raw_cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         env["STREAM_RISK_DATA_DIR"] = tmp
@@ -210,12 +289,14 @@ def run(args: argparse.Namespace) -> int:
         restart_s: float | None = None
         restart_ready_s = restart_all_s = 0.0
         try:
+            cpu_ready = _cpu_seconds(proc.pid)
             done = _wait_committed(
                 settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, proc.pid
             )
             if done is None:
                 return 1
             worker_s, peak_rss = done
+            worker_cpu = CPU_AT_END[proc.pid] - cpu_ready
             dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
             if args.restart:
                 proc.kill()  # kill -9: no leave-group, no final commit
@@ -242,11 +323,31 @@ def run(args: argparse.Namespace) -> int:
                 if again is None:
                     return 1
                 restart_all_s = time.perf_counter() - killed
+            # The baselines run alone, on every record the worker read.
+            proc.terminate()
+            proc.wait(timeout=30)
+            total = records_written(settings.kafka_bootstrap, *inputs)
+            output = settings.topic("bench-warnings")
+            baselines: dict[str, float | None] = {}
+            for engine in args.baselines:
+                _say(f"running the {engine} baseline on {total} events")
+                baselines[engine] = run_baseline(
+                    engine,
+                    settings.kafka_bootstrap,
+                    f"{prefix}-{engine}",
+                    inputs,
+                    topics["order"],
+                    output,
+                    Path(tmp) / f"{engine}.log",
+                    args.timeout,
+                )
+            job_warnings = records_written(settings.kafka_bootstrap, output)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
             if not args.keep:
                 drop_run_topics(settings.kafka_bootstrap, prefix, _say)
+                _drop_changelogs(settings.kafka_bootstrap, prefix)
 
     result = {
         "events": sent,
@@ -263,19 +364,59 @@ def run(args: argparse.Namespace) -> int:
         "restart_to_ready_seconds": round(restart_ready_s, 2),
         "restart_to_all_committed_seconds": round(restart_all_s, 2),
     }
+    result["raw_aiokafka_json_events_per_cpu_s"] = _per(sent, raw_cpu)
+    result["worker_events_per_cpu_s"] = _per(sent, worker_cpu)
     print(
         "raw aiokafka getmany + json.loads : "
-        f"{result['raw_aiokafka_json_events_per_s']:>9,} events/s"
+        f"{result['raw_aiokafka_json_events_per_s']:>9,} events/s "
+        f"({result['raw_aiokafka_json_events_per_cpu_s']:,} per CPU second)"
     )
     print(
         f"stream-risk worker (end to end)   : {result['worker_events_per_s']:>9,} events/s "
-        f"({sent} events in {worker_s:.1f}s, peak RSS {peak_rss:.0f} MiB)"
+        f"({sent} events in {worker_s:.1f}s, {result['worker_events_per_cpu_s']:,} per CPU "
+        f"second, peak RSS {peak_rss:.0f} MiB)"
     )
     print(
         f"  of which applied                : {result['worker_applied_events_per_s']:>9,} events/s "
         f"({sent - dead} applied, {dead} dead letters)"
     )
-    print(f"ratio worker / raw aiokafka       : {raw_s / worker_s:>9.3f}")
+    for engine, seconds in baselines.items():
+        rate = None if seconds is None else round(total / seconds)
+        result[f"{engine}_events_per_s"] = rate
+        label = BASELINE_LABELS.get(engine, engine)
+        if rate is None or seconds is None:
+            print(f"{label:<34}: not measured (see above)")
+            continue
+        per_cpu = result[f"{engine}_events_per_cpu_s"] = _per(total, ENGINE_CPU[engine])
+        print(
+            f"{label:<34}: {rate:>9,} events/s ({total} events in {seconds:.1f}s, "
+            f"{per_cpu:,} per CPU second)"
+        )
+    if "quix-job" in baselines:
+        result["quix_job_warnings"] = job_warnings
+    result["baseline_events"] = total
+    rates = {
+        "worker": sent / worker_s,
+        "worker applied": (sent - dead) / worker_s,
+        "raw aiokafka": sent / raw_s,
+    }
+    rates.update(
+        (BASELINE_NAMES.get(e, e), total / t) for e, t in baselines.items() if t is not None
+    )
+    # The same per CPU second: what the other load of a shared machine moves least.
+    cpu_rates = {"worker": sent / worker_cpu, "raw aiokafka": sent / raw_cpu}
+    cpu_rates["worker applied"] = (sent - dead) / worker_cpu
+    cpu_rates.update((BASELINE_NAMES.get(e, e), total / t) for e, t in ENGINE_CPU.items())
+    for top, bottom in RATIOS:
+        if top in rates and bottom in rates:
+            ratio = rates[top] / rates[bottom]
+            cpu_ratio = cpu_rates[top] / cpu_rates[bottom]
+            result[f"ratio {top} / {bottom}"] = round(ratio, 3)
+            result[f"cpu ratio {top} / {bottom}"] = round(cpu_ratio, 3)
+            print(
+                f"ratio {top} / {bottom}".ljust(34)
+                + f": {ratio:>9.3f} (per CPU second {cpu_ratio:.3f})"
+            )
     if restart_s is not None:
         print(
             f"restart after kill -9: ready in {restart_ready_s:.1f}s, processing (first "
@@ -284,6 +425,48 @@ def run(args: argparse.Namespace) -> int:
         )
     print(json.dumps(result))
     return 0
+
+
+#: The baselines, as the ratios and the printout name them.
+BASELINE_NAMES = {"faust-decode": "bare Faust", "quix-job": "Quix job"}
+BASELINE_LABELS = {
+    "faust-decode": "bare Faust agent (decode only)",
+    "quix-job": "Quix Streams minimal job",
+}
+#: Ratios printed, where both rates were measured.
+RATIOS = [
+    ("worker", "bare Faust"),
+    ("worker applied", "bare Faust"),
+    ("worker", "Quix job"),
+    ("worker applied", "Quix job"),
+    ("worker", "raw aiokafka"),
+    ("bare Faust", "raw aiokafka"),
+    ("Quix job", "raw aiokafka"),
+]
+
+
+def _per(count: int, seconds: float) -> int | None:
+    """``count`` per second of ``seconds`` (None when not measured)."""
+    return round(count / seconds) if seconds > 0 else None
+
+
+def _drop_changelogs(bootstrap: str, prefix: str) -> None:
+    """Delete the topics a baseline named after its group (Quix: ``changelog__<group>--...``)."""
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    except Exception as exc:  # a cleanup: report, never fail the run
+        _say(f"could not delete the baselines' topics: {exc}")
+        return
+    try:
+        leftover = [t for t in admin.list_topics() if f"{prefix}-" in t]
+        if leftover:
+            admin.delete_topics(leftover)
+    except Exception as exc:
+        _say(f"could not delete the baselines' topics: {exc}")
+    finally:
+        admin.close()
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -305,4 +488,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="then kill -9 the worker, produce N more events, start a new one and print "
         "the seconds from the kill until all are committed",
+    )
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=list(BASELINE_NAMES),
+        choices=list(BASELINE_NAMES),
+        metavar="ENGINE",
+        help="baselines to run after the worker on the same topics (default: "
+        "faust-decode quix-job; none: --baselines with no name)",
     )

@@ -47,6 +47,7 @@ def _output(path: str | None) -> Iterator[IO[bytes] | None]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from stream_risk.core import Context
+    from stream_risk.driver import Limits
     from stream_risk.replay import BadLine, replay
 
     settings = load_settings()
@@ -87,6 +88,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             tier_changes_out=t_out,
             credit_actions_out=a_out,
             max_ahead=settings.replay_max_ahead_days * 86_400.0,
+            limits=Limits.from_settings(settings).for_replay(),
         )
     print(
         f"replay: {report.events} events ({report.applied} applied, "

@@ -20,18 +20,11 @@ from typing import IO, Any, cast
 import orjson
 from pydantic import ValidationError
 
-from stream_risk.core import (
-    BadEvent,
-    Context,
-    CustomerState,
-    Outputs,
-    advance,
-    profile_of,
-    step,
-)
+from stream_risk.core import Context, CustomerState, profile_of
 from stream_risk.core.state import encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.core.trainer import Trainer
+from stream_risk.driver import BatchResult, Limits, MonitorDriver, Rejected
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
 
@@ -119,13 +112,17 @@ def open_lines(path: Path) -> IO[bytes]:
 
 
 def read_events(
-    paths: Iterable[Path], on_bad: Callable[[BadLine], None], max_ahead: float | None = None
+    paths: Iterable[Path],
+    on_bad: Callable[[BadLine], None],
+    max_ahead: float | None = None,
+    max_event_bytes: int | None = None,
 ) -> list[tuple[float, int, int, Any]]:
     """Validate every line of every file.
 
     Returns ``(time, file, line, event)`` tuples in event-time order. With
     ``max_ahead`` (seconds), events too far ahead of the stream's own time are
-    bad lines (see :func:`drop_future`).
+    bad lines (see :func:`drop_future`); with ``max_event_bytes``, longer lines
+    are, as the worker's larger messages are dead letters.
     """
     paths = list(paths)
     loaded: list[tuple[float, int, int, Any]] = []
@@ -135,6 +132,13 @@ def read_events(
             for line_no, raw in enumerate(fh, start=1):
                 raw = raw.strip()
                 if not raw:
+                    continue
+                if max_event_bytes is not None and len(raw) > max_event_bytes:
+                    reason = (
+                        f"message of {len(raw)} bytes exceeds the maximum of "
+                        f"{max_event_bytes} bytes"
+                    )
+                    on_bad(BadLine(str(path), line_no, reason, raw[:1_000]))
                     continue
                 try:
                     event = validate(raw)
@@ -191,8 +195,19 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86_400:g} days" if seconds >= 86_400 else f"{seconds:g}s"
 
 
+#: What replay holds an event to by default: the worker's default limits, for replay
+#: (see :meth:`Limits.for_replay`).
+REPLAY_LIMITS = Limits().for_replay()
+
+
 class Replayer:
-    """The in-process driver: states in a dict, one timer queue, outputs to callbacks."""
+    """The in-process driver: states in a dict, one timer queue, outputs to callbacks.
+
+    Every event goes through the monitor's own guard (:meth:`MonitorDriver.apply_event`:
+    clock checks, timers, step, size limits, undo on failure), on one partition, so a
+    replay rejects and applies exactly what a worker would; a rejected event is a bad
+    line with the reason the worker's dead letter carries.
+    """
 
     def __init__(
         self,
@@ -201,6 +216,7 @@ class Replayer:
         trainer: Trainer | None = None,
         on_tier_change: Callable[[dict[str, Any]], None] | None = None,
         on_credit_action: Callable[[dict[str, Any]], None] | None = None,
+        limits: Limits = REPLAY_LIMITS,
     ) -> None:
         self.ctx = ctx
         self.on_warning = on_warning
@@ -209,40 +225,44 @@ class Replayer:
         #: The in-process single writer of the learned model (as the trainer agent is
         #: in the streaming topology); ``None`` keeps the scorer as it is.
         self.trainer = trainer
-        self.states: dict[str, CustomerState] = {}
-        self.timers = TimerQueue()
+        # Every state stays in the driver's cache (nothing to load from): one batch
+        # that never ends, so each state is encoded once per event, as in the worker.
+        self.driver = MonitorDriver(ctx, {}, _nothing_stored, max_cached=sys.maxsize, limits=limits)
+        detected_at = ctx.detected_at
+        self.driver.begin()
+        ctx.detected_at = detected_at
+        self.states: dict[str, CustomerState] = self.driver.cache
         self.report = ReplayReport()
 
-    def _state(self, customer_id: str) -> CustomerState:
-        state = self.states.get(customer_id)
-        if state is None:
-            state = self.states[customer_id] = CustomerState(customer_id)
-        return state
+    @property
+    def timers(self) -> TimerQueue:
+        return self.driver._queue(PARTITION)
 
     def advance_to(self, now: float) -> None:
         """Fire every overdue check due at or before event time ``now``."""
-        for customer_id, wake in self.timers.due(now):
-            state = self.states[customer_id]
-            if state.clock is None or wake > state.clock:
-                self.report.wakeups += 1
-            state, out = advance(state, wake, self.ctx)
-            self._publish(state, out)
+        result = BatchResult()
+        self.driver.advance_to(PARTITION, now, result)
+        self._publish(result)
 
     def apply(self, event: Any, source: str, line: int, on_bad: Callable[[BadLine], None]) -> None:
-        ts = event.occurred_at.timestamp()
-        self.advance_to(ts)
-        state = self._state(event.customer_id)
+        driver = self.driver
+        result = BatchResult()
+        duplicates = driver.counts["duplicates"]
+        # A replay has no live clock: the detection time is the caller's (``ctx``).
         try:
-            state, out = step(state, event, self.ctx)
-        except BadEvent as exc:
+            driver.apply_event(event, PARTITION, result, _NO_WALL_CLOCK)
+        except Rejected as exc:
+            driver.counts["dead_letters"] += 1
             on_bad(BadLine(source, line, str(exc), b""))
             return
-        if out.duplicate:
+        finally:
+            driver._fires_left = driver.limits.max_timer_fires
+        if driver.counts["duplicates"] > duplicates:
             self.report.duplicates += 1
             return
         self.report.applied += 1
-        self._learn(out.training_examples)
-        self._publish(state, out)
+        self._learn(result.training_examples)
+        self._publish(result)
 
     def _learn(self, examples: list[dict[str, Any]]) -> None:
         if self.trainer is None:
@@ -254,24 +274,34 @@ class Replayer:
                 self.ctx.scorer.load(snapshot)
                 self.report.model_version = snapshot["version"]
 
-    def _publish(self, state: CustomerState, out: Outputs) -> None:
-        for warning in out.warnings:
+    def _publish(self, result: BatchResult) -> None:
+        self.report.wakeups = self.driver.counts["timer_wakeups"]
+        for _, warning in result.warnings:
             self.report.warnings += 1
             self.on_warning(warning)
-        self.report.tier_changes += len(out.tier_changes)
-        self.report.credit_actions += len(out.credit_actions)
+        self.report.tier_changes += len(result.tier_changes)
+        self.report.credit_actions += len(result.credit_actions)
         for callback, records in (
-            (self.on_tier_change, out.tier_changes),
-            (self.on_credit_action, out.credit_actions),
+            (self.on_tier_change, result.tier_changes),
+            (self.on_credit_action, result.credit_actions),
         ):
             if callback is not None:
-                for record in records:
+                for _, record in records:
                     callback(record)
-        self.timers.schedule(state.customer_id, state.next_wakeup)
 
     def profiles(self) -> Iterator[dict[str, Any]]:
         for customer_id in sorted(self.states):
             yield profile_of(self.states[customer_id])
+
+
+#: Replay runs every customer on one partition: one timer queue, one event-time order.
+PARTITION = 0
+#: The wall clock replay hands the guard: unused, since :data:`REPLAY_LIMITS` skips that check.
+_NO_WALL_CLOCK = float("inf")
+
+
+def _nothing_stored(customer_id: str) -> bytes | None:
+    return None
 
 
 class Progress:
@@ -309,13 +339,15 @@ def replay(
     tier_changes_out: IO[bytes] | None = None,
     credit_actions_out: IO[bytes] | None = None,
     max_ahead: float | None = None,
+    limits: Limits = REPLAY_LIMITS,
 ) -> ReplayReport:
     """Replay ``paths`` through the core; write warnings and final profiles as JSON lines.
 
     With ``learn``, outcome events train the risk model in-process (one
     :class:`Trainer`, as the trainer agent does in the streaming topology) and
     every refit is loaded into ``ctx.scorer`` at once. ``max_ahead`` (seconds)
-    makes events that far ahead of the stream's own time bad lines.
+    makes events that far ahead of the stream's own time bad lines. ``limits``
+    are the worker's (``Limits.from_settings(settings).for_replay()``).
     """
     started = time.monotonic()
     cpu_started = time.process_time()
@@ -347,11 +379,12 @@ def replay(
         trainer=Trainer() if learn else None,
         on_tier_change=writer(tier_changes_out),
         on_credit_action=writer(credit_actions_out),
+        limits=limits,
     )
     report = driver.report
     if progress:
         print(f"replay: reading {len(paths)} file(s)", file=sys.stderr, flush=True)
-    events = read_events(paths, count_bad, max_ahead)
+    events = read_events(paths, count_bad, max_ahead, limits.max_event_bytes)
     invalid = bad_count
     meter = Progress(len(events)) if progress else None
     names = [str(p) for p in paths]

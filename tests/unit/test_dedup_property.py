@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from risk_factory import apply_all, event_lists, order, parse, strategy_context
 
-from stream_risk.agents.monitor import Message, MonitorDriver
 from stream_risk.core import Context, CustomerState, step
 from stream_risk.core.state import decode, encode
 from stream_risk.core.step import event_key
+from stream_risk.driver import Message, MonitorDriver
 
 CUSTOMERS = ("c1", "c2", "c3")
 PARTITION = {"c1": 0, "c2": 1, "c3": 0}

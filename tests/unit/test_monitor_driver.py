@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from risk_factory import DAY, T0S, at, customer, invoice, iso_ts, order, statement, ts
 
-from stream_risk.agents.monitor import BatchResult, Message, MonitorDriver
 from stream_risk.core import Context
 from stream_risk.core.state import decode, encode
+from stream_risk.driver import BatchResult, Message, MonitorDriver
 from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.schemas.outputs import DeadLetter, RiskProfile, RiskWarning
 

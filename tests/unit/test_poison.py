@@ -29,10 +29,10 @@ from risk_factory import (
     ts,
 )
 
-from stream_risk.agents import monitor
-from stream_risk.agents.monitor import BatchResult, Limits, Message, MonitorDriver, dead_letter
+from stream_risk import driver as monitor
 from stream_risk.core import Context
 from stream_risk.core.state import decode, encode
+from stream_risk.driver import BatchResult, Limits, Message, MonitorDriver, dead_letter
 from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.schemas.outputs import DeadLetter
 
