@@ -39,13 +39,13 @@ from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
 from stream_risk.core.features import compute, groups_of
 from stream_risk.core.trainer import Trainer
+from stream_risk.core.units import DAY as DAY
 from stream_risk.limit_effectiveness import LimitDecisions
 from stream_risk.limit_effectiveness import render as render_limits
 from stream_risk.replay import BadLine, Replayer, open_lines, read_events
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
 ADVERSE = frozenset({"default", "written_off"})
-DAY = 86_400.0
 #: Days past due from which a customer counts as seriously delinquent for a rule's precision.
 SERIOUS_DPD = 60
 _AGING = groups_of(["days_past_due"])

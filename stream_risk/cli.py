@@ -11,6 +11,7 @@ from typing import IO, Any, cast
 
 from stream_risk import __version__
 from stream_risk.config import ConfigurationError, load_settings
+from stream_risk.core.units import DAY
 
 
 def _parse_rate(text: str) -> tuple[str, float]:
@@ -86,7 +87,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             tier_changes_out=t_out,
             credit_actions_out=a_out,
-            max_ahead=settings.replay_max_ahead_days * 86_400.0,
+            max_ahead=settings.replay_max_ahead_days * DAY,
         )
     print(
         f"replay: {report.events} events ({report.applied} applied, "

@@ -29,6 +29,7 @@ from typing import Any
 
 from stream_risk.config import Settings
 from stream_risk.kafka_admin import broker_reachable, drop_run_topics
+from stream_risk.schemas.outputs import LEVELS
 from stream_risk.worker_process import WorkerDidNotStart, start_worker
 
 COLOURS = {
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         for what in reversed(started):
             if not args.keep_services:
                 _services("stop", what)
-    levels = ("low", "medium", "high", "critical")
+    levels = LEVELS
     summary = ", ".join(f"{counts[k]} {k}" for k in levels)
     fired = sum(counts[k] for k in levels)
     _say(f"{fired} warnings fired ({summary}); {counts['resolved']} resolutions")
