@@ -509,7 +509,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_risk.cli import _rules_or_exit
+    from stream_risk.cli.command import _rules_or_exit
 
     settings = load_settings()
     missing = [p for p in [*args.files, *([args.labels] if args.labels else [])] if not p.is_file()]

@@ -17,9 +17,9 @@ import orjson
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from stream_risk import simulate
 from stream_risk.schemas.events import input_event_adapter
-from stream_risk.simulate import (
+from stream_risk.tools import simulate
+from stream_risk.tools.simulate import (
     DEFAULT_START,
     CustomerProfile,
     DeliveryError,

@@ -25,7 +25,7 @@ who is who, for tests and demos.
 :func:`produce` sends events to Kafka, :func:`write_jsonl` to a ``.jsonl`` or
 ``.jsonl.gz`` file, both optionally paced (a fixed rate, or event time
 replayed at a speed-up). :func:`configure_parser` and :func:`run` are the
-``stream-risk simulate`` command; ``python -m stream_risk.simulate`` runs it
+``stream-risk simulate`` command; ``python -m stream_risk.tools.simulate`` runs it
 standalone.
 """
 
@@ -1323,7 +1323,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: ``python -m stream_risk.simulate --help``."""
+    """Standalone entry point: ``python -m stream_risk.tools.simulate --help``."""
     parser = argparse.ArgumentParser(prog="stream-risk simulate")
     configure_parser(parser)
     return run(parser.parse_args(argv))

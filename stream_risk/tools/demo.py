@@ -39,7 +39,7 @@ COLOURS = {
     "critical": "\033[31m",
 }
 RESET = "\033[0m"
-SERVICES = Path(__file__).resolve().parents[1] / "docker" / "services.sh"
+SERVICES = Path(__file__).resolve().parents[2] / "docker" / "services.sh"
 
 
 #: Seconds between progress lines.
@@ -193,7 +193,7 @@ def _simulate(
     stop: threading.Event,
     progress: dict[str, Any] | None = None,
 ) -> None:
-    from stream_risk.simulate import Progress, generate, produce
+    from stream_risk.tools.simulate import Progress, generate, produce
 
     def report(p: Progress) -> None:
         if progress is not None:
@@ -227,7 +227,7 @@ def _print_warnings(
 ) -> None:
     from kafka import KafkaConsumer
 
-    from stream_risk.bench import committed_lag, records_written
+    from stream_risk.tools.bench import committed_lag, records_written
 
     consumer = KafkaConsumer(
         settings.topic("warnings"),

@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features)
 
     from stream_risk import backtest
-    from stream_risk.cli_verbs import add_module_verb
+    from stream_risk.cli.verbs import add_module_verb
 
     add_module_verb(
         verbs,
@@ -236,12 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         backtest,
         "score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
     )
-    from stream_risk import rules_cli
+    from stream_risk.cli import rules as rules_cli
 
     add_module_verb(
         verbs, "rules", rules_cli, "check, publish (hot reload) and test early-warning rule sets"
     )
-    from stream_risk import costs, uci
+    from stream_risk.tools import costs, uci
 
     add_module_verb(
         verbs, "uci-split", uci, "split the UCI credit data into a training and a held-out cohort"
@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_module_verb(
         verbs, "costs", costs, "time each stage of the core (features, detectors, score, rules)"
     )
-    from stream_risk import latency
     from stream_risk.notify import cli as notify_cli
+    from stream_risk.tools import latency
 
     add_module_verb(
         verbs,
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_lazy(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Verbs whose modules pull heavier dependencies register here."""
-    from stream_risk import cli_verbs
+    from stream_risk.cli import verbs as cli_verbs
 
     cli_verbs.register(verbs)
 
