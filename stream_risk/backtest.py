@@ -509,7 +509,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_risk.cli.command import _rules_or_exit
+    from stream_risk.cli.common import rules_or_exit
 
     settings = load_settings()
     missing = [p for p in [*args.files, *([args.labels] if args.labels else [])] if not p.is_file()]
@@ -525,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
     def context(rules: Path | None) -> Context:
         return Context.from_settings(
             settings,
-            rules=_rules_or_exit(rules, "backtest") if rules is not None else None,
+            rules=rules_or_exit(rules, "backtest") if rules is not None else None,
             base_currency=args.base_currency,
         )
 

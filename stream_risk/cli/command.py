@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, cast
 
 from stream_risk import __version__
+from stream_risk.cli.common import output, parse_rate, rules_or_exit
 from stream_risk.config import ConfigurationError, load_settings
 from stream_risk.core.units import DAY
-
-
-def _parse_rate(text: str) -> tuple[str, float]:
-    currency, sep, value = text.partition("=")
-    try:
-        rate = float(value)
-    except ValueError:
-        rate = -1.0
-    if not sep or not currency or not rate > 0:
-        raise argparse.ArgumentTypeError(
-            f"expected CURRENCY=RATE with a positive rate, got {text!r}"
-        )
-    return currency, rate
-
-
-@contextlib.contextmanager
-def _output(path: str | None) -> Iterator[IO[bytes] | None]:
-    if path is None:
-        yield None
-    elif path == "-":
-        yield sys.stdout.buffer
-    else:
-        import gzip
-
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.suffix == ".gz":
-            with gzip.open(target, "wb") as gz:
-                yield cast(IO[bytes], gz)
-        else:
-            with target.open("wb") as fh:
-                yield fh
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -57,7 +24,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     ctx = Context.from_settings(
         settings,
-        rules=_rules_or_exit(args.rules, "replay") if args.rules is not None else None,
+        rules=rules_or_exit(args.rules, "replay") if args.rules is not None else None,
         base_currency=args.base_currency,
         fx_rates=dict(args.fx_rate or []),
         allowed_lateness_days=args.allowed_lateness_days,
@@ -73,10 +40,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print("replay: further bad events are counted, not shown", file=sys.stderr)
 
     with (
-        _output(args.warnings_out) as w_out,
-        _output(args.profiles_out) as p_out,
-        _output(args.tier_changes_out) as t_out,
-        _output(args.credit_actions_out) as a_out,
+        output(args.warnings_out) as w_out,
+        output(args.profiles_out) as p_out,
+        output(args.tier_changes_out) as t_out,
+        output(args.credit_actions_out) as a_out,
     ):
         report = replay(
             args.files,
@@ -106,19 +73,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _rules_or_exit(directory: Path, verb: str) -> Any:
-    """The rule set in ``directory``, or exit 1 listing every error."""
-    from stream_risk.core.ruleset import load_dir
-
-    try:
-        rules, errors = load_dir(directory)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"stream-risk {verb}: {exc}") from None
-    if rules is None:
-        raise SystemExit("\n".join(map(str, errors)) + f"\nstream-risk {verb}: bad rule set")
-    return rules
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -194,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fx-rate",
         action="append",
-        type=_parse_rate,
+        type=parse_rate,
         metavar="CUR=RATE",
         help="units of base currency per unit of CUR; repeatable",
     )
