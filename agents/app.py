@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -19,9 +17,9 @@ from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.rules_feed import rules_loader
-from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics
-from stream_risk.api.server import ApiDeps, ApiServer
-from stream_risk.api.service import ApiService
+from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics, stop_worker
+from stream_risk.api.server import ApiServer
+from stream_risk.api.service import serve_api
 from stream_risk.config import Settings
 from stream_risk.core import Context
 from stream_risk.core.trainer import Trainer
@@ -43,6 +41,8 @@ ALIGN_BUFFERED = 5000
 ALIGN_TICK = 0.1
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
+#: The one key of the compacted models topic.
+MODEL_KEY = b"risk-model"
 
 
 def _learn(trainer: Trainer, raw: bytes) -> dict[str, Any] | None:
@@ -52,6 +52,122 @@ def _learn(trainer: Trainer, raw: bytes) -> dict[str, Any] | None:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.error("skipping a malformed training example: %s", exc)
         return None
+
+
+class StartGate:
+    """What must hold before the monitor applies a batch.
+
+    - the rule set is the published one (never evaluate with an older one);
+    - once, at start: the latest model is read, or ``model_wait`` seconds passed
+      (then the scorecard scores until a snapshot arrives);
+    - after every rebalance: the timers of the stored states are rebuilt.
+    """
+
+    def __init__(
+        self,
+        *,
+        rules_ready: asyncio.Event,
+        model_ready: asyncio.Event,
+        model_wait: float,
+        rebuild_timers: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.rules_ready = rules_ready
+        self.model_ready = model_ready
+        self.model_wait = model_wait
+        self.rebuild_timers = rebuild_timers
+        self.model_waited = False
+        self.rebuild_needed = True
+
+    def rebalanced(self) -> None:
+        """Partitions moved: the timers are rebuilt before the next batch."""
+        self.rebuild_needed = True
+
+    async def pass_through(self) -> None:
+        """Return once a batch may be applied."""
+        if not self.rules_ready.is_set():
+            await self.rules_ready.wait()
+        if not self.model_waited:
+            self.model_waited = True
+            try:
+                await asyncio.wait_for(self.model_ready.wait(), self.model_wait)
+            except TimeoutError:
+                log.warning("no risk model snapshot read yet; scoring with the scorecard")
+        if self.rebuild_needed:
+            self.rebuild_needed = False
+            await self.rebuild_timers()
+
+
+class TrainerRole:
+    """The single trainer: learns every training example in order, publishes snapshots.
+
+    The training topic has one partition, so one worker learns (single writer)
+    and its snapshots form one compacted log every worker follows. The reservoir
+    lives in memory: a worker that takes the partition over re-learns the
+    retained examples before the first new one (learning is deterministic).
+    """
+
+    def __init__(self, *, settings: Settings, security: KafkaSecurity, sender: Sender) -> None:
+        self.settings = settings
+        self.security = security
+        self.sender = sender
+        self.trainer: Trainer | None = None
+
+    def forget(self) -> None:
+        """Partitions moved: whoever owns the examples now re-learns them."""
+        self.trainer = None
+
+    async def learn(self, *, first_offset: int, values: Iterable[bytes | None]) -> None:
+        """Learn one batch of examples starting at ``first_offset``; publish the new model."""
+        trainer = self.trainer
+        if trainer is None:
+            trainer = self.trainer = await self.recover(upto=first_offset)
+        snapshot = None
+        for value in values:
+            if value is not None:
+                snapshot = _learn(trainer, value) or snapshot
+        if snapshot is not None:
+            await self.publish(snapshot)
+
+    async def publish(self, snapshot: dict[str, Any]) -> None:
+        """Send a signed model snapshot to the compacted models topic."""
+        value = orjson.dumps(snapshot)
+        await self.sender.send(
+            topic=self.settings.topic("models"),
+            key=MODEL_KEY,
+            value=value,
+            partition=0,
+            headers=sign_headers(self.settings.signing_secret, MODEL_KEY, value),
+        )
+        log.info(
+            "risk model version %d published (%d outcomes)",
+            snapshot["version"],
+            snapshot["outcomes"],
+        )
+
+    async def recover(self, *, upto: int) -> Trainer:
+        """A trainer that learned every retained example before offset ``upto``."""
+        settings = self.settings
+        trainer = Trainer(refit_every=settings.model_refit_every)
+        if upto <= 0:
+            return trainer
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(settings.topic("training-examples"), 0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, **self.security.aiokafka()
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < upto:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset < upto and record.value is not None:
+                        _learn(trainer, record.value)
+        finally:
+            await consumer.stop()
+        log.info("trainer recovered %d examples (model version %d)", upto, trainer.version)
+        return trainer
 
 
 @dataclass
@@ -91,17 +207,133 @@ def partition_for(customer_id: str, partitions: int) -> int:
     return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-def build(settings: Settings) -> Topology:
-    """Create the Faust app for ``settings`` with all topics, tables and agents."""
-    security = KafkaSecurity.from_settings(settings)
-    app = WorkerApp(
+class AlignedInput:
+    """Event-time alignment in front of the monitor.
+
+    Each partition number's input records wait until they are the earliest of
+    their group; held records stay unacknowledged, so no offset is committed
+    past one not yet applied. A partition far ahead of its group is paused until
+    the others catch up. ``apply`` applies one released batch; if it raises, the
+    infrastructure failed (bad events are dead letters, never exceptions), and
+    ``stop`` ends the worker before any offset of the batch is committed.
+    """
+
+    def __init__(
+        self,
+        *,
+        app: Any,
+        aligner: Aligner[Any],
+        apply: Callable[[list[Any]], Awaitable[None]],
+        stop: Callable[[], None] = stop_worker,
+    ) -> None:
+        self.app = app
+        self.aligner = aligner
+        self.apply = apply
+        self.stop = stop
+        self.paused: set[Any] = set()
+        #: Held while a batch is applied: nothing else changes the engine's state meanwhile.
+        self.applying = asyncio.Lock()
+        self.last_apply = 0.0
+
+    async def add(self, events: list[Any]) -> None:
+        """Hold one fetched batch for alignment, then apply what it releases."""
+        arrived = time.time()
+        generation = self.app.consumer_generation_id
+        for event in events:
+            message = event.message
+            if message.generation_id != generation:
+                # Fetched before a rebalance: whoever owns the partition now reads
+                # it again from the last commit; never acknowledged here.
+                message.acked = True
+                continue
+            # Held until applied: the batch's own acknowledgement must not be the last.
+            message.incref()
+            self.aligner.add(
+                message.topic,
+                message.partition,
+                message.offset,
+                event_time(message.value),
+                event,
+                arrived,
+            )
+        for topic_name, partition in self.aligner.over_limit():
+            tp = faust.types.TP(topic_name, partition)
+            if tp not in self.paused:
+                self.paused.add(tp)
+                self.app.consumer.pause_partitions([tp])
+        await self.apply_released()
+
+    async def tick(self) -> None:
+        """Move on groups waiting on an input with nothing fetched, without new records."""
+        if time.monotonic() - self.last_apply >= ALIGN_TICK and self.aligner.buffered():
+            await self.apply_released()
+
+    async def apply_released(self) -> None:
+        """Apply one bounded batch of released records; resume partitions back under limit."""
+        async with self.applying:
+            self.last_apply = time.monotonic()
+            # Bounded batches: a group released after a long wait never stalls the loop.
+            events = self.aligner.release(self.last_apply, self.caught_up, limit=MONITOR_BATCH)
+            if events:
+                try:
+                    await self.apply(events)
+                except Exception:
+                    log.critical(
+                        "the monitor failed on a batch; stopping the worker so that its "
+                        "offsets are not committed",
+                        exc_info=True,
+                    )
+                    self.stop()
+                    return
+                for event in events:
+                    event.ack()
+            under = [tp for tp in self.paused if self.aligner.under_limit(tp.topic, tp.partition)]
+            for tp in under:
+                self.paused.discard(tp)
+                self.app.consumer.resume_partitions([tp])
+
+    def caught_up(
+        self, topic_name: str, partition: int, next_offset: int | None, since: float
+    ) -> bool | None:
+        """Whether an input partition has nothing more to fetch (``None``: not known)."""
+        consumer: Any = self.app.consumer
+        tp = faust.types.TP(topic_name, partition)
+        try:
+            end = consumer.highwater(tp)
+            # Only a fetch answered after the waiting record arrived counts: an older
+            # answer may predate records produced alongside it.
+            polled = consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+        except Exception:  # not assigned (any more): not known
+            return None
+        if end is None or polled is None:
+            return None
+        if next_offset is None:
+            # Nothing fetched yet: where reading starts is the committed offset.
+            committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+            next_offset = committed.get(tp) or 0
+        if next_offset < end:
+            return False
+        return True if polled / 1000.0 > since else None
+
+    def abandon_held(self, revoked: set[Any]) -> None:
+        """Give up every held record before a rebalance (Faust's revoke hook)."""
+        for event in self.aligner.clear():
+            # Marked done without an ack: the offset is never committed by this
+            # owner, and Faust's wait for unacknowledged messages ends.
+            event.message.acked = True
+        self.paused.clear()
+
+
+def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
+    """The Faust app of the worker, with its delivery guarantees."""
+    return WorkerApp(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        # Gates the API service below (app.web_server), which binds its own host and port.
+        # Gates the API service (app.web_server), which binds its own host and port.
         web_enabled=settings.web_enabled,
         # Changelog and produce sends are flushed before every commit: at-least-once.
         processing_guarantee="at_least_once",
@@ -118,15 +350,27 @@ def build(settings: Settings) -> Topology:
         broker_heartbeat_interval=settings.heartbeat_interval,
         consumer_group_instance_id=settings.group_instance_id,
     )
-    partitions = settings.partitions
 
+
+def limits_of(settings: Settings) -> Limits:
+    """The monitor's input limits and clock checks from ``settings``."""
+    return Limits(
+        max_event_bytes=settings.max_event_bytes,
+        max_message_bytes=settings.max_message_bytes,
+        clock_skew=settings.clock_skew_seconds,
+        check_record_time=settings.clock_checks != "off",
+        check_wall_clock=settings.clock_checks == "live",
+        max_timer_fires=settings.max_timer_fires_per_batch,
+    )
+
+
+def build(settings: Settings) -> Topology:
+    """Create the Faust app for ``settings`` with all topics, tables and agents."""
+    security = KafkaSecurity.from_settings(settings)
+    app = worker_app(settings, security)
+    partitions = settings.partitions
     input_topics = settings.input_topics()
     topics = declare_topics(app, settings)
-    inputs = topics["inputs"]
-    warnings_name = settings.topic("warnings")
-    profiles_name = settings.topic("profiles")
-    models_name = settings.topic("models")
-
     states = app.Table(
         "customer-state",
         default=None,
@@ -145,56 +389,25 @@ def build(settings: Settings) -> Topology:
     if ctx.population is not None and ctx.population.load(behaviour_file):
         log.info("segment behaviour detector restored from %s", behaviour_file)
     driver = MonitorDriver(
-        ctx,
-        {t: k for k, t in input_topics.items()},
-        load,
-        limits=Limits(
-            max_event_bytes=settings.max_event_bytes,
-            max_message_bytes=settings.max_message_bytes,
-            clock_skew=settings.clock_skew_seconds,
-            check_record_time=settings.clock_checks != "off",
-            check_wall_clock=settings.clock_checks == "live",
-            max_timer_fires=settings.max_timer_fires_per_batch,
-        ),
+        ctx, {t: k for k, t in input_topics.items()}, load, limits=limits_of(settings)
     )
-    rebuild = {"needed": True}
     metrics = WorkerMetrics()
     metrics.watch_counts(driver.counts)
     metrics.watch_lag(
         lambda: app.consumer.assignment(),
         lambda t, p: app.consumer.highwater(faust.types.TP(t, p)),
     )
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        rebuild["needed"] = True
-        trainer_box["trainer"] = None  # whoever owns the examples now re-learns them
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        rebuild["needed"] = True
-
-    training_name = settings.topic("training-examples")
-    # One partition each (declared so): one trainer reads every example in order
-    # (single writer), and its snapshots form one compacted log every worker follows.
-    training = topics["training-examples"]
     sender = Sender(app)
+
+    # Every worker follows the compacted models and rules topics; a valid rules
+    # message replaces the whole rule set between two batches, a bad one is ignored.
     model_feed = CompactedFeed(
         settings.kafka_bootstrap,
-        models_name,
+        settings.topic("models"),
         model_loader(ctx.scorer.load),
         security=security,
         secret=settings.signing_secret,
     )
-    trainer_box: dict[str, Trainer | None] = {"trainer": None}
-    model_wait = {"done": False}
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def _follow_models() -> None:
-        await model_feed.run()
-
-    # Rule sets: every worker follows the compacted rules topic; a valid message
-    # replaces the whole rule set between two batches, a bad one is logged and ignored.
     rules_feed = CompactedFeed(
         settings.kafka_bootstrap,
         settings.topic("rules"),
@@ -204,89 +417,25 @@ def build(settings: Settings) -> Topology:
     )
     log.info("rule set %s active (until one is read from the rules topic)", ctx.rules.version)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def _follow_rules() -> None:
-        await rules_feed.run()
-
-    async def recover_trainer(upto: int) -> Trainer:
-        # The reservoir lives in memory: a trainer that takes over re-learns the
-        # retained examples before the first new one (learning is deterministic).
-        trainer = Trainer(refit_every=settings.model_refit_every)
-        if upto <= 0:
-            return trainer
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        tp = TopicPartition(training_name, 0)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, **security.aiokafka()
+    async def rebuild_timers() -> None:
+        driver.forget()
+        # Decoding every stored state takes seconds for many customers: off the loop.
+        stored = [(k.decode(), v) for k, v in states.data.items()]
+        await asyncio.to_thread(
+            driver.rebuild_timers, stored, lambda cid: partition_for(cid, partitions)
         )
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while await consumer.position(tp) < upto:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset < upto and record.value is not None:
-                        _learn(trainer, record.value)
-        finally:
-            await consumer.stop()
-        log.info("trainer recovered %d examples (model version %d)", upto, trainer.version)
-        return trainer
 
-    @app.agent(training, name="trainer")
-    async def train(stream: Any) -> None:
-        async for events in stream.take_events(500, within=1.0):
-            trainer = trainer_box["trainer"]
-            if trainer is None:
-                trainer = trainer_box["trainer"] = await recover_trainer(events[0].message.offset)
-            snapshot = None
-            for event in events:
-                if event.message.value is not None:
-                    snapshot = _learn(trainer, event.message.value) or snapshot
-            if snapshot is not None:
-                value = orjson.dumps(snapshot)
-                await sender.send(
-                    topic=models_name,
-                    key=b"risk-model",
-                    value=value,
-                    partition=0,
-                    headers=sign_headers(settings.signing_secret, b"risk-model", value),
-                )
-                log.info(
-                    "risk model version %d published (%d outcomes)",
-                    snapshot["version"],
-                    snapshot["outcomes"],
-                )
+    gate = StartGate(
+        rules_ready=rules_feed.caught_up,
+        model_ready=model_feed.caught_up,
+        model_wait=MODEL_WAIT,
+        rebuild_timers=rebuild_timers,
+    )
+    trainer = TrainerRole(settings=settings, security=security, sender=sender)
+    publisher_of_batches = MonitorPublisher(sender, settings, states)
 
-    @app.timer(60.0)  # type: ignore[untyped-decorator]
-    async def _snapshot_behaviour() -> None:
-        population = ctx.population
-        if population is not None and population.forests:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            # Off the event loop (heartbeats and commits go on); no batch changes the
-            # detector meanwhile.
-            async with applying:
-                await asyncio.to_thread(population.save, behaviour_file)
-
-    async def handle(events: list[Any]) -> None:
-        if not rules_feed.caught_up.is_set():
-            # Never evaluate with an older rule set than the published one.
-            await rules_feed.caught_up.wait()
-        if not model_wait["done"]:
-            # Once, at start: score with the latest model from the first batch on.
-            model_wait["done"] = True
-            try:
-                await asyncio.wait_for(model_feed.caught_up.wait(), MODEL_WAIT)
-            except TimeoutError:
-                log.warning("no risk model snapshot read yet; scoring with the scorecard")
-        if rebuild["needed"]:
-            rebuild["needed"] = False
-            driver.forget()
-            # Decoding every stored state takes seconds for many customers: off the loop.
-            stored = [(k.decode(), v) for k, v in states.data.items()]
-            await asyncio.to_thread(
-                driver.rebuild_timers, stored, lambda cid: partition_for(cid, partitions)
-            )
+    async def apply_batch(events: list[Any]) -> None:
+        await gate.pass_through()
         started = time.perf_counter()
         result = driver.process(
             Message(
@@ -304,165 +453,69 @@ def build(settings: Settings) -> Topology:
             [e.message for e in events], time.perf_counter() - started, time.time()
         )
 
-    # Event-time alignment: each partition number's input records wait until they
-    # are the earliest of their group; held records stay unacknowledged, so no
-    # offset is committed past one not yet applied.
-    aligner: Aligner[Any] = Aligner(
-        list(input_topics.values()),
-        max_idle=settings.alignment_max_idle,
-        max_buffered=ALIGN_BUFFERED,
+    aligned = AlignedInput(
+        app=app,
+        aligner=Aligner(
+            list(input_topics.values()),
+            max_idle=settings.alignment_max_idle,
+            max_buffered=ALIGN_BUFFERED,
+        ),
+        apply=apply_batch,
     )
-    paused: set[Any] = set()
-    applying = asyncio.Lock()
+    app.before_revoke.append(aligned.abandon_held)
 
-    def caught_up(
-        topic_name: str, partition: int, next_offset: int | None, since: float
-    ) -> bool | None:
-        tp = faust.types.TP(topic_name, partition)
-        try:
-            end = app.consumer.highwater(tp)
-            # Only a fetch answered after the waiting record arrived counts: an older
-            # answer may predate records produced alongside it.
-            kafka: Any = app.consumer
-            polled = kafka._thread._ensure_consumer().last_poll_timestamp(tp)
-        except Exception:  # not assigned (any more): not known
-            return None
-        if end is None or polled is None:
-            return None
-        if next_offset is None:
-            # Nothing fetched yet: where reading starts is the committed offset.
-            committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
-            next_offset = committed.get(tp) or 0
-        if next_offset < end:
-            return False
-        return True if polled / 1000.0 > since else None
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        gate.rebalanced()
+        trainer.forget()
 
-    def abandon_held(revoked: set[Any]) -> None:
-        for event in aligner.clear():
-            # Marked done without an ack: the offset is never committed by this
-            # owner, and Faust's wait for unacknowledged messages ends.
-            event.message.acked = True
-        paused.clear()
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        gate.rebalanced()
 
-    app.before_revoke.append(abandon_held)
+    @app.task  # type: ignore[untyped-decorator]
+    async def _follow_models() -> None:
+        await model_feed.run()
 
-    last_apply = [0.0]
+    @app.task  # type: ignore[untyped-decorator]
+    async def _follow_rules() -> None:
+        await rules_feed.run()
 
-    async def apply_released() -> None:
-        async with applying:
-            last_apply[0] = time.monotonic()
-            # Bounded batches: a group released after a long wait never stalls the loop.
-            events = aligner.release(last_apply[0], caught_up, limit=MONITOR_BATCH)
-            if events:
-                try:
-                    await handle(events)
-                except Exception:
-                    # Bad events never get here (they are dead letters); this is the
-                    # infrastructure failing: stop before any offset of the batch is
-                    # committed, so the restart reprocesses it from the last commit.
-                    log.critical(
-                        "the monitor failed on a batch; stopping the worker so that its "
-                        "offsets are not committed",
-                        exc_info=True,
-                    )
-                    os._exit(70)
-                for event in events:
-                    event.ack()
-            for tp in [tp for tp in paused if aligner.under_limit(tp.topic, tp.partition)]:
-                paused.discard(tp)
-                app.consumer.resume_partitions([tp])
-
-    @app.agent(inputs, name="monitor")
+    @app.agent(topics["inputs"], name="monitor")
     async def monitor(stream: Any) -> None:
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
-            arrived = time.time()
-            generation = app.consumer_generation_id
-            for event in events:
-                message = event.message
-                if message.generation_id != generation:
-                    # Fetched before a rebalance: whoever owns the partition now reads
-                    # it again from the last commit; never acknowledged here.
-                    message.acked = True
-                    continue
-                # Held until applied: the batch's own acknowledgement must not be the last.
-                message.incref()
-                aligner.add(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    event_time(message.value),
-                    event,
-                    arrived,
-                )
-            for topic_name, partition in aligner.over_limit():
-                tp = faust.types.TP(topic_name, partition)
-                if tp not in paused:
-                    # Far ahead of its group: stop fetching it until the others catch up.
-                    paused.add(tp)
-                    app.consumer.pause_partitions([tp])
-            await apply_released()
+            await aligned.add(events)
 
     @app.timer(ALIGN_TICK)  # type: ignore[untyped-decorator]
     async def _align_idle() -> None:
-        # Groups waiting on an input with nothing fetched move on once it is caught
-        # up or their idle time is over, even when no new record arrives.
-        if time.monotonic() - last_apply[0] >= ALIGN_TICK and aligner.buffered():
-            await apply_released()
+        await aligned.tick()
 
-    publisher_of_batches = MonitorPublisher(sender, settings, states)
+    @app.agent(topics["training-examples"], name="trainer")
+    async def train(stream: Any) -> None:
+        async for events in stream.take_events(500, within=1.0):
+            await trainer.learn(
+                first_offset=events[0].message.offset,
+                values=(event.message.value for event in events),
+            )
+
+    @app.timer(60.0)  # type: ignore[untyped-decorator]
+    async def _snapshot_behaviour() -> None:
+        population = ctx.population
+        if population is not None and population.forests:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # Off the event loop (heartbeats and commits go on); no batch changes the
+            # detector meanwhile.
+            async with aligned.applying:
+                await asyncio.to_thread(population.save, behaviour_file)
 
     sink: RedisSink | None = None
     if settings.redis_enabled:
         sink = RedisSink(settings.redis_url, prefix=settings.redis_prefix)
-        redis_sink = sink
-        metrics.watch_sink(sink)
-        # The warnings and profiles the monitor wrote, read back as one channel.
-        delivery = app.topic(
-            warnings_name,
-            profiles_name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
-
-        @app.agent(delivery, name="publisher")
-        async def publisher(stream: Any) -> None:
-            async for events in stream.take_events(PUBLISH_BATCH, within=PUBLISH_WITHIN):
-                batch_warnings: list[bytes] = []
-                batch_profiles: list[bytes] = []
-                for event in events:
-                    value = event.message.value
-                    if value is None:
-                        continue
-                    if event.message.topic == warnings_name:
-                        batch_warnings.append(value)
-                    else:
-                        batch_profiles.append(value)
-                await redis_sink.write_until_done(batch_warnings, batch_profiles, asyncio.sleep)
-                metrics.mark_read(e.message for e in events)
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def _open_sink() -> None:
-            await redis_sink.setup()
+        _deliver_to_redis(app, settings=settings, sink=sink, metrics=metrics)
 
     api: ApiServer | None = None
     if settings.web_enabled:
-
-        async def produce(topic: str, key: bytes, value: bytes) -> Any:
-            # The worker's own producer: one connection, flushed before every commit.
-            return await app.producer.send_and_wait(
-                topic=topic, key=key, value=value, partition=None, timestamp=None, headers=None
-            )
-
-        def stream_time() -> datetime | None:
-            # The furthest event time among this worker's partitions.
-            latest = max(driver.watermarks.values(), default=None)
-            return None if latest is None else datetime.fromtimestamp(latest, UTC)
-
-        deps = ApiDeps(settings, metrics, produce, stream_time=stream_time)
-        api = ApiServer(deps, settings.web_host, settings.web_port)
-        app.web_server(ApiService(api))
+        api = serve_api(app, settings=settings, metrics=metrics, watermarks=driver.watermarks)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _probe_loop() -> None:
@@ -486,3 +539,40 @@ def build(settings: Settings) -> Topology:
         api=api,
         topics={**topics, "states": states},
     )
+
+
+def _deliver_to_redis(
+    app: WorkerApp, *, settings: Settings, sink: RedisSink, metrics: WorkerMetrics
+) -> None:
+    """The publisher agent: the warnings and profiles the monitor wrote, into Redis."""
+    metrics.watch_sink(sink)
+    warnings_name = settings.topic("warnings")
+    # Read back as one channel (the topics themselves are declared by declare_topics).
+    delivery = app.topic(
+        warnings_name,
+        settings.topic("profiles"),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(delivery, name="publisher")
+    async def publisher(stream: Any) -> None:
+        async for events in stream.take_events(PUBLISH_BATCH, within=PUBLISH_WITHIN):
+            batch_warnings: list[bytes] = []
+            batch_profiles: list[bytes] = []
+            for event in events:
+                value = event.message.value
+                if value is None:
+                    continue
+                if event.message.topic == warnings_name:
+                    batch_warnings.append(value)
+                else:
+                    batch_profiles.append(value)
+            await sink.write_until_done(batch_warnings, batch_profiles, asyncio.sleep)
+            metrics.mark_read(e.message for e in events)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _open_sink() -> None:
+        await sink.setup()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Level = Literal["low", "medium", "high", "critical"]
 Tier = Literal["low", "medium", "high"]
+#: The warning levels and risk tiers, lowest first: the one definition the rules,
+#: the API and the reports read.
+LEVELS: tuple[str, ...] = get_args(Level)
+TIERS: tuple[str, ...] = get_args(Tier)
 
 #: Display colour of each warning level.
 LEVEL_COLOURS: dict[str, str] = {
@@ -17,7 +21,7 @@ LEVEL_COLOURS: dict[str, str] = {
     "high": "orange",
     "critical": "red",
 }
-LEVEL_ORDER: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+LEVEL_ORDER: dict[str, int] = {level: n for n, level in enumerate(LEVELS, start=1)}
 
 
 class Reason(BaseModel):

@@ -39,13 +39,13 @@ from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
 from stream_risk.core.features import compute, groups_of
 from stream_risk.core.trainer import Trainer
+from stream_risk.core.units import DAY as DAY
 from stream_risk.limit_effectiveness import LimitDecisions
 from stream_risk.limit_effectiveness import render as render_limits
 from stream_risk.replay import BadLine, Replayer, open_lines, read_events
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
 ADVERSE = frozenset({"default", "written_off"})
-DAY = 86_400.0
 #: Days past due from which a customer counts as seriously delinquent for a rule's precision.
 SERIOUS_DPD = 60
 _AGING = groups_of(["days_past_due"])
@@ -509,7 +509,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_risk.cli import _rules_or_exit
+    from stream_risk.cli.common import rules_or_exit
 
     settings = load_settings()
     missing = [p for p in [*args.files, *([args.labels] if args.labels else [])] if not p.is_file()]
@@ -525,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
     def context(rules: Path | None) -> Context:
         return Context.from_settings(
             settings,
-            rules=_rules_or_exit(rules, "backtest") if rules is not None else None,
+            rules=rules_or_exit(rules, "backtest") if rules is not None else None,
             base_currency=args.base_currency,
         )
 

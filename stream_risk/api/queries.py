@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from stream_risk.api.problems import Problem
+from stream_risk.schemas.outputs import LEVELS as LEVELS
 
-LEVELS = ("low", "medium", "high", "critical")
 STATUSES = ("firing", "resolved")
 SEGMENT_DIMENSIONS = ("industry", "size", "region")
 MAX_LIMIT = 500

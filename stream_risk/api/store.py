@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
-from stream_risk.api.queries import LEVELS, WarningQuery
+from stream_risk.api.queries import WarningQuery
+from stream_risk.schemas.outputs import LEVELS, TIERS
 from stream_risk.sinks.redis import RedisSink
 
 #: Stream entries read per round trip while scanning.
 SCAN_CHUNK = 500
-TIERS = ("low", "medium", "high")
 
 
 def decode_profile(fields: Mapping[str, str]) -> dict[str, Any]:

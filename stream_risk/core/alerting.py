@@ -20,12 +20,12 @@ episodes in ``state.watch``; the tier's hysteresis in ``state.tier_hold``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from stream_risk.core import lifecycle, policy, tiers
 from stream_risk.core.context import Context
+from stream_risk.core.ids import content_id
 from stream_risk.core.lifecycle import FIRING, Emit, Episode
 from stream_risk.core.outputs import Outputs, iso, warning_id
 from stream_risk.core.rulefmt import TEMPLATE
@@ -162,13 +162,7 @@ def _tier(
     state.tier = held.tier
     if change is None:
         return
-    change_id = (
-        "t-"
-        + hashlib.blake2b(
-            f"{state.customer_id}\x1f{change.before}\x1f{change.after}\x1f{trigger}".encode(),
-            digest_size=12,
-        ).hexdigest()
-    )
+    change_id = content_id("t", state.customer_id, change.before, change.after, trigger)
     severe = sorted(
         (rule, alert[1]) for rule, alert in state.alerts.items() if alert[1] in ("high", "critical")
     )

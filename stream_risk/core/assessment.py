@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_risk.core.creditpolicy import CreditPolicy, Factor, Grade, Ratings
-
-DAY = 86_400.0
+from stream_risk.core.units import DAY
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from stream_risk.core.previous import EvaluationMemory
 from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.trainer import MODEL_FEATURES
+from stream_risk.core.units import DAY
 
-DAY = 86_400.0
 #: Model inputs are kept at most one per week (the latest of each week).
 SNAPSHOT_EVERY = 7 * DAY
 
@@ -65,7 +65,7 @@ class Context:
     dedup_capacity: int = 128
     #: How far (seconds) an event may lag the customer's latest event time and
     #: still be applied as if it had arrived in order; older ones are bad events.
-    allowed_lateness: float = 7 * 86_400.0
+    allowed_lateness: float = 7 * DAY
     detected_at: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
     #: The risk score: scorecard, learned model and tiers (its model is swapped in
     #: by the driver when the trainer publishes a snapshot).
@@ -73,9 +73,9 @@ class Context:
     #: Population detector shared by the customers this driver owns (``None``: off).
     population: SegmentBehaviour | None = field(default_factory=SegmentBehaviour)
     #: An outcome labels the customer's model inputs as of this long (seconds) before it.
-    outcome_horizon: float = 30 * 86_400.0
+    outcome_horizon: float = 30 * DAY
     #: Model inputs are kept at most one per this many seconds (the latest of each period).
-    snapshot_every: float = 7 * 86_400.0
+    snapshot_every: float = 7 * DAY
     #: Feature groups a step evaluates (what the rules and the score read);
     #: profiles always carry every feature.
     feature_groups: frozenset[str] = field(init=False)

@@ -73,8 +73,8 @@ from stream_risk.core.rulefmt import (
     parse_actions,
     parse_file,
 )
+from stream_risk.core.units import DAY
 
-DAY = 86_400.0
 #: Names a factor may score besides numeric features.
 ASSESSMENT_INPUTS: dict[str, str] = {
     "rating_score": "the external rating on a 0..1 scale (higher is better): the latest credit "

@@ -22,8 +22,8 @@ from typing import Any
 
 from stream_risk.core import features as feats
 from stream_risk.core.state import CustomerState
+from stream_risk.core.units import DAY
 
-DAY = 86_400.0
 #: A report's negative records count for this long after the report date.
 LEGAL_MEMORY = 366 * DAY
 

@@ -30,8 +30,8 @@ from stream_risk.core.state import (
     STMT_TS,
     CustomerState,
 )
+from stream_risk.core.units import DAY as DAY
 
-DAY = 86_400.0
 MONTH = 30 * DAY
 #: Longest window any feature looks back over (order frequency: 30 + 90 days).
 ORDER_HISTORY = 120 * DAY

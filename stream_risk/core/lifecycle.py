@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stream_risk.core.rulefmt import LEVELS
+from stream_risk.schemas.outputs import LEVELS
 
 RANK = {level: n for n, level in enumerate(LEVELS, start=1)}
 

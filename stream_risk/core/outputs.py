@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from stream_risk.core.ids import content_id
 
 
 @dataclass(slots=True)
@@ -30,7 +31,4 @@ def iso(ts: float) -> str:
 
 def warning_id(customer_id: str, rule: str, trigger: str) -> str:
     """Deterministic id of a warning episode: same inputs, same id."""
-    digest = hashlib.blake2b(
-        f"{customer_id}\x1f{rule}\x1f{trigger}".encode(), digest_size=12
-    ).hexdigest()
-    return f"w-{digest}"
+    return content_id("w", customer_id, rule, trigger)

@@ -20,9 +20,10 @@ approve it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from stream_risk.core.ids import content_id
 
 
 def recommend(
@@ -73,10 +74,7 @@ def recommend(
 
 def action_id(customer_id: str, source_id: str, level: str) -> str:
     """Deterministic id of a recommendation: one per warning (and level) or tier change."""
-    digest = hashlib.blake2b(
-        f"{customer_id}\x1f{source_id}\x1f{level}".encode(), digest_size=12
-    ).hexdigest()
-    return f"a-{digest}"
+    return content_id("a", customer_id, source_id, level)
 
 
 def credit_action(

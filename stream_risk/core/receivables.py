@@ -40,8 +40,8 @@ import math
 from typing import Any
 
 from stream_risk.core import windows
+from stream_risk.core.units import DAY
 
-DAY = 86_400.0
 #: An invoice with less than this left open is settled (float sums of exact
 #: payments leave dust far below any currency's smallest unit).
 SETTLED_BELOW = 0.005

@@ -34,7 +34,6 @@ The bookkeeping lives in ``state.credit_review``, a fixed set of scalars:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,10 +43,11 @@ from stream_risk.core import creditpolicy, policy
 from stream_risk.core import features as feats
 from stream_risk.core.assessment import Result, assess, rating_score
 from stream_risk.core.creditpolicy import CreditPolicy, Increases
+from stream_risk.core.ids import content_id, digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.state import CustomerState
+from stream_risk.core.units import DAY
 
-DAY = 86_400.0
 #: Feature groups an assessment and the increase conditions read.
 NEEDED_GROUPS = frozenset(
     {"exposure", "aging", "repayment", "delinquency", "orders", "profile", "credit"}
@@ -138,7 +138,7 @@ def _inputs_digest(state: CustomerState) -> str:
         option=orjson.OPT_SORT_KEYS,
         default=str,
     )
-    return hashlib.blake2b(content, digest_size=8).hexdigest()
+    return digest(content, size=8)
 
 
 def _with_groups(
@@ -239,8 +239,7 @@ def increase_blocked(
 
 
 def _source_id(prefix: str, customer_id: str, *parts: str) -> str:
-    text = "\x1f".join((customer_id, prefix, *parts))
-    return f"{prefix}-" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return content_id(prefix, customer_id, prefix, *parts)
 
 
 def _publish(

@@ -48,8 +48,12 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-LEVELS = ("low", "medium", "high", "critical")
-TIERS = ("low", "medium", "high")
+from stream_risk.core.units import DAY, HOUR, MINUTE, SECOND, WEEK
+
+# Re-exported: the readers of rule and policy files check levels and tiers against them.
+from stream_risk.schemas.outputs import LEVELS as LEVELS
+from stream_risk.schemas.outputs import TIERS as TIERS
+
 #: Segment filters a rule may have: customer fields matched against a list of values.
 SEGMENT_FIELDS = ("industry", "size", "region", "tier")
 
@@ -67,7 +71,7 @@ ACTION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_DURATION_UNITS = (7 * 86_400, 86_400, 3_600, 60, 1)
+_DURATION_UNITS = (WEEK, DAY, HOUR, MINUTE, SECOND)
 #: ``{{ name }}`` or ``{{ name:format }}`` in labels and annotations.
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*([^}]*?))?\s*\}\}")
 
@@ -158,7 +162,7 @@ class GroupSpec:
 class TierPolicySpec:
     """Tier hysteresis and the credit-policy actions recommended per tier."""
 
-    down_after: float = 30 * 86_400.0
+    down_after: float = 30 * DAY
     actions: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     at: Where | None = None
 
@@ -604,7 +608,7 @@ def _group(c: _Collector, node: Node) -> GroupSpec | None:
 def _tiers(c: _Collector, node: Node) -> TierPolicySpec:
     c.group, c.rule = "tiers", "-"
     keys = _mapping(c, node, "tiers", ("down_after", "actions"))
-    down_after = _duration(c, keys.get("down_after"), "down_after", 30 * 86_400.0)
+    down_after = _duration(c, keys.get("down_after"), "down_after", 30 * DAY)
     actions: dict[str, tuple[dict[str, Any], ...]] = {}
     node_actions = keys.get("actions")
     if node_actions is not None:

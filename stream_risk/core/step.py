@@ -7,7 +7,6 @@ return what should be published. No I/O, no clock.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -16,6 +15,7 @@ from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.detectors import DaysLateShift, RobustZScore, SegmentBehaviour
 from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
+from stream_risk.core.ids import digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.previous import Evaluated, PreviousEvaluation
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
@@ -41,7 +41,7 @@ STATEMENTS_ALWAYS_KEPT = 13
 
 def event_key(event_id: str) -> str:
     """A short digest of an event id: what de-duplication remembers (ids may be 200 chars)."""
-    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+    return digest(event_id.encode(), size=8)
 
 
 def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerState, Outputs]:

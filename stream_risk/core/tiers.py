@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stream_risk.core.units import DAY
+
 TIER_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -73,12 +75,12 @@ def decide(
         worst = raw if rank > TIER_RANK[held.improving_worst] else held.improving_worst
     if now - since < down_after:
         return TierHold(held.tier, held.since, since, worst), None
-    days = (now - since) / 86_400.0
+    days = (now - since) / DAY
     change = TierChange(
         held.tier,
         worst,
         f"the score's tier has been {worst} or lower for {days:.0f} days "
-        f"(tiers move down after {down_after / 86_400.0:g} days of sustained improvement)",
+        f"(tiers move down after {down_after / DAY:g} days of sustained improvement)",
     )
     if TIER_RANK[raw] < TIER_RANK[worst]:
         # Still improving: the next step down needs its own sustained period.

@@ -56,6 +56,7 @@ from pydantic import (
     model_validator,
 )
 
+from stream_risk.core.units import DAY
 from stream_risk.schemas.outputs import Level
 
 Status = Literal["firing", "resolved"]
@@ -325,7 +326,7 @@ class Route(_Strict):
 class Defaults(_Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     rate_limit: RateLimit | None = None
-    idempotency_ttl_seconds: int = Field(30 * 86_400, ge=60)
+    idempotency_ttl_seconds: int = Field(int(30 * DAY), ge=60)
 
 
 class NotifyConfig(_Strict):

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from stream_risk.backoff import Backoff, LogGate
+from stream_risk.core.units import DAY
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class RedisSink:
         url: str,
         prefix: str = "risk",
         stream_maxlen: int = 100_000,
-        dedup_ttl_seconds: int = 7 * 86_400,
+        dedup_ttl_seconds: int = int(7 * DAY),
         max_backoff: float = 30.0,
         history_length: int = 200,
         log_interval: float = 30.0,

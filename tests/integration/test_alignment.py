@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from stream_risk.schemas.events import EVENT_TYPES
-from stream_risk.simulate import generate
+from stream_risk.tools.simulate import generate
 
 from .conftest import Env, deployment_env
 from .topics import create_topics, read_all

@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any
 
-from stream_risk.bench import committed_lag
 from stream_risk.notify.stream import StreamEntry, WarningStreamReader
+from stream_risk.tools.bench import committed_lag
 
 from .conftest import BOOTSTRAP, REDIS_URL, Env, wait_for
 

@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
-from stream_risk import backtest, costs, rules_cli
+from stream_risk import backtest
 from stream_risk import replay as replay_module
 from stream_risk.agents import build
 from stream_risk.cli import main
+from stream_risk.cli import rules as rules_cli
 from stream_risk.config import load_settings
 from stream_risk.core import Context
 from stream_risk.core.ruleset import default_rules
+from stream_risk.tools import costs
 
 ENVIRONMENT = {
     "STREAM_RISK_BASE_CURRENCY": "TWD",

@@ -114,4 +114,42 @@ def test_segment_behaviour_snapshot_restores_the_same_scores(tmp_path: Path) -> 
         assert again.score_one("retail", x) == peers.score_one("retail", x)
         again.learn_one("retail", x)
         peers.learn_one("retail", x)
-    assert again.snapshot() == peers.snapshot()
+    assert again.to_dict() == peers.to_dict()
+
+
+# The state each detector wrote before they shared one to_dict/from_dict shape:
+# stored customer states and worker snapshots must keep loading.
+OLD_ROBUST_ZSCORE = {"values": [100.0, 110.0, 90.0, 105.0, 95.0]}
+OLD_DAYS_LATE_SHIFT = {
+    "n": 4.0,
+    "mean": 1.25,
+    "drift": False,
+    "sum_increase": -16.247000199995,
+    "sum_decrease": 23.747000199995,
+    "min_increase": -16.247000199995,
+    "max_decrease": 23.747000199995,
+}
+
+
+def test_every_detector_reads_the_state_older_versions_wrote() -> None:
+    amounts = RobustZScore.from_dict(OLD_ROBUST_ZSCORE)
+    assert amounts.to_dict() == OLD_ROBUST_ZSCORE
+    assert amounts.score_one(100.0) == 0.0
+    shift = DaysLateShift.from_dict(OLD_DAYS_LATE_SHIFT)
+    assert shift.to_dict() == OLD_DAYS_LATE_SHIFT
+    assert shift.seen == 4 and shift.score_one(90.0) == 1.0
+    peers = SegmentBehaviour(warm_up=1, window_size=5, seed=1)
+    for i in range(20):
+        peers.learn_one("retail", {"credit_utilisation": 0.3 + (i % 5) / 50})
+    # The file a worker saved: a v1 snapshot read by from_dict and by restore alike.
+    saved = orjson.loads(orjson.dumps(peers.to_dict()))
+    again = SegmentBehaviour.from_dict(saved, warm_up=1, window_size=5, seed=1)
+    probe = {"credit_utilisation": 0.9, "days_past_due": 30}
+    assert again.score_one("retail", probe) == peers.score_one("retail", probe)
+    assert again.to_dict() == saved
+
+
+def test_a_detector_without_state_is_new() -> None:
+    assert RobustZScore.from_dict(None, warm_up=3).warm_up == 3
+    assert DaysLateShift.from_dict(None).seen == 0
+    assert SegmentBehaviour.from_dict(None, max_segments=2).forests == {}

@@ -173,7 +173,7 @@ def test_segments_beyond_the_cap_share_the_other_forest() -> None:
     assert peers.seen[OTHER] == 47
     assert peers.score_one("industry-99", {"credit_utilisation": 0.5}) is not None
     restored = SegmentBehaviour(max_segments=3, warm_up=1, window_size=5)
-    restored.restore(json.loads(json.dumps(peers.snapshot())))
+    restored.restore(json.loads(json.dumps(peers.to_dict())))
     assert restored.bucket("industry-77") == OTHER and restored.bucket("industry-1") == "industry-1"
 
 

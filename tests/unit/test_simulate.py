@@ -17,9 +17,9 @@ import orjson
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from stream_risk import simulate
 from stream_risk.schemas.events import input_event_adapter
-from stream_risk.simulate import (
+from stream_risk.tools import simulate
+from stream_risk.tools.simulate import (
     DEFAULT_START,
     CustomerProfile,
     DeliveryError,
@@ -328,7 +328,7 @@ class _FakeProducer:
 @pytest.fixture
 def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_FakeProducer]]:
     _FakeProducer.instances = []
-    monkeypatch.setattr(simulate, "KafkaProducer", _FakeProducer)
+    monkeypatch.setattr(simulate.sinks, "KafkaProducer", _FakeProducer)
     yield _FakeProducer
 
 
@@ -367,7 +367,7 @@ def test_produce_interrupted_flushes_and_counts(
         producer.fail_after = 7  # Ctrl-C while sending the 8th event
         return producer
 
-    monkeypatch.setattr(simulate, "KafkaProducer", interrupting)
+    monkeypatch.setattr(simulate.sinks, "KafkaProducer", interrupting)
     with pytest.raises(SimulationInterrupted) as info:
         produce(generate(customers=3, days=20), "broker:9092", TOPICS)
     assert info.value.sent == 7
@@ -382,7 +382,7 @@ def test_produce_reports_rejected_events(
         producer.reject = True
         return producer
 
-    monkeypatch.setattr(simulate, "KafkaProducer", rejecting)
+    monkeypatch.setattr(simulate.sinks, "KafkaProducer", rejecting)
     with pytest.raises(DeliveryError, match="NotLeaderForPartition"):
         produce(generate(customers=2, days=10), "broker:9092", TOPICS)
 
@@ -396,7 +396,7 @@ def test_unreachable_kafka(
     def unreachable(**config: Any) -> None:
         raise KafkaTimeoutError("Unable to bootstrap")
 
-    monkeypatch.setattr(simulate, "KafkaProducer", unreachable)
+    monkeypatch.setattr(simulate.sinks, "KafkaProducer", unreachable)
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     assert run(parser.parse_args(["--customers", "2", "--bootstrap", "127.0.0.1:1"])) == 1

@@ -1,8 +1,9 @@
 """Online anomaly detectors: each one a small object that is its own state.
 
 Every detector offers ``score_one`` (before learning, ``None`` while warming
-up), ``learn_one`` and ``explain_one``, and converts to and from plain JSON
-data so per-customer detectors live in the customer's state.
+up), ``learn_one`` and ``explain_one``, and is a :class:`Detector`: it converts
+to and from plain JSON data (``to_dict``/``from_dict``), so per-customer
+detectors live in the customer's state.
 
 * :class:`RobustZScore`: a value against the customer's own recent history
   (median and MAD), e.g. order amounts and order frequency;
@@ -11,13 +12,18 @@ data so per-customer detectors live in the customer's state.
   vector, one forest per segment, held per worker (not per customer).
 """
 
-from stream_risk.core.detectors.base import Explanation
+from stream_risk.core.detectors.base import Detector, Explanation
 from stream_risk.core.detectors.days_late_shift import DaysLateShift
 from stream_risk.core.detectors.robust_zscore import RobustZScore
 from stream_risk.core.detectors.segment_behaviour import SegmentBehaviour, behaviour_vector
 
+#: Every detector kind (mypy checks each against :class:`Detector`).
+DETECTORS: tuple[type[Detector], ...] = (RobustZScore, DaysLateShift, SegmentBehaviour)
+
 __all__ = [
+    "DETECTORS",
     "DaysLateShift",
+    "Detector",
     "Explanation",
     "RobustZScore",
     "SegmentBehaviour",

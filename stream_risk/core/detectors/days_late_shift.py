@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from river import drift, stats
@@ -35,7 +36,7 @@ class DaysLateShift:
         min_instances: int = 3,
         delta: float = 5.0,
         threshold: float = 45.0,
-        state: dict[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         self.min_instances = min_instances
         self.delta = delta
@@ -73,6 +74,7 @@ class DaysLateShift:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The running mean and sums of PageHinkley (infinities as ``None``)."""
         d = self._detector
         data: dict[str, Any] = {
             "n": d._x_mean.n,
@@ -84,7 +86,20 @@ class DaysLateShift:
             data[name.strip("_")] = value if math.isfinite(value) else None
         return data
 
-    def _load(self, data: dict[str, Any]) -> None:
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, **params: Any) -> DaysLateShift:
+        """A detector with ``params`` and the running sums in ``data``.
+
+        >>> shift = DaysLateShift()
+        >>> for days_late in (0, 0, 0, 0):
+        ...     shift.learn_one(days_late)
+        >>> again = DaysLateShift.from_dict(shift.to_dict())
+        >>> again.seen, again.score_one(90.0)
+        (4, 1.0)
+        """
+        return cls(**params, state=data)
+
+    def _load(self, data: Mapping[str, Any]) -> None:
         d = self._detector
         mean = stats.Mean()
         mean.n = data["n"]

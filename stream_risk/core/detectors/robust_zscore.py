@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from stream_risk.core.detectors.base import Explanation
@@ -85,8 +86,10 @@ class RobustZScore:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The history, rounded: ``{"values": [...]}``."""
         return {"values": [round(v, 6) for v in self.values]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, **params: Any) -> RobustZScore:
+    def from_dict(cls, data: Mapping[str, Any] | None, **params: Any) -> RobustZScore:
+        """A detector with ``params`` and the history in ``data``."""
         return cls(values=(data or {}).get("values"), **params)

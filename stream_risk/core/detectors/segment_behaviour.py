@@ -49,8 +49,9 @@ class SegmentBehaviour:
     """One HalfSpaceTrees forest per segment, scoring a customer against its peers.
 
     Held per worker and shared by all its customers (not written to the
-    changelog); :meth:`snapshot` and :meth:`restore` convert it to and from
-    plain JSON data, :meth:`save` and :meth:`load` to a local file.
+    changelog); :meth:`to_dict` and :meth:`from_dict` (or :meth:`restore`, in
+    place) convert it to and from plain JSON data, :meth:`save` and
+    :meth:`load` to a local file.
     Scores are ``None`` until a segment's forest has seen ``warm_up``
     customers' updates; a score of ``confirm`` or more is a confirmed anomaly
     and is not learned.
@@ -160,7 +161,7 @@ class SegmentBehaviour:
             if scaled > 0
         ]
 
-    def snapshot(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Every segment's forest as plain JSON data (tree splits and masses)."""
         return {
             "v": 1,
@@ -175,8 +176,16 @@ class SegmentBehaviour:
             },
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, **params: Any) -> SegmentBehaviour:
+        """A detector with ``params`` and the forests in ``data`` (none when ``None``)."""
+        detector = cls(**params)
+        if data:
+            detector.restore(data)
+        return detector
+
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Load what :meth:`snapshot` gave (the parameters stay those of this object)."""
+        """Load what :meth:`to_dict` gave (the parameters stay those of this object)."""
         if data.get("v") != 1:
             raise ValueError(f"unsupported behaviour snapshot version {data.get('v')!r}")
         forests = {}
@@ -194,9 +203,9 @@ class SegmentBehaviour:
         self.seen = {str(k): int(v) for k, v in data["seen"].items()}
 
     def save(self, path: Path) -> None:
-        """Write :meth:`snapshot` to ``path`` atomically (a worker's periodic snapshot)."""
+        """Write :meth:`to_dict` to ``path`` atomically (a worker's periodic snapshot)."""
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self.snapshot()))
+        tmp.write_bytes(orjson.dumps(self.to_dict()))
         tmp.replace(path)
 
     def load(self, path: Path) -> bool:

@@ -41,6 +41,7 @@ from stream_risk.core.ruleset import (
     read_dir,
     variable_kind,
 )
+from stream_risk.core.units import DAY
 
 #: Default per-evaluation budget of one expression (milliseconds).
 BUDGET_MS = 2.0
@@ -142,7 +143,7 @@ def _summary(rules: RuleSet) -> str:
             method = credit.assessment
             parts.append(f"{len(method.factors)} factors, {len(method.grades)} grades")
         if credit.review is not None:
-            parts.append(f"review every {credit.review.every / 86_400:g} days")
+            parts.append(f"review every {credit.review.every / DAY:g} days")
         if credit.increases is not None:
             parts.append(f"increases for {'/'.join(credit.increases.tiers)}")
         text += f", credit policy ({'; '.join(parts)})"
@@ -193,7 +194,7 @@ def _replay(rules: RuleSet, files: list[Path], base_currency: str | None) -> lis
     ctx = Context.from_settings(settings, rules=rules, base_currency=base_currency)
     warnings: list[dict[str, Any]] = []
     driver = Replayer(ctx, warnings.append, trainer=Trainer())
-    events = read_events(files, lambda bad: None, settings.replay_max_ahead_days * 86_400.0)
+    events = read_events(files, lambda bad: None, settings.replay_max_ahead_days * DAY)
     for _, file_no, line_no, event in events:
         driver.apply(event, str(files[file_no]), line_no, lambda bad: None)
     if events:

@@ -3,46 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, cast
 
 from stream_risk import __version__
+from stream_risk.cli.common import output, parse_rate, rules_or_exit
 from stream_risk.config import ConfigurationError, load_settings
-
-
-def _parse_rate(text: str) -> tuple[str, float]:
-    currency, sep, value = text.partition("=")
-    try:
-        rate = float(value)
-    except ValueError:
-        rate = -1.0
-    if not sep or not currency or not rate > 0:
-        raise argparse.ArgumentTypeError(
-            f"expected CURRENCY=RATE with a positive rate, got {text!r}"
-        )
-    return currency, rate
-
-
-@contextlib.contextmanager
-def _output(path: str | None) -> Iterator[IO[bytes] | None]:
-    if path is None:
-        yield None
-    elif path == "-":
-        yield sys.stdout.buffer
-    else:
-        import gzip
-
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.suffix == ".gz":
-            with gzip.open(target, "wb") as gz:
-                yield cast(IO[bytes], gz)
-        else:
-            with target.open("wb") as fh:
-                yield fh
+from stream_risk.core.units import DAY
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -57,7 +25,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     ctx = Context.from_settings(
         settings,
-        rules=_rules_or_exit(args.rules, "replay") if args.rules is not None else None,
+        rules=rules_or_exit(args.rules, "replay") if args.rules is not None else None,
         base_currency=args.base_currency,
         fx_rates=dict(args.fx_rate or []),
         allowed_lateness_days=args.allowed_lateness_days,
@@ -73,10 +41,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print("replay: further bad events are counted, not shown", file=sys.stderr)
 
     with (
-        _output(args.warnings_out) as w_out,
-        _output(args.profiles_out) as p_out,
-        _output(args.tier_changes_out) as t_out,
-        _output(args.credit_actions_out) as a_out,
+        output(args.warnings_out) as w_out,
+        output(args.profiles_out) as p_out,
+        output(args.tier_changes_out) as t_out,
+        output(args.credit_actions_out) as a_out,
     ):
         report = replay(
             args.files,
@@ -87,7 +55,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             tier_changes_out=t_out,
             credit_actions_out=a_out,
-            max_ahead=settings.replay_max_ahead_days * 86_400.0,
+            max_ahead=settings.replay_max_ahead_days * DAY,
             limits=Limits.from_settings(settings).for_replay(),
         )
     print(
@@ -107,19 +75,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _rules_or_exit(directory: Path, verb: str) -> Any:
-    """The rule set in ``directory``, or exit 1 listing every error."""
-    from stream_risk.core.ruleset import load_dir
-
-    try:
-        rules, errors = load_dir(directory)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"stream-risk {verb}: {exc}") from None
-    if rules is None:
-        raise SystemExit("\n".join(map(str, errors)) + f"\nstream-risk {verb}: bad rule set")
-    return rules
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -195,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fx-rate",
         action="append",
-        type=_parse_rate,
+        type=parse_rate,
         metavar="CUR=RATE",
         help="units of base currency per unit of CUR; repeatable",
     )
@@ -229,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features)
 
     from stream_risk import backtest
-    from stream_risk.cli_verbs import add_module_verb
+    from stream_risk.cli.verbs import add_module_verb
 
     add_module_verb(
         verbs,
@@ -237,12 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         backtest,
         "score predictions and warnings against outcomes (ROC AUC, precision, lead time)",
     )
-    from stream_risk import rules_cli
+    from stream_risk.cli import rules as rules_cli
 
     add_module_verb(
         verbs, "rules", rules_cli, "check, publish (hot reload) and test early-warning rule sets"
     )
-    from stream_risk import costs, uci
+    from stream_risk.tools import costs, uci
 
     add_module_verb(
         verbs, "uci-split", uci, "split the UCI credit data into a training and a held-out cohort"
@@ -250,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_module_verb(
         verbs, "costs", costs, "time each stage of the core (features, detectors, score, rules)"
     )
-    from stream_risk import latency
     from stream_risk.notify import cli as notify_cli
+    from stream_risk.tools import latency
 
     add_module_verb(
         verbs,
@@ -272,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_lazy(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Verbs whose modules pull heavier dependencies register here."""
-    from stream_risk import cli_verbs
+    from stream_risk.cli import verbs as cli_verbs
 
     cli_verbs.register(verbs)
 

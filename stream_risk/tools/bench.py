@@ -61,7 +61,7 @@ def produce(
 ) -> int:
     from kafka import KafkaProducer
 
-    from stream_risk.simulate import generate
+    from stream_risk.tools.simulate import generate
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,

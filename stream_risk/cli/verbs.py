@@ -94,7 +94,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.set_defaults(func=cmd_topics)
 
-    from stream_risk import bench, demo, simulate
+    from stream_risk.tools import bench, demo, simulate
 
     add_module_verb(
         verbs,

@@ -29,6 +29,7 @@ from typing import Any
 
 from stream_risk.config import Settings
 from stream_risk.kafka_admin import broker_reachable, drop_run_topics
+from stream_risk.schemas.outputs import LEVELS
 from stream_risk.worker_process import WorkerDidNotStart, start_worker
 
 COLOURS = {
@@ -38,7 +39,7 @@ COLOURS = {
     "critical": "\033[31m",
 }
 RESET = "\033[0m"
-SERVICES = Path(__file__).resolve().parents[1] / "docker" / "services.sh"
+SERVICES = Path(__file__).resolve().parents[2] / "docker" / "services.sh"
 
 
 #: Seconds between progress lines.
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         for what in reversed(started):
             if not args.keep_services:
                 _services("stop", what)
-    levels = ("low", "medium", "high", "critical")
+    levels = LEVELS
     summary = ", ".join(f"{counts[k]} {k}" for k in levels)
     fired = sum(counts[k] for k in levels)
     _say(f"{fired} warnings fired ({summary}); {counts['resolved']} resolutions")
@@ -192,7 +193,7 @@ def _simulate(
     stop: threading.Event,
     progress: dict[str, Any] | None = None,
 ) -> None:
-    from stream_risk.simulate import Progress, generate, produce
+    from stream_risk.tools.simulate import Progress, generate, produce
 
     def report(p: Progress) -> None:
         if progress is not None:
@@ -226,7 +227,7 @@ def _print_warnings(
 ) -> None:
     from kafka import KafkaConsumer
 
-    from stream_risk.bench import committed_lag, records_written
+    from stream_risk.tools.bench import committed_lag, records_written
 
     consumer = KafkaConsumer(
         settings.topic("warnings"),
