@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stream_risk.bench_engines import READY
+from stream_risk.tools.bench_engines import READY
 from stream_risk.worker_process import READY_MARKER, WorkerDidNotStart, start_worker
 
 
@@ -189,12 +189,12 @@ def run_baseline(
     log_path: Path,
     timeout: float,
 ) -> float | None:
-    """Seconds ``engine`` (see :mod:`stream_risk.bench_engines`) takes from ready to all committed.
+    """Seconds ``engine`` (see :mod:`stream_risk.tools.bench_engines`) takes from ready to all committed.
 
     None when it did not finish (or its library is missing); the reason is printed.
     """
     with log_path.open("wb") as log:
-        command = [sys.executable, "-m", "stream_risk.bench_engines", engine, bootstrap, group]
+        command = [sys.executable, "-m", "stream_risk.tools.bench_engines", engine, bootstrap, group]
         proc = subprocess.Popen(
             [*command, output, orders, *inputs],
             stdout=log,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stream_risk import bench, bench_engines
+from stream_risk.tools import bench, bench_engines
 
 
 def test_both_baselines_run_by_default_and_none_on_request() -> None:

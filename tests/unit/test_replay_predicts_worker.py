@@ -21,7 +21,7 @@ from stream_risk.core.state import decode
 from stream_risk.driver import Limits, Message, MonitorDriver
 from stream_risk.replay import BadLine, Replayer, replay
 from stream_risk.schemas.events import EVENT_TYPES
-from stream_risk.simulate import generate
+from stream_risk.tools.simulate import generate
 
 TOPICS = {f"in.{t}": t for t in EVENT_TYPES}
 #: An event whose step fails for a reason that is no bad input (a bug): both undo it.

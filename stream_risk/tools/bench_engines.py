@@ -1,6 +1,6 @@
 """The peer baselines of ``stream-risk bench``, each run as its own process.
 
-``python -m stream_risk.bench_engines ENGINE BOOTSTRAP GROUP OUTPUT ORDERS TOPIC...``
+``python -m stream_risk.tools.bench_engines ENGINE BOOTSTRAP GROUP OUTPUT ORDERS TOPIC...``
 consumes ``TOPIC...`` (``ORDERS`` is the one of orders) as consumer group ``GROUP``
 from the earliest offset and keeps running until killed; ``bench`` measures it from
 its ready line until the group has committed every input record. Engines:
