@@ -243,19 +243,34 @@ class MonitorDriver:
     def rebuild_timers(
         self, items: Iterable[tuple[str, bytes]], partition_of: Callable[[str], int]
     ) -> None:
-        """Re-create the timer queues from stored states (after a restart or rebalance)."""
+        """Re-create the timer queues and watermarks from stored states (after a restart
+        or rebalance).
+
+        A partition's watermark is the latest event time applied to any of its
+        customers: events older than it fire no timer, as before the restart.
+        """
         self.timers.clear()
+        earliest: dict[int, float] = {}
         for customer_id, raw in items:
             try:
                 state = decode(raw)
             except ValueError:
                 log.exception("unreadable state for customer %s", customer_id)
                 continue
-            if state.next_wakeup is not None:
-                partition = state.partition
-                if partition is None:
-                    partition = partition_of(customer_id)
-                self._queue(partition).schedule(customer_id, state.next_wakeup)
+            partition = state.partition
+            if partition is None:
+                partition = partition_of(customer_id)
+            latest = state.updated_at
+            if latest is not None and latest > self.watermarks.get(partition, float("-inf")):
+                self.watermarks[partition] = latest
+            wake = state.next_wakeup
+            if wake is not None:
+                self._queue(partition).schedule(customer_id, wake)
+                earliest[partition] = min(wake, earliest.get(partition, wake))
+        for partition, wake in earliest.items():
+            if wake <= self.watermarks.get(partition, float("-inf")):
+                # Left behind by the per-batch bound: the next event catches them up.
+                self._behind.add(partition)
 
     def _queue(self, partition: int) -> TimerQueue:
         queue = self.timers.get(partition)

@@ -260,11 +260,22 @@ def _snapshot(
         snapshots.append([now, values])
     else:
         fresh = False
-    # An older snapshot is useless once a later one is already old enough for
-    # any outcome still to come (outcomes come at ``now`` or later).
-    cutoff = now - ctx.outcome_horizon
+    # An older snapshot is useless once a later one is already old enough for any
+    # outcome still to come. An outcome applies down to the allowed lateness behind
+    # the customer's latest event, however far timers moved its clock on the
+    # partition's newer events (a review wake-up of a customer whose own events are
+    # still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    latest = now if state.updated_at is None else min(now, state.updated_at)
+    cutoff = latest - ctx.allowed_lateness - ctx.outcome_horizon
     while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
         del snapshots[0]
+    if len(snapshots) > _snapshots_kept(ctx):
+        # A quiet customer woken for long: thin the oldest wake-up snapshot (after its
+        # latest event), keeping those late outcomes and the most recent ones need.
+        for n in range(1, len(snapshots) - 1):
+            if snapshots[n][0] > latest:
+                del snapshots[n]
+                break
     return fresh
 
 
@@ -273,6 +284,21 @@ def _model_value(value: Any) -> Any:
     if type(value) is float:
         return float(f"{value:.4g}")
     return value if type(value) is int else None
+
+
+def _snapshots_kept(ctx: Context) -> int:
+    """Snapshots a customer keeps at most: those late outcomes may need, then recent ones.
+
+    One per period from the allowed lateness and the horizon before the latest event,
+    the one just old enough, and as many wake-up snapshots (clock ahead of the latest
+    event) as cover a horizon.
+    """
+    period = ctx.snapshot_every
+    return (
+        math.ceil((ctx.allowed_lateness + ctx.outcome_horizon) / period)
+        + math.ceil(ctx.outcome_horizon / period)
+        + 3
+    )
 
 
 def _training_example(

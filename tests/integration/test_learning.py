@@ -9,8 +9,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from stream_risk.core import Context, CustomerState, step
 from stream_risk.core.trainer import Trainer
 from stream_risk.schemas.events import input_event_adapter
@@ -105,13 +103,6 @@ def snapshots(env: Env, at_least: int) -> list[dict[str, Any]]:
     return [r["value"] for r in records]
 
 
-@pytest.mark.xfail(
-    reason="known defect, open: after kill -9 and restart, a worker with the default pack's "
-    "credit policy (quarterly review wake-ups) turns only part of the next cohort's outcomes "
-    "into training examples (9 to 17 of 20 seen); the monitor driver and replay of the same "
-    "events turn all 20",
-    strict=False,
-)
 def test_outcomes_train_one_model_that_every_worker_scores_with(env: Env) -> None:
     worker = env.worker(STREAM_RISK_MODEL_REFIT_EVERY=str(REFIT_EVERY))
     worker.start()

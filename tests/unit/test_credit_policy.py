@@ -530,6 +530,34 @@ def test_a_review_lowers_the_limit_of_a_deteriorated_customer() -> None:
     assert review["evidence"]["grade"] == "E"
 
 
+def test_a_review_raises_the_limit_of_a_steady_customer_within_its_cap() -> None:
+    """Reviews decide in both directions: a steady payer whose assessment supports far
+    more than its limit gets a raise once on time long enough, capped per review."""
+    events = _trading("c1", 10_000.0, 8_500.0, days_to_pay=25, months=12)
+    events[0] = customer(0, 10_000.0, cid="c1", rating="A", financials=FINANCIALS)
+    reviews = Drive().events(events).until(400).of(source="review")
+    decisions = [(r["occurred_at"], r["evidence"]["decision"]) for r in reviews]
+    assert decisions[0] == (at(90), "keep")  # on time for 90 days only, 180 needed
+    assert "180 needed" in reviews[0]["evidence"]["notes"][0]
+    assert decisions[1] == (at(180), "raise")
+    raise_ = reviews[1]
+    CreditAction.model_validate(raise_)
+    # The assessment supports 120,000; one review raises by at most half the limit.
+    assert raise_["recommendations"] == [
+        {"kind": "increase_credit_limit", "from": 10_000.0, "to": 15_000.0}
+    ]
+    assert raise_["evidence"]["recommended"]["credit_limit"] == 120_000.0
+    assert raise_["evidence"]["notes"] == ["raise limited to 50% of the current limit"]
+
+
+def test_a_review_extends_the_terms_of_a_steady_customer() -> None:
+    d = Drive().events(_trading("c1", 10_000.0, 8_500.0, days_to_pay=25, months=12)).until(400)
+    reviews = d.of(source="review")
+    assert reviews[0]["evidence"]["decision"] == "keep"
+    assert reviews[1]["evidence"]["decision"] == "terms_change"
+    assert reviews[1]["recommendations"] == [{"kind": "extend_terms", "days": 45, "from": 30}]
+
+
 def test_review_ids_are_deterministic() -> None:
     def reviews() -> list[str]:
         d = Drive().events([customer(0, 5_000.0, rating="BBB")])

@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from risk_factory import DAY, customer, order, outcome, parse, statement, ts
+from risk_factory import DAY, at, customer, follow, order, outcome, parse, statement, ts
 
 from stream_risk.core import Context, CustomerState, profile_of, step
 from stream_risk.core.scoring import Calibrator, RiskScorer, risk_score, tier_of
@@ -54,8 +54,55 @@ def test_snapshots_stay_bounded_for_a_busy_customer() -> None:
     ctx = Context(population=None)
     events = [customer(0, 5000.0)] + [order(d * 0.5, f"o{d}", 10.0) for d in range(1, 800)]
     state, _ = apply(events, ctx)
-    # One per week over the horizon, plus the one that is just old enough.
-    assert len(state.snapshots) <= math.ceil(ctx.outcome_horizon / ctx.snapshot_every) + 2
+    # One per week over the allowed lateness and the horizon, plus the one that is
+    # just old enough.
+    span = ctx.allowed_lateness + ctx.outcome_horizon
+    assert len(state.snapshots) <= math.ceil(span / ctx.snapshot_every) + 2
+
+
+def test_an_outcome_within_the_allowed_lateness_labels_its_example() -> None:
+    ctx = Context(population=None)
+    daily = [statement(d, 500.0, eid=f"s{d}") for d in range(1, 71)]
+    # Six and a half days behind the latest statement: late, but applied.
+    state, examples = apply([customer(0), *daily, outcome(63.5, "default")], ctx)
+    assert state.last_outcome == "default"
+    assert len(examples) == 1
+    assert examples[0]["as_of"] <= at(63.5 - ctx.outcome_horizon / DAY)
+
+
+def test_an_outcome_behind_a_clock_moved_by_review_wake_ups_labels_its_example() -> None:
+    """Timers move a customer's clock on the partition's newer events (here its quarterly
+    reviews, up to day 291); its own statements and outcome come later with older event
+    times and apply, so the outcome still finds the inputs of a horizon before it."""
+    ctx = Context(population=None)
+    state, _ = apply([customer(0)], ctx)
+    assert state.next_wakeup == ts(90)  # the first periodic review
+    follow(state, ts(291), ctx)
+    assert state.clock == ts(291)
+    history = [statement(30.0 * m + 1, 800.0, dpd=30 * m, eid=f"s{m}") for m in range(4)]
+    state, examples = apply([*history, outcome(125, "default")], ctx, state)
+    assert state.updated_at == ts(125) and state.clock == ts(291)
+    assert len(examples) == 1
+    example = examples[0]
+    assert example["adverse"] is True
+    assert example["as_of"] <= at(125 - ctx.outcome_horizon / DAY)
+
+
+def test_snapshots_stay_bounded_for_a_quiet_customer_woken_for_years() -> None:
+    ctx = Context(population=None)
+    state, _ = apply([customer(0), statement(1, 500.0)], ctx)
+    follow(state, ts(3650), ctx)
+    period = ctx.snapshot_every
+    lateness_and_horizon = math.ceil((ctx.allowed_lateness + ctx.outcome_horizon) / period)
+    bound = lateness_and_horizon + math.ceil(ctx.outcome_horizon / period) + 3
+    assert len(state.snapshots) <= bound
+    assert state.snapshots[-1][0] == ts(3650)
+    # An outcome that comes in with an event time soon after the customer's latest
+    # event still finds the inputs of that event.
+    _, examples = apply([outcome(40, "current")], ctx, state)
+    assert len(examples) == 1
+    assert examples[0]["as_of"] == at(1)
+    assert examples[0]["features"]["statement_balance"] == 500.0
 
 
 def test_order_detectors_score_before_learning_and_show_as_features() -> None:

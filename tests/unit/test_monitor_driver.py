@@ -6,7 +6,18 @@ import json
 from typing import Any
 
 import pytest
-from risk_factory import DAY, T0S, at, customer, invoice, iso_ts, order, statement, ts
+from risk_factory import (
+    DAY,
+    T0S,
+    at,
+    customer,
+    invoice,
+    iso_ts,
+    order,
+    outcome,
+    statement,
+    ts,
+)
 
 from stream_risk.core import Context
 from stream_risk.core.state import decode, encode
@@ -297,6 +308,43 @@ def test_rebuild_timers_use_the_partition_the_customer_arrived_on() -> None:
     assert 0 not in h.driver.timers or not h.driver.timers[0]
     r = h.process(h.msg(order(40, "o", 1, cid="z"), partition=2))
     assert [(p, w["customer_id"]) for p, w in r.warnings] == [(2, "a")]
+
+
+def test_a_restart_keeps_the_partition_watermark() -> None:
+    """After a restart, events older than the partition's latest event time fire no
+    timer, as they would not have without the restart: redelivered newer events do not
+    drag the clock of a customer whose own events are still arriving past its outcome
+    (its quarterly review, then its training example)."""
+    ctx = Context(population=None)
+    newer = [customer(200, cid="f")] + [statement(30.0 * m + 201, 100.0, cid="f") for m in range(4)]
+    older = [statement(30.0 * m + 1, 800.0, dpd=30 * m, cid="b") for m in range(4)]
+
+    def before() -> tuple[Harness, list[Message]]:
+        h = Harness(ctx)
+        sent = [h.msg(event) for event in newer]
+        h.process(*sent)
+        return h, sent
+
+    uninterrupted, _ = before()
+    uninterrupted.process(uninterrupted.msg(customer(0, cid="b")))
+    uninterrupted.process(*(uninterrupted.msg(event) for event in older))
+    expected = uninterrupted.process(uninterrupted.msg(outcome(125, "default", cid="b")))
+    [example] = expected.training_examples
+    assert example["as_of"] == at(91)
+
+    first, sent = before()
+    h = Harness(ctx)
+    h.table.update(first.table)
+    h.offset = first.offset
+    h.driver.rebuild_timers(list(h.table.items()), lambda cid: 0)
+    assert h.driver.watermarks[0] == ts(291)
+    # The newer events were applied but their offsets not committed: redelivered, with
+    # the new customer's first event aligned in between (event-time order across topics).
+    h.process(sent[0], h.msg(customer(0, cid="b")), *sent[1:])
+    assert state_of(h, "b").clock == ts(0)
+    h.process(*(h.msg(event) for event in older))
+    got = h.process(h.msg(outcome(125, "default", cid="b")))
+    assert got.training_examples == expected.training_examples
 
 
 def test_rebuild_timers_replaces_old_queues() -> None:
