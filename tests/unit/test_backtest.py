@@ -200,8 +200,8 @@ def test_alert_budget_per_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str
     overdue = report["rules"]["overdue_30_days"]
     assert overdue["customers"] == 3 and overdue["precision"] == 1.0
     assert overdue["level"] == "high"  # escalated at 60 days
-    # Statements count from 60 days past due: 65 on 11 March, the outcome on 1 June
-    assert overdue["median_lead_days"] == pytest.approx(82.0)
+    # 35 days past due on 11 February, the outcome on 1 June
+    assert overdue["median_lead_days"] == pytest.approx(110.0)
     months = 6 * 151 / 30  # 1 January to 1 June, each customer
     assert overdue["per_1000_per_month"] == pytest.approx(1000 * 3 / months)
     critical = report["rules"]["overdue_90_days"]
