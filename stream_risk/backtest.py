@@ -38,6 +38,7 @@ from typing import Any
 from stream_risk.config import load_settings
 from stream_risk.core import Context, CustomerState
 from stream_risk.core.features import compute, groups_of
+from stream_risk.core.ruleset import RuleSet
 from stream_risk.core.trainer import Trainer
 from stream_risk.core.units import DAY as DAY
 from stream_risk.limit_effectiveness import LimitDecisions
@@ -52,6 +53,11 @@ _AGING = groups_of(["days_past_due"])
 #: Operating points reported for the score: target precisions and portfolio shares.
 TARGET_PRECISIONS = (0.5, 0.66, 0.8)
 TARGET_SHARES = (0.02, 0.05, 0.10, 0.20)
+#: The rule label that sets a rule's risk-score threshold by what it buys.
+OPERATING_LABEL = "operating_point"
+#: Default targets of the tiers: high buys the likely-default precision, medium watches
+#: the riskiest fifth of the portfolio.
+TIER_TARGETS = {"high": "precision 0.7", "medium": "share 0.2"}
 
 
 @dataclass(slots=True)
@@ -258,44 +264,112 @@ def operating_points(scores: list[float], labels: list[bool]) -> dict[str, list[
     >>> points["share"][3]
     {'target': 0.2, 'threshold': 0.9, 'share': 0.25, 'precision': 1.0, 'recall': 0.5}
     """
+    cuts = _cuts(scores, labels)
+    return {
+        "precision": [_point(cuts, "precision", t, labels) for t in TARGET_PRECISIONS],
+        "share": [_point(cuts, "share", t, labels) for t in TARGET_SHARES],
+    }
+
+
+def _cuts(scores: list[float], labels: list[bool]) -> list[tuple[float, int, int]]:
+    """One cut per distinct score, highest first: (score, flagged at or above it, hits)."""
     ranked = sorted(zip(scores, labels, strict=True), key=lambda p: -p[0])
     total = len(ranked)
-    positives = sum(labels)
-    # One cut per distinct score: everything at or above it is flagged.
     cuts: list[tuple[float, int, int]] = []
     hits = 0
     for n, (score, label) in enumerate(ranked, start=1):
         hits += label
         if n == total or ranked[n][0] != score:
             cuts.append((score, n, hits))
+    return cuts
 
-    def point(target: float, cut: tuple[float, int, int] | None) -> dict[str, Any]:
-        if cut is None:
-            return {
-                "target": target,
-                "threshold": None,
-                "share": None,
-                "precision": None,
-                "recall": None,
-            }
-        threshold, flagged, hit = cut
+
+def _point(
+    cuts: list[tuple[float, int, int]], kind: str, target: float, labels: list[bool]
+) -> dict[str, Any]:
+    """The operating point of one target: ``kind`` is ``precision`` or ``share``."""
+    total, positives = len(labels), sum(labels)
+    if kind == "precision":
+        # The lowest threshold that still reaches the precision: recall as high as it allows.
+        cut = next((c for c in reversed(cuts) if c[2] / c[1] >= target), None)
+    else:
+        cut = next((c for c in cuts if c[1] >= target * total), cuts[-1] if cuts else None)
+    if cut is None:
         return {
             "target": target,
-            "threshold": threshold,
-            "share": flagged / total,
-            "precision": hit / flagged,
-            "recall": _share(hit, positives),
+            "threshold": None,
+            "share": None,
+            "precision": None,
+            "recall": None,
         }
+    threshold, flagged, hit = cut
+    return {
+        "target": target,
+        "threshold": threshold,
+        "share": flagged / total,
+        "precision": hit / flagged,
+        "recall": _share(hit, positives),
+    }
 
-    by_precision = [
-        point(target, next((c for c in reversed(cuts) if c[2] / c[1] >= target), None))
-        for target in TARGET_PRECISIONS
-    ]
-    by_share = [
-        point(target, next((c for c in cuts if c[1] >= target * total), cuts[-1] if cuts else None))
-        for target in TARGET_SHARES
-    ]
-    return {"precision": by_precision, "share": by_share}
+
+def parse_target(text: str) -> tuple[str, float]:
+    """``"precision 0.66"`` or ``"share 5%"`` as (kind, target); ``ValueError`` otherwise.
+
+    >>> parse_target("precision 0.66"), parse_target("share 5%")
+    (('precision', 0.66), ('share', 0.05))
+    """
+    kind, _, value = text.strip().partition(" ")
+    value = value.strip()
+    number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    if kind not in ("precision", "share") or not 0 < number <= 1:
+        raise ValueError(f"an operating point is 'precision P' or 'share S' in (0, 1]: {text!r}")
+    return kind, number
+
+
+def calibrate(
+    rules: RuleSet,
+    scores: list[float],
+    labels: list[bool],
+    tier_targets: dict[str, tuple[str, float]],
+) -> dict[str, Any]:
+    """Score thresholds of the pack's operating points, from the learned model's scores.
+
+    A rule labelled ``operating_point: "precision 0.66"`` (or ``"share 0.05"``)
+    compares ``risk_score`` with a threshold; calibrated, the threshold is the
+    one that buys that precision (or flags that share of the portfolio) on
+    these customers. The tiers' thresholds likewise, from ``tier_targets``
+    (``STREAM_RISK_TIER_THRESHOLDS``).
+    """
+    cuts = _cuts(scores, labels)
+    found: list[dict[str, Any]] = []
+    for rule in rules.rules:
+        spec = rule.labels.get(OPERATING_LABEL)
+        if not spec:
+            continue
+        kind, target = parse_target(spec)
+        current = next(
+            (
+                lit
+                for name, op, lit in rule.condition.comparisons
+                if name == "risk_score" and op in (">=", ">") and isinstance(lit, float)
+            ),
+            None,
+        )
+        point = _point(cuts, kind, target, labels)
+        found.append({"rule": rule.name, "kind": kind, "current": current, **point})
+    tiers = {
+        tier: {"kind": kind, **_point(cuts, kind, target, labels)}
+        for tier, (kind, target) in tier_targets.items()
+    }
+    thresholds = {tier: point["threshold"] for tier, point in tiers.items()}
+    setting = None
+    if all(isinstance(v, float) for v in thresholds.values()) and set(thresholds) == {
+        "medium",
+        "high",
+    }:
+        medium, high = float(thresholds["medium"]), float(thresholds["high"])
+        setting = {"default": {"medium": round(min(medium, high), 4), "high": round(high, 4)}}
+    return {"rules": found, "tiers": tiers, "tier_thresholds": setting}
 
 
 @dataclass(slots=True)
@@ -332,10 +406,16 @@ def replay_outcomes(
     monthly: dict[str, dict[str, int]] = {}
     migrations: dict[str, int] = {}
 
+    fired: set[str] = set()
+
     def collect(warning: dict[str, Any]) -> None:
         if warning["status"] == "firing":
+            # One warning counts once: escalations and watch-list updates re-use its id.
+            new = warning["warning_id"] not in fired and not warning.get("escalated", False)
+            fired.add(warning["warning_id"])
+            warning = {**warning, "new": new}
             warnings.setdefault(warning["customer_id"], []).append(warning)
-            if not warning.get("escalated", False):
+            if new:
                 month = monthly.setdefault(str(warning["occurred_at"])[:7], {})
                 month[warning["level"]] = month.get(warning["level"], 0) + 1
 
@@ -396,7 +476,7 @@ def replay_outcomes(
             if prediction.at is not None and at > prediction.at:
                 continue
             prediction.levels.add(w["level"])
-            new = not w.get("escalated", False)
+            new = bool(w["new"])
             prediction.firings += new
             stat = prediction.rules.setdefault(w["rule"], [0, at, w["level"]])
             stat[0] += new
@@ -504,8 +584,38 @@ def render(report: dict[str, Any]) -> str:
                 f"{kind + ' ' + format(point['target'], '.2f'):<18}{pct(point['threshold']):>10}"
                 f"{pct(point['share']):>8}{pct(point['precision']):>11}{pct(point['recall']):>8}"
             )
+    lines += render_calibration(report.get("calibration"))
     lines += render_limits(report.get("limit_decisions"))
     return "\n".join(lines)
+
+
+def render_calibration(calibration: dict[str, Any] | None) -> list[str]:
+    """The pack's operating points, calibrated: what each threshold should be."""
+    if not calibration:
+        return []
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        "",
+        "operating points of the pack, calibrated on these customers "
+        "(rules labelled operating_point; tiers by --tier-high/--tier-medium)",
+        f"{'':<24}{'target':<18}{'now':>8}{'calibrated':>12}{'share':>8}"
+        f"{'precision':>11}{'recall':>8}",
+    ]
+    rows = [(f"rule {r['rule']}", r, r["current"]) for r in calibration["rules"]]
+    rows += [(f"tier {tier}", t, None) for tier, t in calibration["tiers"].items()]
+    for name, point, now in rows:
+        lines.append(
+            f"{name:<24}{point['kind'] + ' ' + format(point['target'], '.2f'):<18}{num(now):>8}"
+            f"{num(point['threshold']):>12}{num(point['share']):>8}"
+            f"{num(point['precision']):>11}{num(point['recall']):>8}"
+        )
+    setting = calibration.get("tier_thresholds")
+    if setting is not None:
+        lines.append(f"STREAM_RISK_TIER_THRESHOLDS='{json.dumps(setting)}'")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -537,9 +647,26 @@ def run(args: argparse.Namespace) -> int:
         if bad <= 20:
             print(f"{line.source}:{line.line}: bad event: {line.reason}", file=sys.stderr)
 
+    try:
+        tier_targets = {
+            "high": parse_target(args.tier_high),
+            "medium": parse_target(args.tier_medium),
+        }
+    except ValueError as exc:
+        print(f"stream-risk backtest: {exc}", file=sys.stderr)
+        return 2
     labels = read_labels(args.labels) if args.labels else None
-    champion = replay_outcomes(args.files, context(args.rules), labels, on_bad)
+    ctx = context(args.rules)
+    champion = replay_outcomes(args.files, ctx, labels, on_bad)
     report = champion.report()
+    outcomes = list(champion.outcomes.values())
+    try:
+        report["calibration"] = calibrate(
+            ctx.rules, [o.score for o in outcomes], [o.adverse for o in outcomes], tier_targets
+        )
+    except ValueError as exc:  # a rule's operating_point label that is not a target
+        print(f"stream-risk backtest: {exc}", file=sys.stderr)
+        return 2
     if report["customers"] == 0:
         print(
             "stream-risk backtest: no customer has an outcome (add outcome events or --labels)",
@@ -578,6 +705,20 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-currency", metavar="CUR", help="base currency (default: settings)")
     p.add_argument(
         "--rules", type=Path, metavar="DIR", help="rule set to evaluate (default: the default pack)"
+    )
+    p.add_argument(
+        "--tier-high",
+        default=TIER_TARGETS["high"],
+        metavar="TARGET",
+        help="what the high tier should buy: 'precision P' or 'share S' of the portfolio "
+        f"(default: {TIER_TARGETS['high']!r}); the report gives the score thresholds "
+        "(STREAM_RISK_TIER_THRESHOLDS) that reach it",
+    )
+    p.add_argument(
+        "--tier-medium",
+        default=TIER_TARGETS["medium"],
+        metavar="TARGET",
+        help=f"the same for the medium tier (default: {TIER_TARGETS['medium']!r})",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(

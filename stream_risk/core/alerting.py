@@ -55,6 +55,11 @@ def evaluate(
         else:
             results.append((rule, held[0], held[1]))
     alerts, watch = state.alerts, state.watch
+    # Low rules of one digest group publish one warning per customer and group:
+    # the id of the group's open warning before this evaluation, and what changed.
+    digests = {rule.name: d for rule in rules.rules if (d := digest_of(rule)) is not None}
+    open_before = {digests[name]: alert[0] for name, alert in alerts.items() if name in digests}
+    changed: dict[str, list[tuple[Rule, tuple[Escalation, ...], Emit]]] = {}
     inhibiting: set[str] = set()
     # Pass 1: what holds at critical (or keeps a critical warning firing) cannot be
     # inhibited and decides which groups inhibit; pass 2: everything else.
@@ -79,9 +84,36 @@ def evaluate(
             _store(alerts, watch, rule.name, new)
             if first_pass and new is not None and new.phase == FIRING and new.level == "critical":
                 inhibiting.add(rule.group)
-            if emit is not None:
+            if emit is None:
+                continue
+            digest = digests.get(rule.name)
+            if digest is not None:
+                changed.setdefault(digest, []).append((rule, reached, emit))
+            else:
                 _publish(state, rule, reached, emit, features, occurred_at, rules, ctx, out)
+    for digest, emits in changed.items():
+        _publish_digest(
+            state, digest, open_before.get(digest), emits, digests, features, occurred_at, ctx, out
+        )
     _retire(state, rules, features, occurred_at, ctx, out)
+
+
+#: The label that merges a low rule's warnings into one warning per customer and group.
+DIGEST_LABEL = "group"
+
+
+def digest_of(rule: Rule) -> str | None:
+    """The digest group a rule's warnings are merged into, if any.
+
+    A rule at level ``low`` without escalations and with a ``group`` label does not
+    publish warnings of its own: while any rule of that group fires for a customer,
+    the customer has one open low warning for the group, re-published with the same
+    ``warning_id`` when a rule joins or leaves it, and resolved when the last one
+    clears. A watch list, not a stream of alarms: it recommends no credit action.
+    """
+    if rule.level != "low" or rule.escalate:
+        return None
+    return rule.labels.get(DIGEST_LABEL) or None
 
 
 def next_due(state: CustomerState, ctx: Context) -> float | None:
@@ -356,6 +388,56 @@ def _publish(
         )
 
 
+def _publish_digest(
+    state: CustomerState,
+    digest: str,
+    open_id: str | None,
+    emits: list[tuple[Rule, tuple[Escalation, ...], Emit]],
+    digests: Mapping[str, str],
+    features: Mapping[str, Any],
+    occurred_at: float,
+    ctx: Context,
+    out: Outputs,
+) -> None:
+    """One warning for a digest group whose members changed in this evaluation.
+
+    Opened with the id of the first member that fired, kept while any member
+    fires (every member's alert carries the group's id), re-published as an
+    update when members join or leave, resolved when none is left.
+    """
+    rules: RuleSet = ctx.rules
+    members = [
+        rules.by_name[name]
+        for name in state.alerts
+        if digests.get(name) == digest and name in rules.by_name
+    ]
+    if not members:
+        if open_id is None:
+            return  # fired and cleared within one evaluation: nothing was open
+        status, wid = "resolved", open_id
+        shown = [rule for rule, _, _ in emits]
+    else:
+        status = "firing"
+        wid = open_id if open_id is not None else state.alerts[members[0].name][0]
+        for rule in members:
+            state.alerts[rule.name][0] = wid
+        shown = members
+    reasons = [r for rule in shown for r in reasons_of(rule, (), state, features)]
+    names: dict[str, Any] = dict(features)
+    names.update(tier=state.tier, customer_id=state.customer_id, level="low", group=digest)
+    # A watch list recommends no credit action: actions start at medium.
+    warning = make_warning(state, wid, "low", status, digest, occurred_at, ctx, reasons, [])
+    summaries = [render(rule.annotations.get("summary", rule.name), names) for rule in shown]
+    warning.update(
+        group=digest,
+        labels={DIGEST_LABEL: digest, "rules": ",".join(rule.name for rule in shown)},
+        annotations={"summary": "; ".join(summaries)},
+        rules_version=rules.version,
+        escalated=False,
+    )
+    out.warnings.append(warning)
+
+
 def _retire(
     state: CustomerState,
     rules: RuleSet,
@@ -368,6 +450,8 @@ def _retire(
     names = rules.names()
     for name in [n for n in state.alerts if n not in names]:
         wid, level = state.alerts.pop(name)[:2]
+        if any(alert[0] == wid for alert in state.alerts.values()):
+            continue  # a digest group's warning stays open while other members fire
         warning = make_warning(
             state,
             wid,

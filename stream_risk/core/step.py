@@ -101,7 +101,8 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
         "risk_score": state.risk_score,
         "tier": state.tier,
         "features": feats.compute(state, now),
-        "active_warnings": [alert[0] for alert in state.alerts.values()],
+        # The rules of a low digest group share one warning: listed once.
+        "active_warnings": list(dict.fromkeys(alert[0] for alert in state.alerts.values())),
         "updated_at": iso(state.updated_at if state.updated_at is not None else now),
     }
 

@@ -12,8 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_risk.backtest import Outcome, evaluate, pr_auc, roc_auc, rule_budget
+from stream_risk.backtest import (
+    Outcome,
+    calibrate,
+    evaluate,
+    parse_target,
+    pr_auc,
+    roc_auc,
+    rule_budget,
+)
 from stream_risk.cli import main
+from stream_risk.core.ruleset import load_files
 from stream_risk.report import LIMIT_SECTION, SECTIONS
 
 
@@ -199,6 +208,11 @@ def test_alert_budget_per_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert critical["level"] == "critical" and critical["customers"] == 3
     points = {p["target"]: p for p in report["operating_points"]["precision"]}
     assert points[0.8]["precision"] >= 0.8
+    # The default pack's likely-default rule is calibrated to its operating point.
+    (likely,) = report["calibration"]["rules"]
+    assert likely["rule"] == "likely_default" and likely["kind"] == "precision"
+    assert likely["current"] == 0.5 and likely["target"] == 0.7
+    assert set(report["calibration"]["tiers"]) == {"high", "medium"}
 
 
 def test_rule_precision_counts_sixty_days_past_due_as_a_hit() -> None:
@@ -271,3 +285,39 @@ class _Sections(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.current is not None:
             self.sections[self.current]["text"] += data
+
+
+def test_the_pack_s_operating_points_are_calibrated_from_the_scores() -> None:
+    rules, errors = load_files(
+        {
+            "p.yaml": """
+groups:
+  - name: scores
+    rules:
+      - name: likely_default
+        expr: risk_score >= 0.5
+        level: high
+        labels: {operating_point: "precision 0.75"}
+      - name: plain
+        expr: risk_score >= 0.9
+        level: medium
+"""
+        },
+        "t",
+    )
+    assert errors == [] and rules is not None
+    scores = [0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1, 0.05]
+    labels = [True, True, False, True, False, True, False, False]
+    got = calibrate(rules, scores, labels, {"high": ("precision", 0.75), "medium": ("share", 0.5)})
+    (rule,) = got["rules"]  # only the labelled rule
+    # 0.6 flags four customers, three adverse: the lowest threshold with precision 0.75
+    assert (rule["rule"], rule["current"], rule["threshold"]) == ("likely_default", 0.5, 0.6)
+    assert (rule["precision"], rule["recall"], rule["share"]) == (0.75, 0.75, 0.5)
+    assert got["tiers"]["medium"]["threshold"] == 0.6  # half of the portfolio
+    assert got["tier_thresholds"] == {"default": {"medium": 0.6, "high": 0.6}}
+
+
+@pytest.mark.parametrize("text", ["precision", "recall 0.5", "share 0", "precision 1.5", "x y"])
+def test_an_operating_point_that_is_not_a_target_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_target(text)
