@@ -135,11 +135,14 @@ class Figures:
     log_lines: int = 0
     caught_up: bool = True
     seconds: float = 0.0
+    #: Dead letters of valid events, by reason (there should be none).
+    valid_dead: Counter[str] = field(default_factory=Counter)
 
     def clean(self) -> bool:
         """Nothing lost, doubled, missing, repeated in Redis or unaccounted; all alive."""
         return (
             self.lost == self.twice == self.off == self.missing == self.dup_redis == 0
+            and not self.valid_dead
             and self.poison_unaccounted == 0
             and self.alive
             and self.caught_up
@@ -612,6 +615,10 @@ class Checker:
         letters = [json.loads(v) for _, v in dead]
         figures.dead_letters = len(letters)
         lettered = {d.get("original_sha256") for d in letters}
+        shas = {p.sha256 for p in poison}
+        figures.valid_dead = Counter(
+            str(d.get("reason", ""))[:80] for d in letters if d.get("original_sha256") not in shas
+        )
         figures.poison_sent = len(poison)
         figures.poison_unaccounted = sum(
             1
@@ -742,8 +749,8 @@ def run_chaos(
                 )
                 # Poison at random places; the valid events keep their order.
                 mixed: list[dict[str, Any] | Poison] = list(chunk)
-                for item in poison:
-                    mixed.insert(rng.randrange(len(mixed) + 1), item)
+                for bad in poison:
+                    mixed.insert(rng.randrange(len(mixed) + 1), bad)
                 for item in mixed:
                     if isinstance(item, Poison):
                         producer.send(f"{prefix}.{item.topic}", key=item.key, value=item.value)
@@ -764,6 +771,8 @@ def run_chaos(
             figures.seconds = time.monotonic() - started
             all_figures.append(figures)
             say(format_row(figures))
+            for reason, count in figures.valid_dead.most_common(3):
+                say(f"  {count} valid events dead-lettered: {reason}")
     finally:
         workers.stop()
         producer.close()
