@@ -832,7 +832,13 @@ def run(args: argparse.Namespace) -> int:
             mode, args.seed, args.services, Path(tmp), lambda s: print(s, flush=True)
         )
     if args.json:
-        args.json.write_text(json.dumps([asdict(f) for f in figures], indent=2))
+        args.json.write_text(
+            json.dumps(
+                # asdict would rebuild the Counter from its items: kept as a plain dict.
+                [{**asdict(f), "valid_dead": dict(f.valid_dead)} for f in figures],
+                indent=2,
+            )
+        )
     clean = all(f.clean() for f in figures)
     verdict = "clean" if clean else "FAULTS FOUND"
     print(f"chaos: {verdict} in {time.monotonic() - started:.0f}s ({mode.kills} kills)")
