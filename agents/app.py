@@ -16,6 +16,7 @@ from kafka.partitioner.default import murmur2
 from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
+from stream_risk.agents.offsets import read_from_earliest
 from stream_risk.agents.rules_feed import rules_loader
 from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics, stop_worker
 from stream_risk.api.server import ApiServer
@@ -196,6 +197,12 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.before_revoke: list[Callable[[set[Any]], None]] = []
 
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        # Partitions without a committed offset are read from the earliest one.
+        read_from_earliest(consumer)
+        return consumer
+
     async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
         for hook in self.before_revoke:
             hook(revoked)
@@ -337,8 +344,8 @@ def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
         web_enabled=settings.web_enabled,
         # Changelog and produce sends are flushed before every commit: at-least-once.
         processing_guarantee="at_least_once",
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
+        broker_commit_every=settings.commit_every,
+        broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=4096,
         table_cleanup_interval=3600.0,

@@ -173,6 +173,15 @@ class Settings(BaseSettings):
         description="seconds after which the group drops a worker that stopped heartbeating "
         "(its partitions move to the others)",
     )
+    commit_interval: float = Field(
+        1.0,
+        gt=0,
+        description="seconds between offset commits (outputs and the state changelog are "
+        "flushed before each)",
+    )
+    commit_every: int = Field(
+        1000, gt=0, description="acknowledged records after which offsets are committed early"
+    )
     heartbeat_interval: float = Field(
         1.0, gt=0, description="seconds between a worker's heartbeats to the group"
     )

@@ -14,7 +14,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from stream_risk.agents import build
     from stream_risk.config import load_settings
     from stream_risk.kafka_admin import KafkaUnavailable, ensure_topics
-    from stream_risk.logs import worker_logging_config
+    from stream_risk.logs import limit_repeats, worker_logging_config
 
     settings = load_settings()
     if args.partitions:
@@ -29,7 +29,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     topology = build(settings)
     level = args.log_level or settings.log_level
     logging_config = worker_logging_config(settings.log_format, level)
-    worker = Worker(topology.app, loglevel=level, quiet=True, logging_config=logging_config)
+
+    class BoundedLogWorker(Worker):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # A broker outage makes the clients retry in a loop: a few lines per kind
+            # and interval, with the count of the ones left out.
+            limit_repeats(logger)
+
+    worker = BoundedLogWorker(
+        topology.app, loglevel=level, quiet=True, logging_config=logging_config
+    )
     worker.execute_from_commandline()
     return 0
 
@@ -94,7 +104,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.set_defaults(func=cmd_topics)
 
-    from stream_risk.tools import bench, demo, simulate
+    from stream_risk.tools import bench, chaos, demo, simulate
 
     add_module_verb(
         verbs,
@@ -110,5 +120,11 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     add_module_verb(
         verbs, "bench", bench, "measure worker throughput against a raw aiokafka ceiling"
+    )
+    add_module_verb(
+        verbs,
+        "chaos",
+        chaos,
+        "kill workers, stop the broker and Redis, send poison; grade against replay",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
