@@ -189,12 +189,15 @@ def run_baseline(
     log_path: Path,
     timeout: float,
 ) -> float | None:
-    """Seconds ``engine`` (see :mod:`stream_risk.tools.bench_engines`) takes from ready to all committed.
+    """Seconds ``engine`` takes from ready to all committed.
+
+    The engines are in :mod:`stream_risk.tools.bench_engines`.
 
     None when it did not finish (or its library is missing); the reason is printed.
     """
     with log_path.open("wb") as log:
-        command = [sys.executable, "-m", "stream_risk.tools.bench_engines", engine, bootstrap, group]
+        module = "stream_risk.tools.bench_engines"
+        command = [sys.executable, "-m", module, engine, bootstrap, group]
         proc = subprocess.Popen(
             [*command, output, orders, *inputs],
             stdout=log,

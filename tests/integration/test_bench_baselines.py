@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream_risk.tools.bench import _drop_changelogs, run_baseline
-from stream_risk.tools.bench_engines import THRESHOLD
 from stream_risk.config import Settings
 from stream_risk.kafka_admin import ensure_topics
+from stream_risk.tools.bench import _drop_changelogs, run_baseline
+from stream_risk.tools.bench_engines import THRESHOLD
 
 from .conftest import BOOTSTRAP, Env
 
