@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from stream_risk.core import Context, CustomerState, advance, step
+from stream_risk.core.ruleset import RuleSet, load_dir
 from stream_risk.core.state import STATE_VERSION, encode
 from stream_risk.core.step import profile_of
 from stream_risk.schemas.events import input_event_adapter
@@ -26,6 +27,8 @@ from stream_risk.schemas.events import input_event_adapter
 FIXTURES = Path(__file__).parent / "fixtures"
 STREAM = FIXTURES / "golden" / "golden-sim.jsonl.gz"
 FIXTURE = FIXTURES / "state-v2-journal.json"
+#: The default pack as it was at 9b1ce68: the comparison is of engines, not packs.
+RULES = FIXTURES / "migration-rules"
 CUSTOMERS = ("sim-0001", "sim-0002", "sim-0006", "sim-0007")
 #: Share of a customer's events applied before its state is stored.
 STOP_AT = 0.6
@@ -81,13 +84,20 @@ def continue_from(
     return {k: profile[k] for k in ("risk_score", "tier", "features")}, warnings
 
 
+def migration_rules() -> RuleSet:
+    rules, errors = load_dir(RULES)
+    if rules is None:
+        raise AssertionError(f"the pinned rule pack does not load: {errors}")
+    return rules
+
+
 def write() -> None:
     assert STATE_VERSION == 2, "the fixture is written by the version-2 engine"
     cases = {}
     for customer_id in CUSTOMERS:
         events = customer_events(customer_id)
         stop = stop_index(events)
-        ctx = Context()
+        ctx = Context(rules=migration_rules())
         state = CustomerState(customer_id)
         for raw in events[:stop]:
             step(state, _parse(raw), ctx)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from migration import FIXTURE as MIGRATION_FIXTURE
-from migration import continue_from
+from migration import continue_from, migration_rules
 from risk_factory import (
     DAY,
     T0S,
@@ -420,7 +420,7 @@ def test_a_stored_v2_customer_goes_on_as_the_version_2_engine_did(customer_id: s
     raw = case["state"].encode()
     assert orjson.loads(raw)["v"] == 2 and orjson.loads(raw)["journal"]
     state = decode(raw)
-    profile, warnings = continue_from(state, case["rest"], Context())
+    profile, warnings = continue_from(state, case["rest"], Context(rules=migration_rules()))
     assert warnings == case["warnings"]
     assert (profile["tier"], profile["risk_score"]) == (
         case["profile"]["tier"],
