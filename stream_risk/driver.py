@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance, profile_of, step
 from stream_risk.core.state import decode, encode
 from stream_risk.core.timers import TimerQueue
+from stream_risk.core.units import DAY
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
 if TYPE_CHECKING:
@@ -587,6 +588,6 @@ def _span(seconds: float) -> str:
     """A duration for a reason: ``90s``, ``2.5h``, ``3.0d``."""
     if seconds < 3_600:
         return f"{seconds:.0f}s"
-    if seconds < 86_400:
+    if seconds < DAY:
         return f"{seconds / 3_600:.1f}h"
-    return f"{seconds / 86_400:.1f}d"
+    return f"{seconds / DAY:.1f}d"

@@ -24,6 +24,7 @@ from stream_risk.core import Context, CustomerState, profile_of
 from stream_risk.core.state import encode
 from stream_risk.core.timers import TimerQueue
 from stream_risk.core.trainer import Trainer
+from stream_risk.core.units import DAY
 from stream_risk.driver import BatchResult, Limits, MonitorDriver, Rejected
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
 
@@ -180,7 +181,7 @@ def drop_future(
                 BadLine(
                     names[item[1]],
                     item[2],
-                    f"too far ahead: occurred_at is {ahead / 86_400:.1f} days past the "
+                    f"too far ahead: occurred_at is {ahead / DAY:.1f} days past the "
                     f"stream's time (at most {_span(max_ahead)})",
                     b"",
                 )
@@ -192,7 +193,7 @@ def drop_future(
 
 
 def _span(seconds: float) -> str:
-    return f"{seconds / 86_400:g} days" if seconds >= 86_400 else f"{seconds:g}s"
+    return f"{seconds / DAY:g} days" if seconds >= DAY else f"{seconds:g}s"
 
 
 #: What replay holds an event to by default: the worker's default limits, for replay

@@ -42,6 +42,7 @@ from stream_risk.core.rulefmt import (
     Where,
     parse_file,
 )
+from stream_risk.core.units import DAY
 
 #: Names expressions may use besides the registered features: the score, its
 #: change, the tier straight from the score and the customer's current tier.
@@ -206,7 +207,7 @@ class Rule:
 class TierPolicy:
     """Tier hysteresis and the recommendations per tier."""
 
-    down_after: float = 30 * 86_400.0
+    down_after: float = 30 * DAY
     actions: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 

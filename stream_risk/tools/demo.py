@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_risk.config import Settings
+from stream_risk.core.units import DAY
 from stream_risk.kafka_admin import broker_reachable, drop_run_topics
 from stream_risk.schemas.outputs import LEVELS
 from stream_risk.worker_process import WorkerDidNotStart, start_worker
@@ -210,7 +211,7 @@ def _simulate(
             events(),
             settings.kafka_bootstrap,
             settings.input_topics(),
-            speed=args.speed * 86_400,
+            speed=args.speed * DAY,
             progress=report,
         )
     except Exception as exc:  # the demo keeps printing what arrived
