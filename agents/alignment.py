@@ -13,9 +13,13 @@ does for a task's partitions:
   buffered or is known to have nothing more on the broker (*caught up*);
 - an input with nothing buffered that is known to be behind (the broker holds
   records it has not fetched yet) holds the group back until they arrive, at most
-  ``max_behind`` seconds (a safety net, never reached while fetching works);
+  ``max_behind`` seconds (a safety net, never reached while fetching works: a
+  warning says when it is);
 - an input with nothing buffered whose position is not known yet holds the group
   back for at most ``max_idle`` seconds; then the buffered records go out anyway.
+
+Each input's wait is timed on its own, from when it began holding the group back
+(:func:`hold`): a long wait for one input never shortens the wait for another.
 
 Nothing here talks to Kafka: the caller feeds records with their event time,
 asks for the releasable ones, and acknowledges them only once applied, so no
@@ -24,15 +28,19 @@ offset is committed for a record still held back.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Generic, TypeVar
 
 import orjson
 
 Item = TypeVar("Item")
+
+log = logging.getLogger(__name__)
 
 #: ``caught_up(topic, partition, next_offset, since)``: True when the broker held
 #: nothing from ``next_offset`` on at a fetch answered after ``since`` (the wall-clock
@@ -63,6 +71,61 @@ def event_time(value: bytes | None) -> float | None:
         return None
 
 
+class Hold(Enum):
+    """What an input with nothing buffered means for its group's next release."""
+
+    #: Known to have nothing more on the broker: the group goes on without it.
+    CAUGHT_UP = "caught up"
+    #: Keep the group waiting for it.
+    WAIT = "wait"
+    #: Its position is still not known after ``max_idle``: the group goes on without it.
+    IDLE_EXPIRED = "idle expired"
+    #: Known to be behind for ``max_behind`` (its records never came): the group goes on.
+    BEHIND_EXPIRED = "behind expired"
+
+
+def hold(
+    caught_up: bool | None,
+    waiting_since: float | None,
+    now: float,
+    max_idle: float,
+    max_behind: float,
+) -> Hold:
+    """Whether an input with nothing buffered holds its group back at ``now``.
+
+    Parameters
+    ----------
+    caught_up
+        True: the broker holds nothing more for it; False: it holds records not
+        fetched yet (known lag); None: not known.
+    waiting_since
+        Monotonic time the input began holding the group back (None: it begins now).
+    now
+        Monotonic clock reading.
+    max_idle, max_behind
+        How long an input whose lag is not known, or known to be behind, is waited for.
+
+    Examples
+    --------
+    >>> hold(True, 0.0, 100.0, 2.0, 60.0)
+    <Hold.CAUGHT_UP: 'caught up'>
+    >>> hold(None, 0.0, 1.0, 2.0, 60.0)
+    <Hold.WAIT: 'wait'>
+    >>> hold(None, 0.0, 2.0, 2.0, 60.0)
+    <Hold.IDLE_EXPIRED: 'idle expired'>
+    >>> hold(False, 0.0, 30.0, 2.0, 60.0)  # records on their way: keep waiting
+    <Hold.WAIT: 'wait'>
+    >>> hold(False, 0.0, 60.0, 2.0, 60.0)
+    <Hold.BEHIND_EXPIRED: 'behind expired'>
+    """
+    if caught_up is True:
+        return Hold.CAUGHT_UP
+    waited = 0.0 if waiting_since is None else now - waiting_since
+    if caught_up is False:
+        return Hold.WAIT if waited < max_behind else Hold.BEHIND_EXPIRED
+    return Hold.WAIT if waited < max_idle else Hold.IDLE_EXPIRED
+
+
 @dataclass(slots=True)
 class _Input(Generic[Item]):
     """One input partition's buffered records, oldest first."""
@@ -73,6 +136,17 @@ class _Input(Generic[Item]):
     next_offset: int | None = None
     #: Event time of the last record added: an unreadable record keeps its place.
     last_time: float = float("-inf")
+    #: Monotonic time it began holding the group back with nothing buffered (None: not).
+    waiting_since: float | None = None
+    #: When its current wait ends (None: not waiting, or already gone past).
+    deadline: float | None = None
+    #: How the group last went on without it during the current wait (said once each).
+    passed: Hold | None = None
+
+    def stop_waiting(self) -> None:
+        self.waiting_since = None
+        self.deadline = None
+        self.passed = None
 
 
 @dataclass(slots=True)
@@ -80,10 +154,6 @@ class _Group(Generic[Item]):
     """The inputs of one partition number."""
 
     inputs: list[_Input[Item]]
-    #: Monotonic time the group first waited on an empty input (None: not waiting).
-    waiting_since: float | None = None
-    #: How long it may wait: ``max_idle`` or, for an input known to be behind, ``max_behind``.
-    patience: float = 0.0
 
 
 class Aligner(Generic[Item]):
@@ -156,6 +226,7 @@ class Aligner(Generic[Item]):
         source.last_time = max(source.last_time, time)
         source.next_offset = offset + 1
         source.records.append((time, offset, arrived, item))
+        source.stop_waiting()
 
     def buffered(self) -> int:
         """Records held back in all groups."""
@@ -221,34 +292,65 @@ class Aligner(Generic[Item]):
                     if best is None or key < best_key:
                         best, best_key = source, key
             if best is None:
-                group.waiting_since = None
+                for source in inputs:
+                    source.stop_waiting()
                 return
             arrived = best.records[0][2]
             blocked = False
-            patience = self.max_idle
             for n, source in enumerate(inputs):
                 if not source.records:
                     known = caught_up(self.topics[n], partition, source.next_offset, arrived)
-                    if known is not True:
+                    if self._holds(partition, n, source, known, now):
                         blocked = True
-                        if known is False:
-                            patience = self.max_behind
             if blocked:
-                if group.waiting_since is None:
-                    group.waiting_since = now
-                group.patience = patience
-                if now - group.waiting_since < patience:
-                    return
-                # Waited long enough: what is buffered goes out in order without it.
-            else:
-                group.waiting_since = None
+                return
             out.append(best.records.popleft()[3])
 
+    def _holds(
+        self, partition: int, n: int, source: _Input[Item], known: bool | None, now: float
+    ) -> bool:
+        """Whether the empty input ``n`` holds its group back; says when the group goes on."""
+        verdict = hold(known, source.waiting_since, now, self.max_idle, self.max_behind)
+        if verdict is Hold.CAUGHT_UP:
+            source.stop_waiting()
+            return False
+        if source.waiting_since is None:
+            source.waiting_since = now
+        if verdict is Hold.WAIT:
+            patience = self.max_behind if known is False else self.max_idle
+            source.deadline = source.waiting_since + patience
+            return True
+        source.deadline = None
+        if source.passed is not verdict:
+            source.passed = verdict
+            waited = now - source.waiting_since
+            if verdict is Hold.BEHIND_EXPIRED:
+                log.warning(
+                    "%s[%d] is behind (broker holds records from offset %s on) but nothing "
+                    "came in %.1f s; its group goes on without it, so its records may "
+                    "arrive late",
+                    self.topics[n],
+                    partition,
+                    source.next_offset,
+                    waited,
+                )
+            else:
+                log.info(
+                    "%s[%d] has nothing fetched and its lag is not known after %.1f s "
+                    "(next offset %s); its group goes on without it",
+                    self.topics[n],
+                    partition,
+                    waited,
+                    source.next_offset,
+                )
+        return False
+
     def next_deadline(self) -> float | None:
-        """Monotonic time at which a waiting group's idle wait ends (None: none waits)."""
+        """Monotonic time at which an input's wait ends (None: no group waits)."""
         waits = [
-            g.waiting_since + g.patience
-            for g in self.groups.values()
-            if g.waiting_since is not None
+            source.deadline
+            for group in self.groups.values()
+            for source in group.inputs
+            if source.deadline is not None
         ]
         return min(waits) if waits else None

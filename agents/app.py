@@ -465,6 +465,7 @@ def build(settings: Settings) -> Topology:
         aligner=Aligner(
             list(input_topics.values()),
             max_idle=settings.alignment_max_idle,
+            max_behind=settings.alignment_max_behind,
             max_buffered=ALIGN_BUFFERED,
         ),
         apply=apply_batch,

@@ -164,8 +164,15 @@ class Settings(BaseSettings):
     alignment_max_idle: float = Field(
         2.0,
         ge=0,
-        description="seconds a partition's input topics wait for one that is behind but has "
-        "nothing fetched yet, before the others' events are applied without it",
+        description="seconds a partition's input topics wait for one with nothing fetched "
+        "whose lag is not known, before the others' events are applied without it",
+    )
+    alignment_max_behind: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a partition's input topics wait for one with nothing fetched "
+        "whose broker holds records not yet read (a safety net: they normally arrive "
+        "within a fetch; a warning is logged when it is reached)",
     )
     session_timeout: float = Field(
         10.0,

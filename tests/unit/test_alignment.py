@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from stream_risk.agents.alignment import Aligner, event_time
+from stream_risk.agents.alignment import Aligner, Hold, event_time, hold
 
 TOPICS = ["orders", "payments", "statements"]
 
@@ -142,3 +142,70 @@ def test_release_limit_keeps_the_rest_in_order() -> None:
     assert sorted(first + rest) == list(range(10))
     by_partition = [[n for n in first + rest if n % 2 == p] for p in (0, 1)]
     assert all(part == sorted(part) for part in by_partition)
+
+
+@pytest.mark.parametrize(
+    ("caught_up", "waiting_since", "now", "expected"),
+    [
+        # Known to have nothing more: never waited for, however long or short.
+        (True, None, 0.0, Hold.CAUGHT_UP),
+        (True, 0.0, 1000.0, Hold.CAUGHT_UP),
+        # Lag not known: waited for up to max_idle (2 s), then the group goes on.
+        (None, None, 50.0, Hold.WAIT),
+        (None, 10.0, 11.9, Hold.WAIT),
+        (None, 10.0, 12.0, Hold.IDLE_EXPIRED),
+        (None, 10.0, 500.0, Hold.IDLE_EXPIRED),
+        # Known unread records on the broker: waited for well past max_idle ...
+        (False, None, 50.0, Hold.WAIT),
+        (False, 10.0, 12.0, Hold.WAIT),
+        (False, 10.0, 69.9, Hold.WAIT),
+        # ... up to the max_behind cap (60 s), so a stuck partition cannot stall the rest.
+        (False, 10.0, 70.0, Hold.BEHIND_EXPIRED),
+    ],
+)
+def test_hold_decides_from_the_inputs_lag_and_how_long_it_held_the_group(
+    caught_up: bool | None, waiting_since: float | None, now: float, expected: Hold
+) -> None:
+    assert hold(caught_up, waiting_since, now, max_idle=2.0, max_behind=60.0) is expected
+
+
+def test_a_long_wait_for_one_input_does_not_cut_short_the_wait_for_another() -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0, max_behind=60.0)
+    status: dict[str, bool | None] = {"payments": False, "statements": True}
+
+    def known(topic: str, partition: int, next_offset: int | None, since: float) -> bool | None:
+        return status[topic]
+
+    aligner.add("orders", 0, 0, 10.0, "o@10")
+    assert aligner.release(100.0, known) == []  # payments behind: wait
+    assert aligner.release(130.0, known) == []
+    # payments' records arrive; then statements' lag becomes unknown and it is empty.
+    aligner.add("payments", 0, 0, 5.0, "p@5")
+    status["statements"] = None
+    assert aligner.release(130.0, known) == []  # statements' wait starts now, not at 100
+    assert aligner.next_deadline() == 132.0
+    assert aligner.release(131.9, known) == []
+    assert aligner.release(132.0, known) == ["p@5"]
+
+
+def test_an_input_whose_lag_becomes_known_is_waited_for_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    aligner: Aligner[str] = Aligner(TOPICS, max_idle=2.0, max_behind=60.0)
+    status: dict[str, bool | None] = {"payments": None, "statements": True}
+
+    def known(topic: str, partition: int, next_offset: int | None, since: float) -> bool | None:
+        return status[topic]
+
+    aligner.add("orders", 0, 0, 10.0, "o@10")
+    aligner.add("orders", 0, 1, 20.0, "o@20")
+    assert aligner.release(100.0, known) == []
+    with caplog.at_level("INFO", logger="stream_risk.agents.alignment"):
+        assert aligner.release(102.0, known, limit=1) == ["o@10"]
+    assert "payments[0] has nothing fetched and its lag is not known" in caplog.text
+    status["payments"] = False  # now known to have unread records: hold o@20 for them
+    assert aligner.release(103.0, known) == []
+    assert aligner.next_deadline() == 160.0
+    with caplog.at_level("WARNING", logger="stream_risk.agents.alignment"):
+        assert aligner.release(160.0, known) == ["o@20"]
+    assert "payments[0] is behind" in caplog.text
