@@ -232,15 +232,20 @@ class AlignedInput:
         aligner: Aligner[Any],
         apply: Callable[[list[Any]], Awaitable[None]],
         stop: Callable[[], None] = stop_worker,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self.aligner = aligner
         self.apply = apply
         self.stop = stop
+        #: The monitor's clock checks: an event they reject holds no partition back.
+        self.limits = limits
         self.paused: set[Any] = set()
         #: Held while a batch is applied: nothing else changes the engine's state meanwhile.
         self.applying = asyncio.Lock()
         self.last_apply = 0.0
+        #: The generation whose held records were given up at a revocation (None: none).
+        self.abandoned: int | None = None
 
     async def add(self, events: list[Any]) -> None:
         """Hold one fetched batch for alignment, then apply what it releases."""
@@ -248,18 +253,27 @@ class AlignedInput:
         generation = self.app.consumer_generation_id
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if message.generation_id != generation or generation == self.abandoned:
                 # Fetched before a rebalance: whoever owns the partition now reads
-                # it again from the last commit; never acknowledged here.
+                # it again from the last commit; never acknowledged here. Until the
+                # new generation starts, that holds for every record: applied after
+                # the held ones given up, it would make them look already applied.
                 message.acked = True
                 continue
             # Held until applied: the batch's own acknowledgement must not be the last.
             message.incref()
+            when = event_time(message.value)
+            limits = self.limits
+            if when is not None and limits and limits.too_early(when, message.timestamp, arrived):
+                # A dead letter to be (an event stamped 2099): sorted by its time it
+                # would hold the rest of its partition back while the others move on,
+                # and their later events would arrive late. It keeps its place.
+                when = None
             self.aligner.add(
                 message.topic,
                 message.partition,
                 message.offset,
-                event_time(message.value),
+                when,
                 event,
                 arrived,
             )
@@ -324,6 +338,7 @@ class AlignedInput:
 
     def abandon_held(self, revoked: set[Any]) -> None:
         """Give up every held record before a rebalance (Faust's revoke hook)."""
+        self.abandoned = self.app.consumer_generation_id
         for event in self.aligner.clear():
             # Marked done without an ack: the offset is never committed by this
             # owner, and Faust's wait for unacknowledged messages ends.
@@ -469,6 +484,7 @@ def build(settings: Settings) -> Topology:
             max_buffered=ALIGN_BUFFERED,
         ),
         apply=apply_batch,
+        limits=driver.limits,
     )
     app.before_revoke.append(aligned.abandon_held)
 

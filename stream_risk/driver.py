@@ -80,6 +80,25 @@ class Limits:
             max_timer_fires=settings.max_timer_fires_per_batch,
         )
 
+    def too_early(self, occurred: float, record_time: float | None, now: float) -> bool:
+        """Whether an event at ``occurred`` is further ahead than the clock checks allow.
+
+        ``record_time`` is the record's timestamp (None or 0: none), ``now`` the wall
+        clock, all in seconds. Such an event is a dead letter; event-time alignment
+        must not wait on it either.
+
+        >>> limits = Limits(clock_skew=60.0)
+        >>> limits.too_early(1_000.0, 900.0, 2_000.0), limits.too_early(950.0, 900.0, 2_000.0)
+        (True, False)
+        >>> limits.too_early(1_000.0, None, 900.0), limits.too_early(1_000.0, None, 990.0)
+        (True, False)
+        >>> Limits(check_wall_clock=False).too_early(1e10, None, 0.0)
+        False
+        """
+        if self.check_record_time and record_time and occurred > record_time + self.clock_skew:
+            return True
+        return self.check_wall_clock and occurred > now + self.clock_skew
+
     def for_replay(self) -> Limits:
         """These limits as replay holds events to them.
 
