@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 started=$(date +%s)
-echo "[test] installing the project and its dev dependencies" >&2
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[dev]"
+echo "[test] installing the project, its dev dependencies and the bench baselines (Quix Streams)" >&2
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[dev,bench]"
 
 # The dashboard test drives Debian's headless Chromium; install it once (quick when present).
 if ! command -v chromium >/dev/null 2>&1; then
