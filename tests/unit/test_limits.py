@@ -144,8 +144,9 @@ def test_long_expressions_are_rejected() -> None:
 def test_the_evaluation_budget_is_checked_on_a_sample(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Two levels pass the nesting limit; over 110-element lists that is 12,100 steps.
-    wide = "[" + ",".join(["1.0"] * 110) + "]"
+    # Two levels pass the nesting limit; over 220-element lists that is 48,400 steps,
+    # several times the budget even on a fast, quiet machine.
+    wide = "[" + ",".join(["1"] * 220) + "]"
     # (Iteration variables must be known names to compile, so they shadow features.)
     expr = f"{wide}.exists(risk_score, {wide}.exists(days_past_due, risk_score > days_past_due))"
     (tmp_path / "wide.yaml").write_text(rule_file(expr))
