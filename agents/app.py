@@ -376,14 +376,7 @@ def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
 
 def limits_of(settings: Settings) -> Limits:
     """The monitor's input limits and clock checks from ``settings``."""
-    return Limits(
-        max_event_bytes=settings.max_event_bytes,
-        max_message_bytes=settings.max_message_bytes,
-        clock_skew=settings.clock_skew_seconds,
-        check_record_time=settings.clock_checks != "off",
-        check_wall_clock=settings.clock_checks == "live",
-        max_timer_fires=settings.max_timer_fires_per_batch,
-    )
+    return Limits.from_settings(settings)
 
 
 def build(settings: Settings) -> Topology:
