@@ -374,11 +374,6 @@ def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
     )
 
 
-def limits_of(settings: Settings) -> Limits:
-    """The monitor's input limits and clock checks from ``settings``."""
-    return Limits.from_settings(settings)
-
-
 def build(settings: Settings) -> Topology:
     """Create the Faust app for ``settings`` with all topics, tables and agents."""
     security = KafkaSecurity.from_settings(settings)
@@ -404,7 +399,7 @@ def build(settings: Settings) -> Topology:
     if ctx.population is not None and ctx.population.load(behaviour_file):
         log.info("segment behaviour detector restored from %s", behaviour_file)
     driver = MonitorDriver(
-        ctx, {t: k for k, t in input_topics.items()}, load, limits=limits_of(settings)
+        ctx, {t: k for k, t in input_topics.items()}, load, limits=Limits.from_settings(settings)
     )
     metrics = WorkerMetrics()
     metrics.watch_counts(driver.counts)
