@@ -95,9 +95,31 @@ class Limits:
         >>> Limits(check_wall_clock=False).too_early(1e10, None, 0.0)
         False
         """
-        if self.check_record_time and record_time and occurred > record_time + self.clock_skew:
-            return True
-        return self.check_wall_clock and occurred > now + self.clock_skew
+        return self.clock_violation(occurred, record_time, now) is not None
+
+    def clock_violation(self, occurred: float, record_time: float | None, now: float) -> str | None:
+        """Why an event at ``occurred`` breaks the clock checks, or None when it does not.
+
+        A record timestamp of None or not above 0 (Kafka's -1) is no timestamp.
+
+        >>> Limits(clock_skew=60.0).clock_violation(1_000.0, 900.0, 2_000.0)
+        "occurred_at is 100s ahead of the record's timestamp (allowed clock skew 60s)"
+        >>> Limits(clock_skew=60.0).clock_violation(1_000.0, -1.0, 2_000.0) is None
+        True
+        """
+        skew = self.clock_skew
+        stamped = record_time if record_time is not None and record_time > 0 else None
+        if self.check_record_time and stamped is not None and occurred > stamped + skew:
+            return (
+                f"occurred_at is {_span(occurred - stamped)} ahead of the record's "
+                f"timestamp (allowed clock skew {_span(skew)})"
+            )
+        if self.check_wall_clock and occurred > now + skew:
+            return (
+                f"occurred_at is {_span(occurred - now)} ahead of the wall clock "
+                f"(allowed clock skew {_span(skew)})"
+            )
+        return None
 
     def for_replay(self) -> Limits:
         """These limits as replay holds events to them.
@@ -484,22 +506,9 @@ class MonitorDriver:
         self._fires_left += len(fired)
 
     def _check_clock(self, ts: float, record_ts: float | None, now: float) -> None:
-        skew = self.limits.clock_skew
-        if (
-            self.limits.check_record_time
-            and record_ts is not None
-            and record_ts > 0
-            and ts > record_ts + skew
-        ):
-            raise Rejected(
-                f"occurred_at is {_span(ts - record_ts)} ahead of the record's timestamp "
-                f"(allowed clock skew {_span(skew)})"
-            )
-        if self.limits.check_wall_clock and ts > now + skew:
-            raise Rejected(
-                f"occurred_at is {_span(ts - now)} ahead of the wall clock "
-                f"(allowed clock skew {_span(skew)})"
-            )
+        reason = self.limits.clock_violation(ts, record_ts, now)
+        if reason is not None:
+            raise Rejected(reason)
 
     def advance_to(self, partition: int, now: float, result: BatchResult) -> None:
         """Fire the partition's timers due at or before event time ``now`` (end of a replay)."""
