@@ -244,8 +244,8 @@ class AlignedInput:
         #: Held while a batch is applied: nothing else changes the engine's state meanwhile.
         self.applying = asyncio.Lock()
         self.last_apply = 0.0
-        #: The generation whose held records were given up at a revocation (None: none).
-        self.abandoned: int | None = None
+        #: Between a revocation and the next assignment: every record is given up.
+        self.revoked = False
 
     async def add(self, events: list[Any]) -> None:
         """Hold one fetched batch for alignment, then apply what it releases."""
@@ -253,7 +253,7 @@ class AlignedInput:
         generation = self.app.consumer_generation_id
         for event in events:
             message = event.message
-            if message.generation_id != generation or generation == self.abandoned:
+            if message.generation_id != generation or self.revoked:
                 # Fetched before a rebalance: whoever owns the partition now reads
                 # it again from the last commit; never acknowledged here. Until the
                 # new generation starts, that holds for every record: applied after
@@ -338,12 +338,18 @@ class AlignedInput:
 
     def abandon_held(self, revoked: set[Any]) -> None:
         """Give up every held record before a rebalance (Faust's revoke hook)."""
-        self.abandoned = self.app.consumer_generation_id
+        # A flag, not the generation number: the consumer may already carry the new
+        # generation when this hook runs, and its records must not be given up.
+        self.revoked = True
         for event in self.aligner.clear():
             # Marked done without an ack: the offset is never committed by this
             # owner, and Faust's wait for unacknowledged messages ends.
             event.message.acked = True
         self.paused.clear()
+
+    def reassigned(self) -> None:
+        """Take records again: the new assignment is in force (Faust's assign signal)."""
+        self.revoked = False
 
 
 def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
@@ -478,6 +484,7 @@ def build(settings: Settings) -> Topology:
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        aligned.reassigned()
         gate.rebalanced()
         trainer.forget()
 

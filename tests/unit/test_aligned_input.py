@@ -125,6 +125,7 @@ def test_records_fetched_before_a_revocation_are_not_applied_after_it() -> None:
         # The partitions come back in a new generation, read from the committed
         # offset (none: the earliest).
         w.app.consumer_generation_id = 2
+        w.input.reassigned()
         await w.input.add(w.events(*LOG))
         return w
 
@@ -133,6 +134,23 @@ def test_records_fetched_before_a_revocation_are_not_applied_after_it() -> None:
     assert w.applied == [("in.order", 0), ("in.order", 1)]
     assert w.driver.counts["events.order"] == 2, dict(w.driver.counts)
     assert w.driver.counts["redelivered"] == 0, dict(w.driver.counts)
+
+
+def test_a_revocation_seen_after_the_new_generation_began_gives_up_only_until_reassigned() -> None:
+    """The revoke hook may run when the consumer already carries the new generation
+    number: the records of that generation, fetched after the assignment, are applied."""
+
+    async def scenario() -> _Worker:
+        w = _Worker()
+        w.app.consumer_generation_id = 2
+        w.input.abandon_held(set())
+        w.input.reassigned()
+        await w.input.add(w.events(*LOG))
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.applied == [("in.order", 0), ("in.order", 1)]
+    assert w.driver.counts["events.order"] == 2, dict(w.driver.counts)
 
 
 def test_an_event_from_the_future_holds_back_no_partition() -> None:
