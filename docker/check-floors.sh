@@ -3,8 +3,8 @@
 # runtime dependency (`name>=X` becomes `name==X` in a constraints file), with the dev
 # extra at whatever fits, into a fresh virtual environment, and run the unit tests there.
 # A floor that does not install, or that the code outgrew, fails here.
-# Slow (a new environment and the whole unit suite: ~10 minutes on 2 cores), so it is a
-# command of its own, not part of docker/test.sh. Extra arguments go to pytest.
+# The test command (docker/test.sh) runs it for the unit tests; a first run creates the
+# environment (a minute or two), later runs reuse it. Extra arguments go to pytest.
 #   bash docker/check-floors.sh            # venv in build/floors-venv (FLOORS_VENV)
 #   FLOORS_FRESH=1 bash docker/check-floors.sh   # the same from an empty venv
 set -euo pipefail
@@ -51,4 +51,4 @@ if wrong:
     raise SystemExit("not at the floor: " + ", ".join(wrong))
 PY
 echo "[floors] installed; running the unit tests" >&2
-"$venv/bin/python" -m pytest tests/unit -q -x -p no:cacheprovider "$@"
+"$venv/bin/python" -m pytest tests/unit -p no:cacheprovider "$@"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README): install the project with its dev extra, start Apache Kafka
 # and Redis on loopback, then run lint, the image's wheel build, types (on that wheel),
-# the contract drift check and every test.
+# the contract drift check and every test: the unit tests in a second environment at the
+# lowest versions pyproject.toml allows (docker/check-floors.sh), so that a wrong floor
+# fails here, and the integration and browser tests at the newest versions.
 # A broker started here begins with empty storage: no test reads an earlier run's topics,
 # and loading thousands of stale partitions would only slow the start.
-# Extra arguments go to pytest, e.g. `bash docker/test.sh tests/unit -x`.
+# Extra arguments go to pytest (newest versions only, no floors run), e.g.
+# `bash docker/test.sh tests/unit -x`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -43,8 +46,15 @@ PYTHON=python3 bash docker/typecheck.sh "$wheel"
 echo "[test] JSON Schema files match the models" >&2
 python3 -m stream_risk.schemas.export --check
 
-echo "[test] pytest" >&2
 status=0
-python3 -m pytest "$@" || status=$?
+if [[ $# -gt 0 ]]; then
+    echo "[test] pytest $*" >&2
+    python3 -m pytest "$@" || status=$?
+else
+    echo "[test] unit tests at the dependency floors" >&2
+    bash docker/check-floors.sh -q || status=$?
+    echo "[test] integration and browser tests at the newest versions" >&2
+    python3 -m pytest tests/integration tests/e2e || status=$?
+fi
 echo "[test] finished in $(( $(date +%s) - started ))s with status $status" >&2
 exit "$status"
