@@ -20,14 +20,15 @@ episodes in ``state.watch``; the tier's hysteresis in ``state.tier_hold``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stream_risk.core import lifecycle, policy, tiers
+from stream_risk.core import lifecycle, policy, ruleset, tiers
 from stream_risk.core.context import Context
 from stream_risk.core.ids import content_id
-from stream_risk.core.lifecycle import FIRING, Emit, Episode
+from stream_risk.core.lifecycle import COOLING, FIRING, MUTED, PENDING, RANK, Emit, Episode
 from stream_risk.core.outputs import Outputs, iso, warning_id
+from stream_risk.core.previous import Evaluated
 from stream_risk.core.rulefmt import TEMPLATE
 from stream_risk.core.ruleset import Escalation, Rule, RuleSet
 from stream_risk.core.state import CustomerState
@@ -41,30 +42,58 @@ def evaluate(
     ctx: Context,
     out: Outputs,
 ) -> None:
-    """Advance tiers and every rule's lifecycle for one evaluation; append what to publish."""
+    """Advance tiers and every rule's lifecycle for one evaluation; append what to publish.
+
+    With an :class:`~stream_risk.core.previous.Evaluated` (the step's evaluations),
+    only rules that hold or have an episode are looked at, and a firing warning whose
+    rule holds at no higher level is left as it is: its lifecycle cannot move.
+    With plain features every rule goes through its lifecycle.
+    """
     rules: RuleSet = ctx.rules
     now = state.clock if state.clock is not None else occurred_at
     _tier(state, features, trigger, occurred_at, now, rules, ctx, out)
-    segment = state.segment
     tier = state.tier
-    results: list[tuple[Rule, str | None, tuple[Escalation, ...]]] = []
-    for rule in rules.rules:
-        held = rules.level_of(rule, features, tier) if rule.applies_to(segment, tier) else None
-        if held is None:
-            results.append((rule, None, ()))
-        else:
-            results.append((rule, held[0], held[1]))
+    results = rules.results(features, tier, state.segment)
+    levels = results.levels
     alerts, watch = state.alerts, state.watch
+    shortcut = isinstance(features, Evaluated)
+    order: Iterable[int]
+    if shortcut:
+        # A rule that does not hold and has no episode has nothing to decide or store.
+        if not results.holding and not alerts and not watch:
+            return
+        position = rules.position
+        visit = set(results.holding)
+        visit.update(position[name] for name in alerts if name in position)
+        visit.update(position[name] for name in watch if name in position)
+        order = sorted(visit)
+    else:
+        order = range(len(rules.rules))
     # Low rules of one digest group publish one warning per customer and group:
     # the id of the group's open warning before this evaluation, and what changed.
-    digests = {rule.name: d for rule in rules.rules if (d := digest_of(rule)) is not None}
+    digests = rules.digests
     open_before = {digests[name]: alert[0] for name, alert in alerts.items() if name in digests}
     changed: dict[str, list[tuple[Rule, tuple[Escalation, ...], Emit]]] = {}
     inhibiting: set[str] = set()
+    by_position = rules.rules
     # Pass 1: what holds at critical (or keeps a critical warning firing) cannot be
     # inhibited and decides which groups inhibit; pass 2: everything else.
     for first_pass in (True, False):
-        for rule, level, reached in results:
+        for n in order:
+            rule = by_position[n]
+            held = levels[n]
+            level = None if held is None else held[0]
+            if shortcut:
+                active = alerts.get(rule.name)
+                if active is None:
+                    record = watch.get(rule.name)
+                    if record is not None and _unmoved(record, level, now, rule.hold):
+                        continue
+                elif level is not None and RANK[level] <= RANK[active[1]]:
+                    # Firing at this level or above: the lifecycle keeps the warning as is.
+                    if first_pass and active[1] == "critical":
+                        inhibiting.add(rule.group)
+                    continue
             ep = _episode(alerts, watch, rule.name)
             keeps_critical = ep is not None and ep.phase == FIRING and ep.level == "critical"
             critical = level == "critical" or (level is not None and keeps_critical)
@@ -72,6 +101,7 @@ def evaluate(
                 continue
             if ep is None and level is None:
                 continue  # inactive and still not holding: nothing to decide or store
+            opens = level is not None and (ep is None or ep.phase == COOLING)
             new, emit = lifecycle.transition(
                 ep,
                 level,
@@ -79,13 +109,15 @@ def evaluate(
                 hold=rule.hold,
                 cooldown=rule.cooldown,
                 inhibited=rule.group in inhibiting,
-                new_id=warning_id(state.customer_id, rule.name, trigger),
+                # Only an episode that opens takes a new id.
+                new_id=warning_id(state.customer_id, rule.name, trigger) if opens else "",
             )
             _store(alerts, watch, rule.name, new)
             if first_pass and new is not None and new.phase == FIRING and new.level == "critical":
                 inhibiting.add(rule.group)
             if emit is None:
                 continue
+            reached = () if held is None else held[1]
             digest = digests.get(rule.name)
             if digest is not None:
                 changed.setdefault(digest, []).append((rule, reached, emit))
@@ -99,7 +131,7 @@ def evaluate(
 
 
 #: The label that merges a low rule's warnings into one warning per customer and group.
-DIGEST_LABEL = "group"
+DIGEST_LABEL = ruleset.DIGEST_LABEL
 
 
 def digest_of(rule: Rule) -> str | None:
@@ -111,9 +143,7 @@ def digest_of(rule: Rule) -> str | None:
     ``warning_id`` when a rule joins or leaves it, and resolved when the last one
     clears. A watch list, not a stream of alarms: it recommends no credit action.
     """
-    if rule.level != "low" or rule.escalate:
-        return None
-    return rule.labels.get(DIGEST_LABEL) or None
+    return rule.digest_group
 
 
 def next_due(state: CustomerState, ctx: Context) -> float | None:
@@ -165,10 +195,50 @@ def _store(
         watch[name] = ep.to_list()
 
 
+def _unmoved(record: list[Any], level: str | None, now: float, hold: float) -> bool:
+    """Whether :func:`lifecycle.transition` leaves a watched episode as it is and emits
+    nothing, told from its record: the rule holds at the episode's level (cooling: does
+    not hold) and the time the episode waits for has not come.
+
+    >>> _unmoved(["pending", 100.0, "high", "w", None, None, None], "high", 150.0, hold=60.0)
+    True
+    >>> _unmoved(["pending", 100.0, "high", "w", None, None, None], "high", 160.0, hold=60.0)
+    False
+    >>> _unmoved(["cooling", 100.0, "high", "w", 200.0, "high", None], None, 150.0, hold=0.0)
+    True
+    """
+    if len(record) != 7:
+        return False
+    phase, since, was, _, cool_until, cool_level, muted_by = record
+    if phase == COOLING:
+        return (
+            level is None
+            and cool_until is not None
+            and cool_until > now
+            and cool_level is not None
+            and cool_level == was
+            and muted_by is None
+        )
+    if level is None or level != was:
+        return False
+    if phase == PENDING:
+        return bool(now - since < hold)
+    return (
+        phase == MUTED
+        and muted_by == "cooldown"
+        and cool_until is not None
+        and cool_until > now
+        and cool_level is not None
+        and RANK[level] <= RANK[cool_level]
+    )
+
+
 def _hold(state: CustomerState) -> tiers.TierHold:
     data = state.tier_hold
     if not data:
         return tiers.TierHold("low")
+    if len(data) == 4:
+        return tiers.TierHold(str(data[0]), data[1], data[2], data[3])
     tier, since, improving_since, worst = (list(data) + [None] * 4)[:4]
     return tiers.TierHold(str(tier), since, improving_since, worst)
 

@@ -56,8 +56,9 @@ class PreviousEvaluation:
         self.values: tuple[Any, ...] | None = None
         #: What reusable feature groups computed (see :func:`stream_risk.core.features.compute`).
         self.groups: dict[str, Any] = {}
-        #: rule name -> [rule, result, seq it was confirmed at, tier, signature of its inputs].
-        self.rules: dict[str, list[Any]] = {}
+        #: The rule set's results (a :class:`stream_risk.core.ruleset.RuleResults`, updated
+        #: in place from one evaluation to the next), or ``None``.
+        self.rules: Any = None
         #: The segment detector's score, and what it was computed for.
         self.peer: float | None = None
         self.peer_key: tuple[Any, ...] | None = None
@@ -179,7 +180,7 @@ class EvaluationMemory:
 class Evaluated(dict[str, Any]):
     """The features of one evaluation, with what changed since the previous one.
 
-    Rule evaluation (:meth:`stream_risk.core.ruleset.RuleSet.level_of`) reuses the
+    Rule evaluation (:meth:`stream_risk.core.ruleset.RuleSet.results`) reuses the
     previous result of a rule none of whose inputs is in ``changed``.
     """
 

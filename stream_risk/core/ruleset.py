@@ -15,6 +15,7 @@ missing feature does not hold), then runs each compiled program against it.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
 import hashlib
@@ -31,7 +32,7 @@ import cel
 
 from stream_risk.core import creditpolicy
 from stream_risk.core.features import REGISTRY, groups_of
-from stream_risk.core.previous import Evaluated
+from stream_risk.core.previous import Evaluated, Reuse
 from stream_risk.core.rulefmt import (
     LEVELS,
     TEMPLATE,
@@ -80,6 +81,10 @@ def variable_kind(name: str) -> str | None:
     return "number"
 
 
+#: The label that merges a low rule's warnings into one warning per customer and group.
+DIGEST_LABEL = "group"
+
+
 def cel_value(value: Any) -> Any:
     """A feature value as CEL sees it: numbers are doubles, labels strings."""
     if isinstance(value, (bool, str)):
@@ -88,6 +93,26 @@ def cel_value(value: Any) -> Any:
         number = float(value)
         return number if math.isfinite(number) else None
     return None
+
+
+def bucket(value: Any, kind: type | None, tests: tuple[tuple[Any, Any], ...]) -> Any:
+    """What a rule can tell of a CEL value: whether each comparison holds when the
+    value is of the constants' ``kind``, else the value itself.
+
+    >>> import operator
+    >>> bucket(12.0, float, ((operator.ge, 30.0), (operator.ge, 60.0)))
+    (False, False)
+    >>> bucket(True, float, ((operator.ge, 1.0),)), bucket("x", float, ())
+    (('bool', True), 'x')
+    """
+    if value is None:
+        return None
+    if type(value) is bool:
+        # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
+        return ("bool", value)
+    if type(value) is kind:
+        return tuple([test(value, literal) for test, literal in tests])
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +167,13 @@ class Rule:
     plan: tuple[tuple[str, type | None, tuple[tuple[Any, Any], ...]], ...] = field(
         init=False, compare=False, repr=False
     )
+    #: The digest group the rule's warnings are merged into, if any (see
+    #: :func:`stream_risk.core.alerting.digest_of`).
+    digest_group: str | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        digest = None if self.level != "low" or self.escalate else self.labels.get(DIGEST_LABEL)
+        object.__setattr__(self, "digest_group", digest or None)
         names = [
             *self.condition.variables,
             *(v for e in self.escalate for v in e.condition.variables),
@@ -170,19 +200,12 @@ class Rule:
         Two inputs with the same signature give the same result: a rule on
         ``days_since_last_payment >= 60`` sees no change from day 10 to day 11.
         """
-        out: list[Any] = []
-        for name, kind, tests in self.plan:
-            value = tier if name == "tier" else cel_value(features.get(name))
-            if value is None:
-                out.append(None)
-            elif type(value) is bool:
-                # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
-                out.append(("bool", value))
-            elif type(value) is kind:
-                out.append(tuple([test(value, literal) for test, literal in tests]))
-            else:
-                out.append(value)
-        return tuple(out)
+        return tuple(
+            [
+                bucket(tier if name == "tier" else cel_value(features.get(name)), kind, tests)
+                for name, kind, tests in self.plan
+            ]
+        )
 
     def applies_to(self, segment: Mapping[str, Any] | None, tier: str) -> bool:
         """Whether the customer is in the rule's segments (no filter: everyone)."""
@@ -211,6 +234,17 @@ class TierPolicy:
     actions: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
+#: The numbers a feature is compared with, sorted: those whose comparison turns as
+#: the value reaches them (``>=``, ``<``) and those it turns just above them
+#: (``>``, ``<=``); equality belongs to both.
+Cuts = tuple[tuple[float, ...], tuple[float, ...]]
+_AT_OR_ABOVE = frozenset((">=", "<", "==", "!="))
+_ABOVE = frozenset((">", "<=", "==", "!="))
+
+#: What a rule holds at: its level and the escalations reached, or ``None``.
+Held = tuple[str, tuple[Escalation, ...]] | None
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """A validated, compiled rule set: what a context evaluates."""
@@ -229,10 +263,58 @@ class RuleSet:
     #: (rule, the values it reads) -> the level it holds at: a rule is a pure function
     #: of the values it reads, so it is evaluated once per distinct input.
     memo: dict[tuple[str, tuple[Any, ...]], Any] = field(init=False, compare=False, repr=False)
+    #: Each rule's position in ``rules``, by name.
+    position: dict[str, int] = field(init=False, compare=False, repr=False)
+    #: The rules' names.
+    rule_names: frozenset[str] = field(init=False, compare=False, repr=False)
+    #: Rule name -> the digest group its warnings are merged into (digest rules only).
+    digests: dict[str, str] = field(init=False, compare=False, repr=False)
+    #: Name read -> positions of the rules that read it.
+    readers: dict[str, tuple[int, ...]] = field(init=False, compare=False, repr=False)
+    #: Feature read -> the numbers it is compared with (:data:`Cuts`) when every rule
+    #: only compares it with numbers, else ``None``: some rule reads the value itself.
+    inputs: dict[str, Cuts | None] = field(init=False, compare=False, repr=False)
+    #: The features of ``inputs``.
+    read: frozenset[str] = field(init=False, compare=False, repr=False)
+    #: The customer fields (``tier``, segment fields) some rule's segments filter on.
+    scope_names: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {r.name: r for r in self.rules})
-        object.__setattr__(self, "memo", {})
+        rules = self.rules
+        derived: dict[str, Any] = {
+            "by_name": {r.name: r for r in rules},
+            "memo": {},
+            "position": {r.name: n for n, r in enumerate(rules)},
+            "rule_names": frozenset(r.name for r in rules),
+            "digests": {r.name: r.digest_group for r in rules if r.digest_group is not None},
+            "scope_names": tuple(sorted({name for r in rules for name in r.segments})),
+        }
+        readers: dict[str, list[int]] = {}
+        cuts: dict[str, tuple[set[float], set[float]] | None] = {}
+        for n, rule in enumerate(rules):
+            for name, comparisons in zip(rule.reads, rule.thresholds, strict=True):
+                readers.setdefault(name, []).append(n)
+                found = cuts.setdefault(name, (set(), set()))
+                if found is None or not comparisons:
+                    cuts[name] = None
+                    continue
+                for op, literal in comparisons:
+                    if not isinstance(literal, float):
+                        cuts[name] = None
+                        break
+                    if op in _AT_OR_ABOVE:
+                        found[0].add(literal)
+                    if op in _ABOVE:
+                        found[1].add(literal)
+        derived["readers"] = {name: tuple(found) for name, found in readers.items()}
+        derived["inputs"] = {
+            name: None if found is None else (tuple(sorted(found[0])), tuple(sorted(found[1])))
+            for name, found in cuts.items()
+            if name != "tier"
+        }
+        derived["read"] = frozenset(derived["inputs"])
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -241,57 +323,139 @@ class RuleSet:
         return len(self.rules)
 
     def names(self) -> frozenset[str]:
-        return frozenset(r.name for r in self.rules)
+        return self.rule_names
 
     def feature_groups(self) -> frozenset[str]:
         """The feature groups the rules read."""
         return groups_of(v for v in self.variables if v in REGISTRY)
 
-    def level_of(
-        self, rule: Rule, features: Mapping[str, Any], tier: str
-    ) -> tuple[str, tuple[Escalation, ...]] | None:
+    def level_of(self, rule: Rule, features: Mapping[str, Any], tier: str) -> Held:
         """``rule.level_in`` the CEL context of ``features``, evaluated once per distinct input.
 
         The context holds only the names the rule reads: its result does not depend on
-        any other. When ``features`` is an :class:`~stream_risk.core.previous.Evaluated`,
-        a rule none of whose inputs changed since the customer's previous evaluation
-        (and that was evaluated then, with the same tier) keeps that result.
+        any other.
+        """
+        return self._level_of(rule, features, tier, rule.signature(features, tier))
+
+    def results(
+        self, features: Mapping[str, Any], tier: str, segment: Mapping[str, Any] | None
+    ) -> RuleResults:
+        """The level every rule holds at in one evaluation (``None``: does not hold or
+        does not apply to the customer's segment and tier).
+
+        When ``features`` is an :class:`~stream_risk.core.previous.Evaluated` whose
+        previous evaluation computed the results of this rule set, only the rules that
+        read a value some rule can tell apart from the previous one are looked at
+        again: a feature that did not change, or moved within the same comparisons
+        (``days_past_due`` from 10 to 11 against ``>= 30``), touches no rule. The
+        results are then the previous evaluation's, updated in place.
         """
         previous = features.previous if isinstance(features, Evaluated) else None
-        if previous is not None:
-            entry = previous.rules.get(rule.name)
-            changed = features.changed  # type: ignore[attr-defined]
-            if (
-                entry is not None
-                and changed is not None
-                and entry[0] is rule
-                and entry[2] == previous.seq - 1
-                and entry[3] == tier
-                and changed.isdisjoint(rule.reads)
-            ):
-                entry[2] = previous.seq
-                previous.counts.rules_kept += 1
-                kept: tuple[str, tuple[Escalation, ...]] | None = entry[1]
-                return kept
+        scope = self.scope_of(segment, tier)
+        if previous is None:
+            return self._all(features, tier, segment, scope, None)
+        last = previous.rules
+        changed = features.changed  # type: ignore[attr-defined]
+        if (
+            isinstance(last, RuleResults)
+            and last.rules is self
+            and changed is not None
+            and last.seq == previous.seq - 1
+            and last.scope == scope
+        ):
+            self._update(last, features, changed, tier, previous.counts)
+            last.seq = previous.seq
+            return last
+        before = last if isinstance(last, RuleResults) and last.rules is self else None
+        fresh = self._all(features, tier, segment, scope, before, previous.counts)
+        fresh.seq = previous.seq
+        previous.rules = fresh
+        return fresh
+
+    def scope_of(self, segment: Mapping[str, Any] | None, tier: str) -> tuple[Any, ...]:
+        """The values of the customer fields the rules' segments filter on."""
+        if not self.scope_names:
+            return ()
+        fields = segment or {}
+        return tuple(tier if name == "tier" else fields.get(name) for name in self.scope_names)
+
+    def _all(
+        self,
+        features: Mapping[str, Any],
+        tier: str,
+        segment: Mapping[str, Any] | None,
+        scope: tuple[Any, ...],
+        before: RuleResults | None,
+        counts: Reuse | None = None,
+    ) -> RuleResults:
+        """Every rule's result computed afresh (from the memo when an input repeats)."""
+        out = RuleResults(self, tier, scope)
+        out.applies = tuple(rule.applies_to(segment, tier) for rule in self.rules)
+        out.applicable = sum(out.applies)
+        out.inputs = {
+            name: position(features.get(name), cuts) for name, cuts in self.inputs.items()
+        }
+        kept = 0
+        for n, rule in enumerate(self.rules):
+            if not out.applies[n]:
+                continue
             signature = rule.signature(features, tier)
-            if entry is not None and entry[0] is rule and entry[4] == signature:
-                entry[2], entry[3] = previous.seq, tier
-                previous.counts.rules_kept += 1
-                same: tuple[str, tuple[Escalation, ...]] | None = entry[1]
-                return same
-            previous.counts.rules_evaluated += 1
+            if before is not None and before.signatures[n] == signature:
+                kept += 1
             held = self._level_of(rule, features, tier, signature)
-            previous.rules[rule.name] = [rule, held, previous.seq, tier, signature]
-            return held
-        return self._level_of(rule, features, tier, rule.signature(features, tier))
+            out.signatures[n], out.levels[n] = signature, held
+            if held is not None:
+                out.holding.add(n)
+        if counts is not None:
+            counts.rules_kept += kept
+            counts.rules_evaluated += out.applicable - kept
+        return out
+
+    def _update(
+        self,
+        last: RuleResults,
+        features: Mapping[str, Any],
+        changed: set[str],
+        tier: str,
+        counts: Reuse,
+    ) -> None:
+        """Bring ``last`` up to date with ``features``, given the names that ``changed``."""
+        inputs, buckets, readers = self.inputs, last.inputs, self.readers
+        touched: set[int] = set()
+        for name in self.read.intersection(changed):
+            now = position(features.get(name), inputs[name])
+            if now != buckets[name]:
+                buckets[name] = now
+                touched.update(readers[name])
+        if tier != last.tier:
+            last.tier = tier
+            touched.update(readers.get("tier", ()))
+        evaluated = 0
+        rules, applies, signatures = self.rules, last.applies, last.signatures
+        for n in touched:
+            if not applies[n]:
+                continue
+            rule = rules[n]
+            signature = rule.signature(features, tier)
+            if signature == signatures[n]:
+                continue
+            evaluated += 1
+            held = self._level_of(rule, features, tier, signature)
+            last.levels[n], signatures[n] = held, signature
+            if held is None:
+                last.holding.discard(n)
+            else:
+                last.holding.add(n)
+        counts.rules_evaluated += evaluated
+        counts.rules_kept += last.applicable - evaluated
 
     def _level_of(
         self, rule: Rule, features: Mapping[str, Any], tier: str, signature: tuple[Any, ...]
-    ) -> tuple[str, tuple[Escalation, ...]] | None:
+    ) -> Held:
         key = (rule.name, signature)
         memo = self.memo
         if key in memo:
-            held: tuple[str, tuple[Escalation, ...]] | None = memo[key]
+            held: Held = memo[key]
             return held
         values: dict[str, Any] = {}
         for name in rule.reads:
@@ -316,6 +480,72 @@ class RuleSet:
 
 #: Distinct (rule, inputs) results remembered before the memo starts over.
 MEMO_SIZE = 16_384
+
+
+class RuleResults:
+    """The level each rule of a rule set held at in one customer's evaluation.
+
+    Kept as the customer's :attr:`~stream_risk.core.previous.PreviousEvaluation.rules`
+    and updated in place by :meth:`RuleSet.results`; indexed by rule position.
+    """
+
+    __slots__ = (
+        "applicable",
+        "applies",
+        "holding",
+        "inputs",
+        "levels",
+        "rules",
+        "scope",
+        "seq",
+        "signatures",
+        "tier",
+    )
+
+    def __init__(self, rules: RuleSet, tier: str, scope: tuple[Any, ...]) -> None:
+        count = len(rules.rules)
+        self.rules = rules
+        #: The evaluation (``PreviousEvaluation.seq``) the results are those of.
+        self.seq = -1
+        self.tier = tier
+        #: ``RuleSet.scope_of`` the customer, and whether each rule applies in it.
+        self.scope = scope
+        self.applies: tuple[bool, ...] = (True,) * count
+        #: How many rules apply.
+        self.applicable = count
+        #: Per feature read: its :func:`position` among ``RuleSet.inputs``.
+        self.inputs: dict[str, Any] = {}
+        self.signatures: list[tuple[Any, ...] | None] = [None] * count
+        self.levels: list[Held] = [None] * count
+        #: Positions of the rules that hold (level not ``None``).
+        self.holding: set[int] = set()
+
+
+def position(value: Any, cuts: Cuts | None) -> Any:
+    """What rules that compare a value only with the numbers of ``cuts`` can tell of it:
+    for a number, which of them it is at or above and which it is above (one integer),
+    else the value as CEL sees it (:func:`cel_value`).
+
+    >>> cuts = ((30.0, 60.0), ())  # days_past_due >= 30, days_past_due >= 60
+    >>> position(10.0, cuts), position(30, cuts), position(45.0, cuts), position(60.0, cuts)
+    (0, 1, 1, 2)
+    >>> position(True, cuts), position("x", cuts), position(5, None), position(math.inf, cuts)
+    (('bool', True), 'x', 5.0, None)
+    """
+    if type(value) is not float:
+        value = cel_value(value)
+        if type(value) is not float:
+            # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
+            return ("bool", value) if type(value) is bool else value
+    elif not math.isfinite(value):
+        return None
+    if cuts is None:
+        return value
+    at_or_above, above = cuts
+    return bisect.bisect_right(at_or_above, value) * (len(above) + 1) + bisect.bisect_left(
+        above, value
+    )
+
 
 _OPERATORS: dict[str, Any] = {
     ">=": operator.ge,
