@@ -30,7 +30,7 @@ from stream_risk.core.lifecycle import COOLING, FIRING, MUTED, PENDING, RANK, Em
 from stream_risk.core.outputs import Outputs, iso, warning_id
 from stream_risk.core.previous import Evaluated
 from stream_risk.core.rulefmt import TEMPLATE
-from stream_risk.core.ruleset import Escalation, Rule, RuleSet
+from stream_risk.core.ruleset import Escalation, Rule, RuleResults, RuleSet
 from stream_risk.core.state import CustomerState
 
 
@@ -56,26 +56,24 @@ def evaluate(
     results = rules.results(features, tier, state.segment)
     levels = results.levels
     alerts, watch = state.alerts, state.watch
-    shortcut = isinstance(features, Evaluated)
+    by_position = rules.rules
+    inhibiting: set[str] = set()
     order: Iterable[int]
-    if shortcut:
+    if isinstance(features, Evaluated):
         # A rule that does not hold and has no episode has nothing to decide or store.
         if not results.holding and not alerts and not watch:
             return
-        position = rules.position
-        visit = set(results.holding)
-        visit.update(position[name] for name in alerts if name in position)
-        visit.update(position[name] for name in watch if name in position)
-        order = sorted(visit)
+        order = _moving(results, alerts, watch, now, rules, inhibiting)
+        if not order:
+            _retire(state, rules, features, occurred_at, ctx, out)
+            return
     else:
-        order = range(len(rules.rules))
+        order = range(len(by_position))
     # Low rules of one digest group publish one warning per customer and group:
     # the id of the group's open warning before this evaluation, and what changed.
     digests = rules.digests
     open_before = {digests[name]: alert[0] for name, alert in alerts.items() if name in digests}
     changed: dict[str, list[tuple[Rule, tuple[Escalation, ...], Emit]]] = {}
-    inhibiting: set[str] = set()
-    by_position = rules.rules
     # Pass 1: what holds at critical (or keeps a critical warning firing) cannot be
     # inhibited and decides which groups inhibit; pass 2: everything else.
     for first_pass in (True, False):
@@ -83,17 +81,6 @@ def evaluate(
             rule = by_position[n]
             held = levels[n]
             level = None if held is None else held[0]
-            if shortcut:
-                active = alerts.get(rule.name)
-                if active is None:
-                    record = watch.get(rule.name)
-                    if record is not None and _unmoved(record, level, now, rule.hold):
-                        continue
-                elif level is not None and RANK[level] <= RANK[active[1]]:
-                    # Firing at this level or above: the lifecycle keeps the warning as is.
-                    if first_pass and active[1] == "critical":
-                        inhibiting.add(rule.group)
-                    continue
             ep = _episode(alerts, watch, rule.name)
             keeps_critical = ep is not None and ep.phase == FIRING and ep.level == "critical"
             critical = level == "critical" or (level is not None and keeps_critical)
@@ -130,6 +117,43 @@ def evaluate(
     _retire(state, rules, features, occurred_at, ctx, out)
 
 
+def _moving(
+    results: RuleResults,
+    alerts: dict[str, list[Any]],
+    watch: dict[str, list[Any]],
+    now: float,
+    rules: RuleSet,
+    inhibiting: set[str],
+) -> list[int]:
+    """Positions of the rules whose lifecycle may move, in rule order.
+
+    Those that hold or have an episode, less a firing warning held at no higher
+    level and a watched episode still waiting (:func:`_unmoved`). A critical
+    warning left firing inhibits its group: added to ``inhibiting``.
+    """
+    position, by_position, levels = rules.position, rules.rules, results.levels
+    visit = set(results.holding)
+    visit.update(position[name] for name in alerts if name in position)
+    visit.update(position[name] for name in watch if name in position)
+    out: list[int] = []
+    for n in sorted(visit):
+        rule = by_position[n]
+        held = levels[n]
+        level = None if held is None else held[0]
+        active = alerts.get(rule.name)
+        if active is None:
+            record = watch.get(rule.name)
+            if record is not None and _unmoved(record, level, now, rule.hold):
+                continue
+        elif level is not None and RANK[level] <= RANK[active[1]]:
+            # Firing at this level or above: the lifecycle keeps the warning as is.
+            if active[1] == "critical":
+                inhibiting.add(rule.group)
+            continue
+        out.append(n)
+    return out
+
+
 #: The label that merges a low rule's warnings into one warning per customer and group.
 DIGEST_LABEL = ruleset.DIGEST_LABEL
 
@@ -146,6 +170,10 @@ def digest_of(rule: Rule) -> str | None:
     return rule.digest_group
 
 
+#: The phases :func:`lifecycle.due` gives a time for.
+_WAITING = frozenset((PENDING, MUTED))
+
+
 def next_due(state: CustomerState, ctx: Context) -> float | None:
     """The earliest event time at which a lifecycle or the tier may move without new input.
 
@@ -155,13 +183,16 @@ def next_due(state: CustomerState, ctx: Context) -> float | None:
     best: float | None = None
     by_name = ctx.rules.by_name
     for name, record in state.watch.items():
+        if not record or record[0] not in _WAITING:
+            continue  # cooling: nothing to wait for
         rule = by_name.get(name)
         if rule is None:
             continue
         when = lifecycle.due(Episode.from_list(record), rule.hold)
         if when is not None and (best is None or when < best):
             best = when
-    if state.tier_hold is not None:
+    data = state.tier_hold
+    if data is not None and (len(data) != 4 or data[2] is not None):  # improving
         when = tiers.next_due(_hold(state), ctx.rules.tiers.down_after)
         if when is not None and (best is None or when < best):
             best = when
@@ -259,6 +290,10 @@ def _tier(
     raw = features.get("raw_tier")
     if not isinstance(raw, str):
         raw = state.tier  # as the step set it from the score
+    data = state.tier_hold
+    if data is not None and len(data) == 4 and data[0] == raw and data[2] is None:
+        state.tier = data[0]  # at the held tier, not improving: nothing moves
+        return
     held, change = tiers.decide(_hold(state), raw, now, rules.tiers.down_after)
     state.tier_hold = [held.tier, held.since, held.improving_since, held.improving_worst]
     state.tier = held.tier
@@ -518,6 +553,8 @@ def _retire(
 ) -> None:
     """Resolve firing warnings of rules the active rule set no longer has; forget the rest."""
     names = rules.names()
+    if names.issuperset(state.alerts) and names.issuperset(state.watch):
+        return
     for name in [n for n in state.alerts if n not in names]:
         wid, level = state.alerts.pop(name)[:2]
         if any(alert[0] == wid for alert in state.alerts.values()):

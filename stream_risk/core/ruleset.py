@@ -351,7 +351,7 @@ class RuleSet:
         results are then the previous evaluation's, updated in place.
         """
         previous = features.previous if isinstance(features, Evaluated) else None
-        scope = self.scope_of(segment, tier)
+        scope = self.scope_of(segment, tier) if self.scope_names else ()
         if previous is None:
             return self._all(features, tier, segment, scope, None)
         last = previous.rules
@@ -421,15 +421,21 @@ class RuleSet:
     ) -> None:
         """Bring ``last`` up to date with ``features``, given the names that ``changed``."""
         inputs, buckets, readers = self.inputs, last.inputs, self.readers
-        touched: set[int] = set()
+        touched: set[int] | None = None
         for name in self.read.intersection(changed):
             now = position(features.get(name), inputs[name])
             if now != buckets[name]:
                 buckets[name] = now
-                touched.update(readers[name])
+                if touched is None:
+                    touched = set(readers[name])
+                else:
+                    touched.update(readers[name])
         if tier != last.tier:
             last.tier = tier
-            touched.update(readers.get("tier", ()))
+            touched = {*(touched or ()), *readers.get("tier", ())}
+        if touched is None:  # the common case: nothing a rule tells apart moved
+            counts.rules_kept += last.applicable
+            return
         evaluated = 0
         rules, applies, signatures = self.rules, last.applies, last.signatures
         for n in touched:
@@ -532,13 +538,19 @@ def position(value: Any, cuts: Cuts | None) -> Any:
     >>> position(True, cuts), position("x", cuts), position(5, None), position(math.inf, cuts)
     (('bool', True), 'x', 5.0, None)
     """
-    if type(value) is not float:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            return None
+    elif kind is int:
+        value = float(value)
+    elif value is None:
+        return None
+    else:
         value = cel_value(value)
         if type(value) is not float:
             # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
             return ("bool", value) if type(value) is bool else value
-    elif not math.isfinite(value):
-        return None
     if cuts is None:
         return value
     at_or_above, above = cuts
