@@ -171,11 +171,7 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
         for level in LEVEL_ORDER
     }
     months = sum(o.months for o in outcomes.values())
-    leads = [
-        (o.at - o.first_severe_at) / DAY
-        for o in outcomes.values()
-        if o.adverse and o.at is not None and o.first_severe_at is not None
-    ]
+    leads = lead_days(outcomes)
     return {
         "customers": len(outcomes),
         "adverse": adverse_total,
@@ -202,6 +198,21 @@ def evaluate(outcomes: dict[str, Outcome]) -> dict[str, Any]:
 def _lead(o: Outcome, since: float) -> float | None:
     end = o.at if o.at is not None else o.ends_at
     return None if end is None else (end - since) / DAY
+
+
+def lead_days(outcomes: dict[str, Outcome]) -> list[float]:
+    """Days from the first high or critical warning to the outcome, per warned defaulter.
+
+    Measured to the customer's last event when the outcome has no date (``--labels``),
+    as the rule budget's leads are.
+    """
+    leads = []
+    for o in outcomes.values():
+        if o.adverse and o.first_severe_at is not None:
+            lead = _lead(o, o.first_severe_at)
+            if lead is not None:
+                leads.append(lead)
+    return leads
 
 
 def rule_budget(outcomes: dict[str, Outcome]) -> dict[str, dict[str, Any]]:
@@ -471,6 +482,7 @@ def replay_outcomes(
                 limits.settle_state(customer_id, label in ADVERSE, None, state)
     for customer_id, prediction in predictions.items():
         prediction.serious_at = serious_at.get(customer_id)
+        members: dict[str, set[str]] = {}  # watch-list warning id -> its rules so far
         for w in warnings.get(customer_id, []):
             at = datetime.fromisoformat(w["occurred_at"]).timestamp()
             if prediction.at is not None and at > prediction.at:
@@ -478,16 +490,29 @@ def replay_outcomes(
             prediction.levels.add(w["level"])
             new = bool(w["new"])
             prediction.firings += new
-            stat = prediction.rules.setdefault(w["rule"], [0, at, w["level"]])
-            stat[0] += new
-            stat[1] = min(stat[1], at)
-            if LEVEL_ORDER[w["level"]] > LEVEL_ORDER[stat[2]]:
-                stat[2] = w["level"]
+            _count(prediction, w["rule"], int(new), at, w["level"])
+            if w.get("group"):
+                # A watch list is one warning; each rule joining it is budgeted apart
+                # (not added to the warning count) so the list's members can be judged.
+                seen = members.setdefault(w["warning_id"], set())
+                for rule in str(w["labels"].get("rules", "")).split(","):
+                    if rule and rule not in seen:
+                        seen.add(rule)
+                        _count(prediction, f"{w['group']}/{rule}", 1, at, w["level"])
             if w["level"] in ("high", "critical") and (
                 prediction.first_severe_at is None or at < prediction.first_severe_at
             ):
                 prediction.first_severe_at = at
     return Run(predictions, dict(sorted(monthly.items())), migrations, limits)
+
+
+def _count(prediction: Outcome, rule: str, firings: int, at: float, level: str) -> None:
+    """Add warnings of one rule to a customer's budget: count, first time, highest level."""
+    stat = prediction.rules.setdefault(rule, [0, at, level])
+    stat[0] += firings
+    stat[1] = min(stat[1], at)
+    if LEVEL_ORDER[level] > LEVEL_ORDER[stat[2]]:
+        stat[2] = level
 
 
 def backtest(
@@ -570,11 +595,11 @@ def render(report: dict[str, Any]) -> str:
         report["rules"].items(), key=lambda kv: -(kv[1]["per_1000_per_month"] or 0.0)
     ):
         per = stat["per_1000_per_month"]
-        lead_days = stat["median_lead_days"]
+        median_lead = stat["median_lead_days"]
         lines.append(
             f"{name:<32}{stat['level']:<9}{stat['customers']:>10}"
             f"{'-' if per is None else f'{per:.1f}':>12}{pct(stat['precision']):>11}"
-            f"{'-' if lead_days is None else f'{lead_days:.0f}':>10}"
+            f"{'-' if median_lead is None else f'{median_lead:.0f}':>10}"
         )
     lines += ["", "operating points of the risk score (flagged: score at or above the threshold)"]
     lines.append(f"{'target':<18}{'threshold':>10}{'share':>8}{'precision':>11}{'recall':>8}")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stream_risk.backtest import DAY, Outcome, Run
+from stream_risk.backtest import Run, lead_days
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
 if TYPE_CHECKING:
@@ -98,16 +98,6 @@ def calibration_bins(
         mean = sum(s for s, _ in members) / len(members)
         out.append((round(mean, 10), sum(lab for _, lab in members) / len(members), len(members)))
     return out
-
-
-def lead_days(outcomes: dict[str, Outcome]) -> list[float]:
-    """Days from the first high or critical warning to the outcome, per warned defaulter."""
-    leads = []
-    for o in outcomes.values():
-        end = o.at if o.at is not None else o.ends_at
-        if o.adverse and end is not None and o.first_severe_at is not None:
-            leads.append((end - o.first_severe_at) / DAY)
-    return leads
 
 
 def _png(fig: Figure) -> bytes:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
 from stream_risk.core.receivables import INV_OPEN
+from stream_risk.core.ruleset import RuleSet, default_files, load_files
 from stream_risk.schemas.events import input_event_adapter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -150,6 +151,35 @@ def collection(
     d = _envelope("collection", days, cid, eid, action)
     d.update(action=action, **extra)
     return d
+
+
+#: A utilisation warning as the default pack once had it (medium at 90 % of the limit):
+#: the pack no longer warns on utilisation alone, and tests of the warning lifecycle
+#: (fire, resolve when paid down or the limit is raised, ids) drive this one.
+UTILISATION_RULE = """
+groups:
+  - name: utilisation
+    cooldown: 14d
+    rules:
+      - name: high_credit_utilisation
+        expr: credit_utilisation >= 0.9
+        level: medium
+        annotations:
+          summary: "credit utilisation is {{ credit_utilisation:.0% }} of the limit"
+        actions: [contact_customer]
+"""
+
+
+def utilisation_rules() -> RuleSet:
+    """The default pack plus :data:`UTILISATION_RULE`."""
+    rules, errors = load_files({**default_files(), "utilisation.yaml": UTILISATION_RULE})
+    assert rules is not None and not errors, errors
+    return rules
+
+
+def utilisation_context(**settings: Any) -> Context:
+    """A context deciding with :func:`utilisation_rules`."""
+    return Context(rules=utilisation_rules(), **settings)
 
 
 def parse(event: dict[str, Any]) -> Any:

@@ -93,6 +93,18 @@ def _event(kind: str, eid: str, cid: str, day: int, **fields: object) -> dict[st
     }
 
 
+def _profile(cid: str) -> dict[str, object]:
+    return _event(
+        "customer", f"{cid}-p", cid, 0, credit_limit=1000.0, currency="EUR", payment_terms_days=30
+    )
+
+
+def _write(path: Path, events: list[dict[str, object]]) -> Path:
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in events)
+    return path
+
+
 def test_backtest_cli_on_a_small_portfolio(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,17 +112,7 @@ def test_backtest_cli_on_a_small_portfolio(
     for n in range(6):
         cid = f"c{n}"
         late = n < 3  # the first three fall behind and default
-        events.append(
-            _event(
-                "customer",
-                f"{cid}-p",
-                cid,
-                0,
-                credit_limit=1000.0,
-                currency="EUR",
-                payment_terms_days=30,
-            )
-        )
+        events.append(_profile(cid))
         events.append(
             _event(
                 "statement",
@@ -127,9 +129,7 @@ def test_backtest_cli_on_a_small_portfolio(
         events.append(
             _event("outcome", f"{cid}-o", cid, 80, outcome="default" if late else "current")
         )
-    path = tmp_path / "events.jsonl.gz"
-    with gzip.open(path, "wt") as fh:
-        fh.writelines(json.dumps(e) + "\n" for e in events)
+    path = _write(tmp_path / "events.jsonl.gz", events)
     assert main(["backtest", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["customers"] == 6 and report["adverse"] == 3
@@ -160,17 +160,7 @@ def _portfolio(path: Path) -> Path:
     for n in range(6):
         cid = f"c{n}"
         late = n < 3
-        events.append(
-            _event(
-                "customer",
-                f"{cid}-p",
-                cid,
-                0,
-                credit_limit=1000.0,
-                currency="EUR",
-                payment_terms_days=30,
-            )
-        )
+        events.append(_profile(cid))
         for month, dpd in enumerate((0, 35, 65, 95) if late else (0, 0, 0, 0)):
             events.append(
                 _event(
@@ -188,9 +178,7 @@ def _portfolio(path: Path) -> Path:
         events.append(
             _event("outcome", f"{cid}-o", cid, 140, outcome="default" if late else "current")
         )
-    with gzip.open(path, "wt") as fh:
-        fh.writelines(json.dumps(e) + "\n" for e in events)
-    return path
+    return _write(path, events)
 
 
 def test_alert_budget_per_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -321,3 +309,59 @@ groups:
 def test_an_operating_point_that_is_not_a_target_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_target(text)
+
+
+def test_the_budget_counts_the_watch_list_once_and_each_member_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "watch.yaml").write_text(
+        """
+groups:
+  - name: watch
+    rules:
+      - name: near_limit
+        expr: credit_utilisation >= 0.9
+        level: low
+        labels: {group: watch}
+      - name: slightly_late
+        expr: days_past_due >= 10
+        level: low
+        labels: {group: watch}
+"""
+    )
+    events = []
+    for cid, adverse in (("a", True), ("b", False)):
+        events.append(_profile(cid))
+        outcome = "default" if adverse else "current"
+        events.append(_event("outcome", f"{cid}-o", cid, 80, outcome=outcome))
+    # a: at the limit on day 1, its invoice 10 days late on day 20: one watch-list
+    # warning that the second rule joins.
+    events.append(
+        _event(
+            "invoice",
+            "a-i",
+            "a",
+            1,
+            invoice_id="i1",
+            amount=950.0,
+            currency="EUR",
+            due_at="2026-01-11T00:00:00Z",
+        )
+    )
+    path = _write(tmp_path / "events.jsonl.gz", events)
+    assert main(["backtest", str(path), "--rules", str(rules), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    budget = report["rules"]
+    assert budget["watch"]["firings"] == 1 and budget["watch"]["customers"] == 1
+    for member in ("watch/near_limit", "watch/slightly_late"):
+        assert budget[member]["firings"] == 1 and budget[member]["precision"] == 1.0
+    assert (
+        budget["watch/near_limit"]["median_lead_days"]
+        > budget["watch/slightly_late"]["median_lead_days"]
+    )
+    # The members are not warnings of their own: the watch list is the only warning.
+    assert report["warnings_per_1000_customers_per_month"] == pytest.approx(
+        budget["watch"]["per_1000_per_month"]
+    )

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
-from risk_factory import DAY, at, customer, invoice, parse, payment, ts
+from risk_factory import DAY, at, customer, invoice, parse, payment, ts, utilisation_context
 
 from stream_risk.core import Context, CustomerState, advance, step
 from stream_risk.core.assessment import grade_for, limit_for, points_of, rating_score
@@ -484,8 +484,10 @@ def test_a_slow_payer_never_gets_an_increase() -> None:
 
 
 def test_an_active_medium_warning_blocks_the_increase() -> None:
-    # 95% utilisation fires the medium high_credit_utilisation warning all along.
-    d = Drive().events(_trading("c1", 10_000.0, 9_500.0, days_to_pay=25, months=12))
+    # 95% utilisation fires a medium utilisation warning all along.
+    d = Drive(utilisation_context(population=None)).events(
+        _trading("c1", 10_000.0, 9_500.0, days_to_pay=25, months=12)
+    )
     assert any(w["rule"] == "high_credit_utilisation" for w in d.warnings)
     assert d.of(source="tier_policy") == []
 

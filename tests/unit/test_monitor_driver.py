@@ -17,6 +17,7 @@ from risk_factory import (
     outcome,
     statement,
     ts,
+    utilisation_context,
 )
 
 from stream_risk.core import Context
@@ -167,7 +168,7 @@ def test_event_type_on_the_wrong_topic_is_dead(event: dict[str, Any], topic: str
 
 
 def test_good_events_after_bad_ones_are_processed() -> None:
-    h = Harness()
+    h = Harness(utilisation_context())
     result = h.process(
         h.msg(customer(0, 1000.0)),
         h.msg(b"garbage", key=b"c1"),
@@ -199,7 +200,7 @@ def test_duplicates_refresh_the_profile_but_change_nothing() -> None:
 
 
 def test_state_survives_across_batches_through_the_table() -> None:
-    h = Harness()
+    h = Harness(utilisation_context())
     h.process(h.msg(customer(0, 1000.0)))
     h.process(h.msg(invoice(1, "i1", 950, 30)))
     assert [w["rule"] for _, w in h.warnings] == ["high_credit_utilisation"]
@@ -385,7 +386,7 @@ def test_a_valid_event_never_stops_the_batch() -> None:
 def test_detected_at_is_wall_clock_and_occurred_at_is_event_time() -> None:
     from datetime import UTC, datetime
 
-    h = Harness()
+    h = Harness(utilisation_context())
     before = datetime.now(UTC)
     r = h.process(h.msg(customer(0, 100.0)), h.msg(invoice(1, "i1", 95, 30)))
     [(_, w)] = r.warnings

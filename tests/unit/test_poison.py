@@ -27,6 +27,7 @@ from risk_factory import (
     payment,
     statement,
     ts,
+    utilisation_context,
 )
 
 from stream_risk import driver as monitor
@@ -241,7 +242,7 @@ def test_a_crash_in_the_step_leaves_the_state_as_before_and_the_batch_goes_on(
 
 
 def test_a_crash_drops_the_outputs_of_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness()
+    h = Harness(ctx=utilisation_context())
     h.process(h.msg(customer(0, 1000.0)))
     real_collect = MonitorDriver._collect
 

@@ -117,3 +117,38 @@ def test_a_bust_out_is_high_before_an_invoice_is_a_month_late() -> None:
     # Before the first unpaid invoice is 30 days past due (where overdue rules start).
     assert first_severe < first_due + 30, severe
     assert severe[0][1] != "overdue_30_days"
+
+
+def test_one_invoice_two_months_late_while_paying_the_rest_stays_medium() -> None:
+    # One invoice stays open 75 days past due (a dispute, a lost delivery note) while the
+    # customer pays every other invoice on time: late, but paying what falls due.
+    events = [customer(0, 20_000.0), *monthly_trade(10, 2_000.0, skip=frozenset({4}))]
+    due = 4 * 30 + 2 + 31
+    events.append(payment(due + 75, "p4", 2_000.0, invoice_id="i4"))
+    got = replay(events, 10 * 30 + 60)
+    overdue = [w for _, w in got if w["rule"] == "overdue_30_days" and w["status"] == "firing"]
+    assert overdue and all(w["level"] == "medium" for w in overdue), overdue
+    assert not any(w["escalated"] for w in overdue)
+    resolved = [
+        day for day, w in got if w["rule"] == "overdue_30_days" and w["status"] == "resolved"
+    ]
+    assert resolved == [due + 75]
+
+
+def test_two_months_late_without_paying_is_high_once() -> None:
+    # Stops paying after four sound months and keeps buying a little.
+    events = [customer(0, 20_000.0), *monthly_trade(4, 2_000.0)]
+    for m in range(4, 8):
+        day = 30 * m + 2
+        events.append(order(day, f"o{m}", 500.0))
+        events.append(invoice(day + 1, f"i{m}", 500.0, day + 31))
+    got = replay(events, 8 * 30)
+    first_due = 4 * 30 + 2 + 31
+    severe = firing(got, "high")
+    assert severe and severe[0][1] == "overdue_30_days", severe
+    # Escalated at 60 days past due, as the same warning that fired at 30.
+    assert severe[0][0] == first_due + 60
+    overdue = [w for _, w in got if w["rule"] == "overdue_30_days" and w["status"] == "firing"]
+    assert len({w["warning_id"] for w in overdue}) == 1
+    # Once 60 days past due the likely-default warning does not repeat the evidence.
+    assert all(day < first_due + 60 for day, rule, _ in severe if rule == "likely_default")

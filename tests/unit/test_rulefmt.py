@@ -143,11 +143,14 @@ def test_durations(text: str, seconds: float | None) -> None:
 def test_the_default_pack_covers_the_domain() -> None:
     rules = default_rules()
     names = rules.names()
-    # Kept from the first built-in rules, so warnings keep their names.
-    assert {"overdue_30_days", "overdue_90_days", "high_credit_utilisation"} <= names
+    # Kept from the first built-in rules, so warnings keep their names. Utilisation alone
+    # is no longer a warning: it is read as evidence beside a payment sign (below).
+    assert {"overdue_30_days", "overdue_90_days"} <= names
+    assert "high_credit_utilisation" not in names
     read = set(rules.variables)
     for needed in (
         "days_past_due",
+        "paid_to_due_ratio_90d",
         "credit_utilisation",
         "exposure_growth_30d",
         "bounced_payments_90d",

@@ -20,6 +20,7 @@ from risk_factory import (
     statement,
     strip_detected,
     ts,
+    utilisation_context,
 )
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
@@ -433,8 +434,10 @@ def test_overdue_warnings_fire_exactly_at_30_and_90_days_and_resolve_when_paid()
     assert state.next_wakeup == ts(due + 95 + 30)
     later = follow(state, ts(due + 95 + 400), ctx)
     assert overdue(later) == []
-    # By then the tier has come down and the high-risk tier warning resolved.
-    assert [(w["rule"], w["status"]) for w in later] == [("high_risk_tier", "resolved")]
+    # By then the tier has come down and the high-risk tier left the watch list.
+    assert [(w["rule"], w["status"], w["labels"]["rules"]) for w in later] == [
+        ("watch", "resolved", "high_risk_tier")
+    ]
     assert state.tier == "low" and state.alerts == {}
     # What is left is the periodic credit review of the default pack.
     assert state.credit_review is not None
@@ -476,7 +479,9 @@ UTILISATION = [
 
 @pytest.mark.parametrize(("amount", "fires"), UTILISATION)
 def test_high_utilisation_fires_medium(amount: float, fires: bool) -> None:
-    state, warnings = run([customer(0, 1000.0), invoice(1, "i1", amount, 60)])
+    state, warnings = run(
+        [customer(0, 1000.0), invoice(1, "i1", amount, 60)], utilisation_context()
+    )
     got = fired(warnings, "high_credit_utilisation")
     assert bool(got) is fires
     if fires:
@@ -487,12 +492,13 @@ def test_high_utilisation_fires_medium(amount: float, fires: bool) -> None:
 
 
 def test_high_utilisation_resolves_when_paid_down() -> None:
-    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)])
+    ctx = utilisation_context()
+    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)], ctx)
     firing = fired(w1, "high_credit_utilisation")
     assert len(firing) == 1
-    state, w2 = run([payment(2, "p1", 40)], state=state)
+    state, w2 = run([payment(2, "p1", 40)], ctx, state)
     assert w2 == []  # 0.91 still holds
-    state, w3 = run([payment(3, "p2", 20)], state=state)
+    state, w3 = run([payment(3, "p2", 20)], ctx, state)
     assert [(w["rule"], w["status"], w["level"]) for w in w3] == [
         ("high_credit_utilisation", "resolved", "medium")
     ]
@@ -501,8 +507,9 @@ def test_high_utilisation_resolves_when_paid_down() -> None:
 
 
 def test_high_utilisation_resolves_when_the_limit_is_raised() -> None:
-    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)])
-    state, w2 = run([customer(2, 5000.0)], state=state)
+    ctx = utilisation_context()
+    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)], ctx)
+    state, w2 = run([customer(2, 5000.0)], ctx, state)
     assert [(w["rule"], w["status"]) for w in w2] == [("high_credit_utilisation", "resolved")]
     assert w2[0]["warning_id"] == w1[0]["warning_id"]
 
@@ -511,9 +518,10 @@ def test_limit_cut_to_zero_keeps_the_warning_lifecycle_consistent() -> None:
     """A credit limit of 0 is valid (credit stopped). Whether the utilisation warning then
     keeps firing or resolves, the step must not crash, and a warning that leaves
     ``alerts`` must be published as resolved with its id."""
-    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)])
+    ctx = utilisation_context()
+    state, w1 = run([customer(0, 1000.0), invoice(1, "i1", 950, 60)], ctx)
     wid = fired(w1, "high_credit_utilisation")[0]["warning_id"]
-    state, w2 = run([customer(2, 0.0)], state=state)
+    state, w2 = run([customer(2, 0.0)], ctx, state)
     if "high_credit_utilisation" in state.alerts:
         assert w2 == []
     else:
@@ -556,15 +564,16 @@ def test_warning_ids_are_deterministic_across_fresh_runs() -> None:
 
 
 def test_warning_id_depends_on_customer_and_trigger() -> None:
-    _, wa = run([customer(0, 100.0, cid="a"), invoice(1, "i1", 95, 60, cid="a")])
-    _, wb = run([customer(0, 100.0, cid="b"), invoice(1, "i1", 95, 60, cid="b")])
+    ctx = utilisation_context()
+    _, wa = run([customer(0, 100.0, cid="a"), invoice(1, "i1", 95, 60, cid="a")], ctx)
+    _, wb = run([customer(0, 100.0, cid="b"), invoice(1, "i1", 95, 60, cid="b")], ctx)
     assert wa[0]["warning_id"] != wb[0]["warning_id"]
 
 
 def test_detected_at_comes_from_the_context() -> None:
     from datetime import UTC, datetime
 
-    ctx = Context(detected_at=datetime(2030, 5, 5, tzinfo=UTC))
+    ctx = utilisation_context(detected_at=datetime(2030, 5, 5, tzinfo=UTC))
     _, warnings = run([customer(0, 100.0), invoice(1, "i1", 95, 60)], ctx)
     assert warnings[0]["detected_at"] == "2030-05-05T00:00:00+00:00"
 
