@@ -25,8 +25,10 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from stream_risk.core.ruleset import default_files
 from stream_risk.kafka_admin import drop_run_topics
 
+UTILISATION_RULE = (Path(__file__).parents[1] / "data" / "rules" / "utilisation.yaml").read_text()
 BOOTSTRAP = os.environ.get("STREAM_RISK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("STREAM_RISK_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_HINT = "start the services with 'docker/services.sh start' (the README test command does)"
@@ -143,6 +145,26 @@ class Env:
 
     def flush(self) -> None:
         self.producer.flush(timeout=30)
+
+    def publish_utilisation_pack(self) -> None:
+        """Publish the default pack plus the utilisation warning (``tests/data/rules``) as
+        the deployment's rule set; a worker started after it decides with it from the start.
+
+        The default pack does not warn on utilisation alone; the tests that follow one
+        warning through its whole life (fire, resolve when paid down) use this rule.
+        """
+        directory = self.tmp / "utilisation-pack"
+        directory.mkdir(exist_ok=True)
+        for name, text in {**default_files(), "utilisation.yaml": UTILISATION_RULE}.items():
+            (directory / name).write_text(text)
+        published = subprocess.run(
+            [sys.executable, "-m", "stream_risk.cli", "rules", "publish", str(directory)],
+            env=self.settings_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert published.returncode == 0, published.stderr
 
     def worker(self, **extra_env: str) -> Worker:
         env = {**self.settings_env, "STREAM_RISK_WEB_PORT": str(free_port()), **extra_env}

@@ -223,6 +223,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def deployment(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with deployment_env(tmp_path_factory.mktemp("notify")) as env:
+        env.publish_utilisation_pack()
         env.worker().start()
         yield env
 

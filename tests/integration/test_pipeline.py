@@ -25,6 +25,7 @@ def ev(
 
 
 def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
+    env.publish_utilisation_pack()
     worker = env.worker()
     worker.start()
     events = [
@@ -180,6 +181,7 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
 
 
 def test_bad_events_go_to_dead_letters_and_the_stream_goes_on(env: Env) -> None:
+    env.publish_utilisation_pack()
     worker = env.worker()
     worker.start()
     env.send({}, key=b"bob", raw=b"{not json", topic="order")

@@ -86,6 +86,7 @@ def test_every_warning_once_in_stream_channel_and_each_group(env: Env) -> None:
     live.subscribe(channel)
     wait_for(lambda: env.redis.pubsub_numsub(channel)[0][1] == 1, what="subscription")
 
+    env.publish_utilisation_pack()
     worker = env.worker()
     worker.start()
     for event in _events():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,18 +157,7 @@ def collection(
 #: A utilisation warning as the default pack once had it (medium at 90 % of the limit):
 #: the pack no longer warns on utilisation alone, and tests of the warning lifecycle
 #: (fire, resolve when paid down or the limit is raised, ids) drive this one.
-UTILISATION_RULE = """
-groups:
-  - name: utilisation
-    cooldown: 14d
-    rules:
-      - name: high_credit_utilisation
-        expr: credit_utilisation >= 0.9
-        level: medium
-        annotations:
-          summary: "credit utilisation is {{ credit_utilisation:.0% }} of the limit"
-        actions: [contact_customer]
-"""
+UTILISATION_RULE = (Path(__file__).parents[1] / "data" / "rules" / "utilisation.yaml").read_text()
 
 
 def utilisation_rules() -> RuleSet:
