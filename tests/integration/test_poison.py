@@ -31,6 +31,7 @@ def customer(event_id: str, cid: str, **fields: object) -> dict[str, object]:
 
 
 def test_poison_messages_become_bounded_dead_letters_and_the_worker_goes_on(env: Env) -> None:
+    env.publish_utilisation_pack()  # the "good" customer's warning
     worker = env.worker()
     worker.start()
     # An open invoice due on Jan 5: a 2099 event would fire its 30 and 90 day warnings.
