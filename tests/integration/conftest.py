@@ -26,6 +26,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_risk.kafka_admin import drop_run_topics
+from stream_risk.worker_process import stop_process
 
 BOOTSTRAP = os.environ.get("STREAM_RISK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("STREAM_RISK_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -96,13 +97,7 @@ class Worker:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
