@@ -17,6 +17,7 @@ reconnect with jittered exponential backoff, logging at most once per interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -64,10 +65,9 @@ async def off_loop(fn: Callable[..., T], *args: Any, timeout: float) -> T:
             outcome: tuple[T | None, BaseException | None] = (fn(*args), None)
         except BaseException as exc:  # handed to the awaiting coroutine
             outcome = (None, exc)
-        try:
+        # RuntimeError: the loop is closed (the worker stopped): nobody waits for it.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:
-            pass  # the loop is closed (the worker stopped): nobody waits for it
 
     threading.Thread(
         target=run, name=f"build-{getattr(fn, '__name__', 'off-loop')}", daemon=True
