@@ -17,7 +17,7 @@ from stream_risk.agents.alignment import Aligner, event_time
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.offsets import read_from_earliest
-from stream_risk.agents.rules_feed import rules_loader
+from stream_risk.agents.rules_feed import count_rejected, rules_loader
 from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics, stop_worker
 from stream_risk.api.server import ApiServer
 from stream_risk.api.service import serve_api
@@ -420,7 +420,7 @@ def build(settings: Settings) -> Topology:
     model_feed = CompactedFeed(
         settings.kafka_bootstrap,
         settings.topic("models"),
-        model_loader(ctx.scorer.load),
+        model_loader(ctx.scorer.prepare),
         security=security,
         secret=settings.signing_secret,
     )
@@ -430,6 +430,7 @@ def build(settings: Settings) -> Topology:
         rules_loader(ctx, driver.counts),
         security=security,
         secret=settings.signing_secret,
+        on_reject=count_rejected(driver.counts),
     )
     log.info("rule set %s active (until one is read from the rules topic)", ctx.rules.version)
 

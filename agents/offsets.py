@@ -12,19 +12,101 @@ were never applied:
 - Faust commits the first run of consecutive acknowledged offsets without
   checking that it starts where reading started when nothing is committed yet
   (and it tolerates a gap of one record after a committed offset).
+- Faust resumes the input partitions after a rebalance *before* it seeks them
+  back to the committed offset, and a partition kept across the rebalance may
+  still be fetched from where its held-back records were given up: records far
+  ahead of the commit reach the streams first. Applied, they make every record
+  before them look like a redelivery (the driver skips a customer's records at
+  or below the last offset it applied), and those are lost. Faust also drops a
+  record below the last offset it handed on, and counts a jump in offsets as a
+  gap to commit past.
 
-:func:`read_from_earliest` closes both on a live consumer: partitions without a
-committed offset are sought to their earliest offset, and a commit is held back
-while the lowest acknowledged offset is above the next one to apply.
+:func:`read_from_earliest` closes them on a live consumer: partitions without a
+committed offset are sought to their earliest offset; a commit is held back
+while the lowest acknowledged offset is above the next one to apply; and the
+records of each input partition reach the streams strictly in offset order from
+where reading starts (:func:`admit`): one ahead of the next expected offset is
+held back and the partition is sought back to that offset; only when a fetch
+made after that seek still begins beyond it are the offsets in between taken as
+holding no record (transaction markers, a truncated log) and passed over.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+class Admit(Enum):
+    """What becomes of a fetched input record (see :func:`admit`)."""
+
+    #: The next one to hand on.
+    PASS = "pass"
+    #: Below the next one: handed on already in this generation, or committed.
+    REPEAT = "repeat"
+    #: Beyond the next one, which never came: held back; the partition is sought back.
+    AHEAD = "ahead"
+    #: Beyond the next one, fetched after seeking back to it: nothing lies between.
+    GAP = "gap"
+
+
+def admit(offset: int, expected: int | None, fetched_after_seek_back: bool) -> Admit:
+    """Whether a fetched record at ``offset`` goes on to the streams.
+
+    ``expected`` is the next offset of its partition to hand on (None: not known
+    yet, any record starts the partition); ``fetched_after_seek_back`` says that
+    the record's fetch was made after the partition was sought back to ``expected``.
+
+    >>> admit(143, 143, False), admit(120, 143, False)
+    (<Admit.PASS: 'pass'>, <Admit.REPEAT: 'repeat'>)
+    >>> admit(178, 143, False), admit(144, 143, True)
+    (<Admit.AHEAD: 'ahead'>, <Admit.GAP: 'gap'>)
+    >>> admit(9, None, False)
+    <Admit.PASS: 'pass'>
+    """
+    if expected is None or offset == expected:
+        return Admit.PASS
+    if offset < expected:
+        return Admit.REPEAT
+    return Admit.GAP if fetched_after_seek_back else Admit.AHEAD
+
+
+@dataclass
+class Reading:
+    """Where each input partition's next record to hand on is, on one consumer."""
+
+    #: Next offset to hand on, per input partition.
+    expected: dict[Any, int] = field(default_factory=dict)
+    #: Per partition sought back to ``expected``: the number of fetches made before
+    #: that seek finished (infinite while it runs).
+    sought_back: dict[Any, float] = field(default_factory=dict)
+    #: The generation whose seek to the committed offsets finished.
+    generation: int | None = None
+    #: Fetches made so far, and the one whose records are being handed on.
+    fetches: int = 0
+    delivering: int = 0
+
+
+class _ReadOffsets(dict[Any, "int | None"]):
+    """Faust's last-read offsets, never read for input partitions.
+
+    Faust drops a record below the last offset it handed on and records a jump as
+    a gap to commit past; for input partitions :func:`admit` decides instead.
+    """
+
+    def __init__(self, is_input: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.is_input = is_input
+
+    def __getitem__(self, tp: Any) -> int | None:
+        if self.is_input(tp.topic):
+            return None
+        return self.get(tp)
 
 
 def commit_start(committed: int | None, earliest: int) -> int:
@@ -58,12 +140,16 @@ def committable(acked: list[int], start: int | None) -> bool:
 def read_from_earliest(consumer: Any) -> None:
     """Patch a Faust consumer so uncommitted partitions start at the earliest offset.
 
-    ``consumer`` is the app's ``faust.transport.consumer.Consumer``; its
-    ``perform_seek`` (run after every rebalance) and ``_new_offset`` (the offset
-    each commit would write) are wrapped on the instance.
+    ``consumer`` is the app's ``faust.transport.consumer.Consumer``, not started
+    yet; its ``perform_seek`` (run after every rebalance), ``_new_offset`` (the
+    offset each commit would write), ``getmany`` (each fetch) and ``callback``
+    (each record handed to the streams) are wrapped on the instance.
     """
     starts: dict[Any, int] = {}
     new_offset: Callable[[Any], int | None] = consumer._new_offset
+    reading = Reading()
+    is_input: Callable[[str], bool] = consumer.app.topics.acks_enabled_for
+    consumer._read_offset = _ReadOffsets(is_input)
 
     async def perform_seek() -> None:
         committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
@@ -89,6 +175,10 @@ def read_from_earliest(consumer: Any) -> None:
         consumer._committed_offset.update(
             {tp: off if off else None for tp, off in committed.items() if off is not None}
         )
+        # From here on each input partition is handed on from where reading starts.
+        reading.expected = dict(starts)
+        reading.sought_back.clear()
+        reading.generation = consumer.app.consumer_generation_id
 
     def guarded_new_offset(tp: Any) -> int | None:
         start = starts.get(tp)
@@ -99,5 +189,64 @@ def read_from_earliest(consumer: Any) -> None:
             starts[tp] = offset
         return offset
 
+    getmany = consumer.getmany
+
+    async def counted_getmany(timeout: float) -> Any:
+        reading.fetches += 1
+        fetch = reading.fetches
+        async for tp, message in getmany(timeout=timeout):
+            reading.delivering = fetch
+            yield tp, message
+
+    callback = consumer.callback
+
+    async def in_order(message: Any) -> None:
+        tp = message.tp
+        if not is_input(tp.topic):
+            await callback(message)
+            return
+        if message.generation_id != reading.generation:
+            return  # before this generation's seek: read again from the commit
+        expected = reading.expected.get(tp)
+        verdict = admit(
+            message.offset, expected, reading.delivering > reading.sought_back.get(tp, float("inf"))
+        )
+        if verdict is Admit.REPEAT:
+            return
+        if verdict is Admit.AHEAD:
+            assert expected is not None
+            if tp not in reading.sought_back:
+                reading.sought_back[tp] = float("inf")
+                log.info(
+                    "%s[%d]: offset %d arrived before %d; reading again from %d",
+                    tp.topic,
+                    tp.partition,
+                    message.offset,
+                    expected,
+                    expected,
+                )
+                await consumer.seek(tp, expected)
+                reading.sought_back[tp] = reading.fetches
+            return
+        if verdict is Admit.GAP:
+            assert expected is not None
+            log.warning(
+                "%s[%d]: no record at offsets %d to %d (transaction markers or a "
+                "truncated log); going on",
+                tp.topic,
+                tp.partition,
+                expected,
+                message.offset - 1,
+            )
+            # Nothing to apply there: commits may pass it.
+            consumer._gap[tp].addi(expected, message.offset)
+            if starts.get(tp) == expected:
+                starts[tp] = message.offset
+        reading.expected[tp] = message.offset + 1
+        reading.sought_back.pop(tp, None)
+        await callback(message)
+
     consumer.perform_seek = perform_seek
     consumer._new_offset = guarded_new_offset
+    consumer.getmany = counted_getmany
+    consumer.callback = in_order

@@ -114,9 +114,10 @@ class Sender:
         value: bytes,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Hand one record to the producer (delivery is checked before the next commit)."""
-        future = await self.app.producer.send(
+    ) -> asyncio.Future[Any]:
+        """Hand one record to the producer; return its delivery (checked before the next
+        commit in any case)."""
+        future: asyncio.Future[Any] = await self.app.producer.send(
             topic=topic,
             key=key,
             value=value,
@@ -125,6 +126,7 @@ class Sender:
             headers=headers or None,
         )
         future.add_done_callback(self._delivered)
+        return future
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is None:
@@ -138,7 +140,15 @@ class Sender:
 
 
 class MonitorPublisher:
-    """Writes one batch's results: changelog states first, then every keyed output."""
+    """Writes one batch's results: every keyed output, then, once the broker has them,
+    the changelog states.
+
+    A state in the changelog carries the offsets of the records applied to it, and
+    a record at or below them is skipped as a redelivery after a restart: so a state
+    must never reach the changelog before the outputs of its records. Killed between
+    the two, the worker recovers the older state and applies the records again (their
+    outputs are sent again, with the same ids).
+    """
 
     def __init__(self, sender: Sender, settings: Settings, states: Any) -> None:
         self.sender = sender
@@ -146,14 +156,10 @@ class MonitorPublisher:
         self.names = {key: settings.topic(key) for key in (s.key for s in OUTPUT_TOPICS)}
 
     async def publish(self, result: BatchResult) -> None:
-        """Store and send everything ``result`` carries (one changelog write per customer)."""
+        """Send everything ``result`` carries, then store its states (one changelog write per
+        customer)."""
         send = self.sender.send
-        data = self.states.data
-        changelog = self.states.changelog_topic.get_topic_name()
-        for customer_id, (partition, raw) in result.states.items():
-            key = customer_id.encode()
-            data[key] = raw
-            await send(topic=changelog, key=key, value=raw, partition=partition)
+        sent: list[asyncio.Future[Any]] = []
         # Every output record is keyed by its customer, on the customer's partition
         # (training examples: the trainer's single partition).
         names = self.names
@@ -166,11 +172,24 @@ class MonitorPublisher:
         )
         for name, records in outputs:
             for partition, record in records:
-                await send(
-                    topic=name,
-                    key=record["customer_id"].encode(),
-                    value=orjson.dumps(record),
-                    partition=partition,
+                sent.append(
+                    await send(
+                        topic=name,
+                        key=record["customer_id"].encode(),
+                        value=orjson.dumps(record),
+                        partition=partition,
+                    )
                 )
         for dead_key, record in result.dead_letters:
-            await send(topic=names["dead-letters"], key=dead_key, value=orjson.dumps(record))
+            sent.append(
+                await send(topic=names["dead-letters"], key=dead_key, value=orjson.dumps(record))
+            )
+        if sent:
+            # A failed send raises here (and stops the worker): no state goes out after it.
+            await asyncio.gather(*sent)
+        data = self.states.data
+        changelog = self.states.changelog_topic.get_topic_name()
+        for customer_id, (partition, raw) in result.states.items():
+            key = customer_id.encode()
+            data[key] = raw
+            await send(topic=changelog, key=key, value=raw, partition=partition)

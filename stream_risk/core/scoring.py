@@ -27,7 +27,7 @@ segment (``industry``, ``size`` or ``region`` value, or ``default``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,15 +192,30 @@ class RiskScorer:
 
     def load(self, snapshot: Mapping[str, Any]) -> None:
         """Switch to a trainer snapshot (see :meth:`stream_risk.core.trainer.Trainer.snapshot`)."""
+        self.prepare(snapshot)()
+
+    def prepare(self, snapshot: Mapping[str, Any]) -> Callable[[], None]:
+        """Build a trainer snapshot's model; return the switch to it.
+
+        Building is the costly part and touches nothing of the scorer, so it may
+        run in another thread; the switch only assigns (a scorer is never
+        half-loaded).
+        """
         model = RiskModel.restore(snapshot["model"])
         calibration = snapshot.get("calibration") or {}
-        # Build everything first, then swap: a scorer is never half-loaded.
         calibrator = Calibrator(float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)))
-        self.model, self.calibrator = model, calibrator
-        self.outcomes_seen = int(snapshot.get("outcomes", model.seen))
+        outcomes = int(snapshot.get("outcomes", model.seen))
         tenure = snapshot.get("min_months_on_book")
-        self.min_months_on_book = None if tenure is None else float(tenure)
-        self.version = int(snapshot.get("version", 0))
+        min_months = None if tenure is None else float(tenure)
+        version = int(snapshot.get("version", 0))
+
+        def switch() -> None:
+            self.model, self.calibrator = model, calibrator
+            self.outcomes_seen = outcomes
+            self.min_months_on_book = min_months
+            self.version = version
+
+        return switch
 
     def model_weight(self) -> float:
         if self.model is None or not self.model.ready:

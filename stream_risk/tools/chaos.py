@@ -28,13 +28,19 @@ events) and prints, cumulatively up to that phase:
   detector sees only its own customers, so scores may differ from replay's);
 * ``dup topic`` / ``dup redis``: repeats of one (warning, status, level) on
   the warnings topic and in the Redis stream, beyond replay's own;
+* ``notified`` / ``2x``: notifications a webhook receiver got from the
+  run's notifier (``stream-risk notify run``, every warning routed to it; it is
+  killed with -9 once in each kill phase too), counted by idempotency key, and
+  the requests beyond the first per key (delivery is at least once: a notifier
+  killed between the receiver's answer and its ``sent`` record sends again);
 * ``poison``: poison messages neither dead-lettered nor applied;
 * ``alive``: every worker process up (none exited on its own);
 * ``log lines``: lines the workers logged during the phase.
 
 Exit status 0 when nothing was lost, counted twice, missing, repeated in Redis
-or left unaccounted, and every worker stayed alive; 1 otherwise. The topics and
-Redis keys of the run are removed at the end.
+or left unaccounted, and every worker stayed alive; 1 otherwise (notifications
+sent twice are reported, not graded). The topics and Redis keys of the run are
+removed at the end.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -135,6 +142,12 @@ class Figures:
     log_lines: int = 0
     caught_up: bool = True
     seconds: float = 0.0
+    #: Notifications the webhook receiver got (distinct idempotency keys), and the
+    #: requests beyond the first per key.
+    notified: int = 0
+    notified_twice: int = 0
+    #: The notifier had acknowledged every warning of the stream when counted.
+    notifier_drained: bool = True
     #: Dead letters of valid events, by reason (there should be none).
     valid_dead: Counter[str] = field(default_factory=Counter)
 
@@ -469,6 +482,160 @@ class Workers:
                 proc.wait(timeout=10)
 
 
+# ------------------------------------------------------------------ the notifier
+
+#: The variable holding the run's webhook signing secret (the notifier requires one).
+NOTIFY_SECRET_ENV = "STREAM_RISK_CHAOS_WEBHOOK_SECRET"
+#: The notifier's consumer group on the warnings stream.
+NOTIFY_GROUP = "chaos-notifier"
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback: answers 200 and counts each idempotency key."""
+
+    def __init__(self) -> None:
+        self.keys: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = self.headers.get("Idempotency-Key") or "(none)"
+                with receiver._lock:
+                    receiver.keys[key] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # one line per request would drown the figures
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def counts(self) -> Counter[str]:
+        """Requests received so far, by idempotency key."""
+        with self._lock:
+            return Counter(self.keys)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def notify_routes(url: str) -> str:
+    """A routing file that sends every warning (all levels and statuses) to ``url``.
+
+    >>> "min_level: low" in notify_routes("http://127.0.0.1:1/hook")
+    True
+    """
+    return (
+        "version: 1\n"
+        "defaults:\n"
+        "  retry: {attempts: 8, base_seconds: 0.5, max_seconds: 4}\n"
+        "  rate_limit: null\n"
+        "channels:\n"
+        "  collections:\n"
+        "    type: webhook\n"
+        f"    url: {url}\n"
+        "    allow_http: true\n"
+        f"    secret_env: {NOTIFY_SECRET_ENV}\n"
+        "    timeout_seconds: 10\n"
+        "routes:\n"
+        "  - name: everything\n"
+        "    match: {min_level: low}\n"
+        "    channels: [collections]\n"
+    )
+
+
+@dataclass
+class Notifier:
+    """The run's ``stream-risk notify run`` process (one stable consumer name)."""
+
+    env: dict[str, str]
+    routes: Path
+    logs: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    exits: int = 0
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.starts += 1
+        log_path = self.logs / f"notifier.{self.starts}.log"
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "stream_risk.cli",
+                    "notify",
+                    "run",
+                    "--routes",
+                    str(self.routes),
+                    "--group",
+                    NOTIFY_GROUP,
+                    "--consumer",
+                    "chaos",
+                    "--from-start",
+                    "--block-ms",
+                    "200",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while "notifier ready" not in log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "chaos: the notifier did not start:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                )
+            time.sleep(0.1)
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def check(self) -> bool:
+        """True when it is up; one that exited on its own is counted and restarted."""
+        if self.proc is None or self.proc.poll() is None:
+            return True
+        self.exits += 1
+        print(f"chaos: the notifier exited with {self.proc.returncode}; restarting", flush=True)
+        self.start()
+        return False
+
+    def stop(self) -> None:
+        from stream_risk.worker_process import stop_process
+
+        stop_process(self.proc)
+
+
+def notifier_drained(client: Any, stream: str, group: str) -> bool:
+    """Whether ``group`` has read and acknowledged every entry of ``stream``."""
+    import redis
+
+    try:
+        last = client.xinfo_stream(stream)["last-generated-id"]
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no stream yet: nothing to notify
+        return True
+    for g in groups:
+        if g["name"] == group:
+            return bool(g["pending"] == 0 and g["last-delivered-id"] == last)
+    return False
+
+
 # ------------------------------------------------------------------ the checker
 
 
@@ -557,9 +724,26 @@ class Checker:
     redis_url: str
     prefix: str
     workdir: Path
+    #: The notifier's webhook endpoint (None: no notifier in the run).
+    receiver: WebhookReceiver | None = None
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}.{name}"
+
+    def wait_notified(self, timeout: float) -> bool:
+        """Wait until the notifier acknowledged every warning in Redis (False: it did not)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while not notifier_drained(client, f"{self.prefix}:risk:warnings", NOTIFY_GROUP):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(1.0)
+            return True
+        finally:
+            client.close()
 
     def wait_caught_up(self, truth: dict[str, dict[str, Any]], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -611,6 +795,11 @@ class Checker:
         figures.dup_redis = _repeats(
             ((e["warning_id"], e["status"], e["level"]) for _, e in entries), truth_transitions
         )
+        if self.receiver is not None:
+            figures.notifier_drained = self.wait_notified(timeout)
+            received = self.receiver.counts()
+            figures.notified = len(received)
+            figures.notified_twice = sum(n - 1 for n in received.values())
         dead = _read_topic(self.bootstrap, self.topic("dead-letters"))
         letters = [json.loads(v) for _, v in dead]
         figures.dead_letters = len(letters)
@@ -661,9 +850,18 @@ def _phases(mode: Mode) -> list[str]:
 
 
 def run_chaos(
-    mode: Mode, seed: int, services_script: Path, workdir: Path, say: Callable[[str], None]
+    mode: Mode,
+    seed: int,
+    services_script: Path,
+    workdir: Path,
+    say: Callable[[str], None],
+    keep: bool = False,
 ) -> list[Figures]:
-    """Run every phase of ``mode``; the figures after each (the run is cleaned up after)."""
+    """Run every phase of ``mode``; the figures after each.
+
+    The run's topics and Redis keys are removed after it unless ``keep`` (to trace
+    a finding: the worker and notifier logs are in ``workdir``).
+    """
     import redis
     from kafka import KafkaProducer
 
@@ -695,7 +893,12 @@ def run_chaos(
     cuts = [len(events) * (i + 1) // len(phases) for i in range(len(phases))]
     services = Services(services_script, base.kafka_bootstrap, base.redis_url)
     workers = Workers(env, workdir)
-    checker = Checker(base.kafka_bootstrap, base.redis_url, prefix, workdir)
+    receiver = WebhookReceiver()
+    receiver.start()
+    routes = workdir / "notify-routes.yaml"
+    routes.write_text(notify_routes(receiver.url))
+    notifier = Notifier(dict(env, **{NOTIFY_SECRET_ENV: uuid.uuid4().hex}), routes, workdir)
+    checker = Checker(base.kafka_bootstrap, base.redis_url, prefix, workdir, receiver)
     producer = KafkaProducer(
         bootstrap_servers=base.kafka_bootstrap,
         acks="all",
@@ -708,6 +911,7 @@ def run_chaos(
     try:
         for n in range(mode.workers):
             workers.start(n)
+        notifier.start()
         say(f"chaos: {len(events)} events, {mode.workers} workers, prefix {prefix}")
         sent = 0
         kills_left = mode.kills
@@ -715,16 +919,20 @@ def run_chaos(
             started = time.monotonic()
             lines_before = workers.log_lines()
             chunk = events[sent : cuts[index]]
-            exits_before = workers.exits
+            exits_before = workers.exits + notifier.exits
             if fault == "kill -9":
                 kills = kills_left // (mode.kill_phases - index) if mode.kill_phases > index else 0
                 kills_left -= kills
                 sender = _send_paced(producer, prefix, chunk, seconds=4.0 * kills)
-                for _ in range(kills):
+                for n in range(kills):
                     time.sleep(rng.uniform(0.5, 4.0))
                     victim = rng.randrange(mode.workers)
                     workers.kill9(victim)
                     workers.start(victim)
+                    if n == kills // 2:
+                        # The notifier too, once a phase, while warnings flow.
+                        notifier.kill9()
+                        notifier.start()
                 sender.join()
                 fault = f"kill -9 x{kills}"
             elif fault == "broker stop":
@@ -765,8 +973,8 @@ def run_chaos(
             sent = cuts[index]
             figures = Figures(fault=fault, events=sent)
             checker.grade(figures, events[:sent], poison, mode.catch_up)
-            figures.alive = workers.check()
-            figures.exits = workers.exits - exits_before
+            figures.alive = workers.check() & notifier.check()
+            figures.exits = workers.exits + notifier.exits - exits_before
             figures.log_lines = workers.log_lines() - lines_before
             figures.seconds = time.monotonic() - started
             all_figures.append(figures)
@@ -775,36 +983,43 @@ def run_chaos(
                 say(f"  {count} valid events dead-lettered: {reason}")
     finally:
         workers.stop()
+        notifier.stop()
+        receiver.stop()
         producer.close()
-        client = redis.Redis.from_url(base.redis_url)
-        try:
-            for key in client.scan_iter(f"{prefix}:*"):
-                client.delete(key)
-        except redis.RedisError as exc:
-            say(f"chaos: could not remove the run's Redis keys: {exc}")
-        drop_run_topics(base.kafka_bootstrap, prefix, say)
+        if keep:
+            say(f"chaos: kept the topics and Redis keys of prefix {prefix}, logs in {workdir}")
+        else:
+            client = redis.Redis.from_url(base.redis_url)
+            try:
+                for key in client.scan_iter(f"{prefix}:*"):
+                    client.delete(key)
+            except redis.RedisError as exc:
+                say(f"chaos: could not remove the run's Redis keys: {exc}")
+            drop_run_topics(base.kafka_bootstrap, prefix, say)
     return all_figures
 
 
 HEADER = (
     f"{'fault':<22}{'events':>7}{'warn':>6}{'lost':>6}{'twice':>6}{'off':>5}{'missing':>8}"
-    f"{'dup topic':>10}{'dup redis':>10}{'poison':>8}{'dead':>6}{'alive':>6}{'log lines':>10}"
-    f"{'s':>6}"
+    f"{'dup topic':>10}{'dup redis':>10}{'poison':>8}{'dead':>6}{'notified':>9}{'2x':>4}"
+    f"{'alive':>6}{'log lines':>10}{'s':>6}"
 )
 
 
 def format_row(f: Figures) -> str:
     """One line of the figures table.
 
-    >>> format_row(Figures("kill -9 x3", 100)).split()
-    ['kill', '-9', 'x3', '100', '0', '0', '0', '0', '0', '0', '0', '0/0', '0', 'yes', '0', '0']
+    >>> format_row(Figures("kill -9 x3", 100)).split()[3:]
+    ['100', '0', '0', '0', '0', '0', '0', '0', '0/0', '0', '0', '0', 'yes', '0', '0']
     """
     alive = "yes" if f.alive else f"no({f.exits})"
     late = "" if f.caught_up else "  (not caught up)"
+    undrained = "" if f.notifier_drained else "  (notifier behind)"
     return (
         f"{f.fault:<22}{f.events:>7}{f.warnings:>6}{f.lost:>6}{f.twice:>6}{f.off:>5}{f.missing:>8}"
         f"{f.dup_topic:>10}{f.dup_redis:>10}{f'{f.poison_unaccounted}/{f.poison_sent}':>8}"
-        f"{f.dead_letters:>6}{alive:>6}{f.log_lines:>10}{f.seconds:>6.0f}{late}"
+        f"{f.dead_letters:>6}{f.notified:>9}{f.notified_twice:>4}"
+        f"{alive:>6}{f.log_lines:>10}{f.seconds:>6.0f}{late}{undrained}"
     )
 
 
@@ -818,6 +1033,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="script that stops and starts Kafka and Redis (default: docker/services.sh)",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the worker and notifier logs in DIR, and the run's topics and Redis keys",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -827,9 +1048,16 @@ def run(args: argparse.Namespace) -> int:
     mode = LONG if args.long else FAST
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stream-risk-chaos-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         print(HEADER, flush=True)
         figures = run_chaos(
-            mode, args.seed, args.services, Path(tmp), lambda s: print(s, flush=True)
+            mode,
+            args.seed,
+            args.services,
+            workdir,
+            lambda s: print(s, flush=True),
+            keep=args.keep is not None,
         )
     if args.json:
         args.json.write_text(

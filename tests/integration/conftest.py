@@ -27,6 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_risk.core.ruleset import default_files
 from stream_risk.kafka_admin import drop_run_topics
+from stream_risk.worker_process import stop_process
 
 UTILISATION_RULE = (Path(__file__).parents[1] / "data" / "rules" / "utilisation.yaml").read_text()
 BOOTSTRAP = os.environ.get("STREAM_RISK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -98,13 +99,7 @@ class Worker:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 from pathlib import Path
@@ -126,15 +127,19 @@ def _feed(secret: str | None) -> tuple[CompactedFeed, list[bytes]]:
 def test_a_feed_with_a_secret_applies_only_validly_signed_records() -> None:
     feed, applied = _feed("s3cret")
     good = sign_headers("s3cret", b"v1", b"rules-1")
-    feed._apply(b"v1", b"rules-1", good)
-    feed._apply(b"v2", b"rules-2", [])  # unsigned
-    feed._apply(b"v3", b"rules-3", [(SIGNATURE_HEADER, b"sha256=00")])  # forged
-    feed._apply(b"v4", b"rules-4", sign_headers("wrong", b"v4", b"rules-4"))
+
+    async def scenario() -> None:
+        await feed._take(b"v1", b"rules-1", good)
+        await feed._take(b"v2", b"rules-2", [])  # unsigned
+        await feed._take(b"v3", b"rules-3", [(SIGNATURE_HEADER, b"sha256=00")])  # forged
+        await feed._take(b"v4", b"rules-4", sign_headers("wrong", b"v4", b"rules-4"))
+
+    asyncio.run(scenario())
     assert applied == [b"rules-1"]
     assert (feed.applied, feed.rejected, feed.rejected_signatures) == (1, 3, 3)
 
 
 def test_a_feed_without_a_secret_checks_nothing() -> None:
     feed, applied = _feed(None)
-    feed._apply(b"v1", b"rules-1", [])
+    asyncio.run(feed._take(b"v1", b"rules-1", []))
     assert applied == [b"rules-1"] and feed.rejected_signatures == 0

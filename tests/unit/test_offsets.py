@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+from intervaltree import IntervalTree
 
 from stream_risk.agents.offsets import commit_start, committable, read_from_earliest
 
@@ -22,6 +23,14 @@ class FakeTopics:
 
 class FakeApp:
     topics = FakeTopics()
+    consumer_generation_id = 9
+
+
+class FakeMessage:
+    def __init__(self, tp: Any, offset: int, generation: int) -> None:
+        self.tp = tp
+        self.offset = offset
+        self.generation_id = generation
 
 
 class FakeConsumer:
@@ -35,6 +44,16 @@ class FakeConsumer:
         self._read_offset: dict[Any, int | None] = {}
         self._committed_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
         self._acked: defaultdict[Any, list[int]] = defaultdict(list)
+        self._gap: defaultdict[Any, IntervalTree] = defaultdict(IntervalTree)
+        self.fetches: list[list[int]] = []
+        self.handed_on: list[tuple[str, int]] = []
+
+    async def callback(self, message: Any) -> None:
+        self.handed_on.append((message.tp.topic, message.offset))
+
+    async def getmany(self, timeout: float) -> Any:
+        for offset in self.fetches.pop(0):
+            yield IN, FakeMessage(IN, offset, self.app.consumer_generation_id)
 
     async def seek_to_committed(self) -> Mapping[Any, int | None]:
         for tp, offset in self.committed.items():
@@ -115,3 +134,76 @@ def test_committable(acked: list[int], start: int | None, expected: bool) -> Non
 def test_a_truncated_log_starts_at_its_earliest_offset() -> None:
     assert commit_start(5, 40) == 40
     assert commit_start(None, 12) == 12
+
+
+# --- records reach the streams in offset order from where reading starts ----------------------
+
+
+class Fetching(FakeConsumer):
+    """A consumer whose fetches are scripted, for the records handed to the streams."""
+
+    def __init__(self, committed: Mapping[Any, int | None], position: int) -> None:
+        super().__init__(committed, position, earliest=0)
+        self.app = FakeApp()  # its own generation
+        self.sought: list[tuple[Any, int]] = []
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append((tp, offset))
+        await super().seek(tp, offset)
+
+    def drain(self, *fetches: list[int]) -> None:
+        """Faust's drain loop over ``fetches``, as wrapped by the patch."""
+        self.fetches = list(fetches)
+
+        async def run() -> None:
+            for _ in fetches:
+                async for _, message in self.getmany(timeout=1.0):
+                    await self.callback(message)
+
+        asyncio.run(run())
+
+
+def test_a_record_ahead_of_the_commit_is_not_handed_on_before_the_ones_it_passed() -> None:
+    """Partition kept across a rebalance: its fetch position (178) is where its held-back
+    records were given up, ahead of the commit (143). Handed on first, 178 would make the
+    driver skip 143-177 of its customers as redeliveries."""
+    consumer = Fetching({IN: 143}, position=178)
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    # Fetched from the old position while the seek ran (Faust resumes first), then from
+    # the commit once sought back.
+    consumer.drain([178, 179], [143, 144, 145], [146])
+    assert consumer.handed_on == [
+        ("orders", 143),
+        ("orders", 144),
+        ("orders", 145),
+        ("orders", 146),
+    ]
+    assert (IN, 143) in consumer.sought
+    # Faust's own last-read offset no longer drops the records read again.
+    assert consumer._read_offset[IN] is None
+
+
+def test_records_read_again_are_not_handed_on_twice_and_other_generations_wait() -> None:
+    consumer = Fetching({IN: 10}, position=10)
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    consumer.drain([10, 11], [10, 11, 12])
+    assert [o for _, o in consumer.handed_on] == [10, 11, 12]
+    # A record of a generation whose seek has not run is read again after it.
+    consumer.app.consumer_generation_id = 10
+    consumer.drain([13])
+    assert [o for _, o in consumer.handed_on] == [10, 11, 12]
+
+
+def test_offsets_without_records_are_passed_over_after_reading_again() -> None:
+    """Transaction markers hold offsets with no record: once a fetch made after seeking
+    back to the missing offset still begins beyond it, the worker goes on."""
+    consumer = Fetching({IN: 20}, position=20)
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    consumer.drain([20, 22], [22, 23])
+    assert [o for _, o in consumer.handed_on] == [20, 22, 23]
+    assert consumer.sought[-1] == (IN, 21)
+    # The empty offset may be committed past.
+    assert [(i.begin, i.end) for i in consumer._gap[IN]] == [(21, 22)]

@@ -1,4 +1,4 @@
-"""The worker's small parts: the start gate and the trainer, without Kafka."""
+"""The worker's small parts: the start gate, the trainer and the batch publisher, without Kafka."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 
 from stream_risk.agents.app import StartGate, TrainerRole
+from stream_risk.agents.monitor import BatchResult
+from stream_risk.agents.topology import MonitorPublisher, Sender
 from stream_risk.config import Settings
 from stream_risk.kafka_security import KafkaSecurity
 
@@ -97,3 +99,89 @@ def test_the_trainer_skips_malformed_examples_and_publishes_nothing_without_a_re
     assert sender.sent == []
     role.forget()
     assert role.trainer is None
+
+
+class _Producer:
+    """Records sends; each delivery resolves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def send(self, **record: Any) -> asyncio.Future[Any]:
+        self.sent.append((record["topic"], record["key"]))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.changelog_topic = self
+
+    def get_topic_name(self) -> str:
+        return "app-customer-state-changelog"
+
+
+def _batch() -> BatchResult:
+    result = BatchResult()
+    result.states["c1"] = (0, b'{"v": 3}')
+    result.warnings.append((0, {"customer_id": "c1", "warning_id": "w1"}))
+    result.profiles["c1"] = (0, {"customer_id": "c1"})
+    return result
+
+
+def test_a_state_reaches_the_changelog_only_after_the_broker_has_its_outputs() -> None:
+    """The state carries the offsets of its records: in the changelog before the warning,
+    a kill in between would make the restarted worker skip the record as already applied,
+    and the warning would never be sent."""
+    producer = _Producer()
+    app = type("App", (), {"producer": producer})()
+    table = _Table()
+    publisher = MonitorPublisher(
+        Sender(app, stop=lambda: None), Settings(topic_prefix="stream-risk"), table
+    )
+
+    async def scenario() -> list[str]:
+        publishing = asyncio.create_task(publisher.publish(_batch()))
+        await asyncio.sleep(0.01)
+        before = [topic for topic, _ in producer.sent]
+        for future in producer.pending:
+            future.set_result(None)
+        await publishing
+        return before
+
+    before = asyncio.run(scenario())
+    assert "app-customer-state-changelog" not in before
+    assert set(before) == {"stream-risk.warnings", "stream-risk.profiles"}
+    assert producer.sent[-1] == ("app-customer-state-changelog", b"c1")
+    assert table.data == {b"c1": b'{"v": 3}'}
+
+
+def test_no_state_is_written_when_an_output_fails() -> None:
+    producer = _Producer()
+    app = type("App", (), {"producer": producer})()
+    table = _Table()
+    stopped: list[bool] = []
+    publisher = MonitorPublisher(
+        Sender(app, stop=lambda: stopped.append(True)), Settings(topic_prefix="stream-risk"), table
+    )
+
+    async def scenario() -> None:
+        publishing = asyncio.create_task(publisher.publish(_batch()))
+        await asyncio.sleep(0.01)
+        producer.pending[0].set_exception(RuntimeError("broker gone"))
+        for future in producer.pending[1:]:
+            future.set_result(None)
+        try:
+            await publishing
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("a failed output was not seen")
+
+    asyncio.run(scenario())
+    assert stopped == [True]
+    assert all(topic != "app-customer-state-changelog" for topic, _ in producer.sent)
+    assert table.data == {}
