@@ -31,7 +31,7 @@ import orjson
 from pydantic import ValidationError
 
 from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance, profile_of, step
-from stream_risk.core.state import decode, encode
+from stream_risk.core.state import decode, encode, encode_after
 from stream_risk.core.timers import TimerQueue
 from stream_risk.core.units import DAY
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
@@ -455,7 +455,7 @@ class MonitorDriver:
                     state.partition = partition
                 self._collect(partition, state, out, result)
                 result.training_examples.extend(out.training_examples)
-            raw = encode(state)
+            raw = encode_after(state)
             if len(raw) > limits.max_message_bytes - RECORD_OVERHEAD:
                 raise Rejected(
                     f"the customer's state would grow to {len(raw)} bytes, above the "
@@ -563,7 +563,7 @@ class MonitorDriver:
             woke = state.clock is None or wake > state.clock
             state, out = advance(state, wake, self.ctx)
             self._collect(partition, state, out, result)
-            raw = encode(state)
+            raw = encode_after(state)
             if len(raw) > self.limits.max_message_bytes - RECORD_OVERHEAD:
                 raise Rejected(f"state of {len(raw)} bytes")
         except Exception:

@@ -11,13 +11,15 @@ after it happened, whether or not anything else arrives.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from stream_risk.core import windows
-from stream_risk.core.receivables import INV_AMOUNT, INV_DUE, INV_OPEN
+from stream_risk.core.receivables import INV_DUE, INV_OPEN
 from stream_risk.core.state import (
     ORD_AMOUNT,
     ORD_TS,
@@ -130,10 +132,6 @@ def _latest_statement(state: CustomerState, now: float) -> list[Any] | None:
     return None
 
 
-def _invoice_days_late(due: float, now: float) -> int:
-    return int((now - due) // DAY) if now > due else 0
-
-
 def exposure_at(state: CustomerState, t: float) -> float | None:
     """Net receivable at event time ``t``: invoiced minus paid, or the statement balance."""
     return exposures_at(state, (t,))[0]
@@ -152,12 +150,15 @@ def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float |
     values: list[float | None] = []
     i = 0
     for t in times:
-        day = int(t // DAY)
-        while i < len(ledger) and ledger[i][0] <= day:
-            total += ledger[i][1]
-            i += 1
+        j = bisect.bisect_right(ledger, int(t // DAY), i, key=_day)
+        # Day by day from the oldest, as the receivable accrued.
+        total = functools.reduce(operator.add, map(_change, ledger[i:j]), total)
+        i = j
         values.append(total)
     return values
+
+
+_day, _change = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _growth(now_value: float | None, then_value: float | None) -> float | None:
@@ -197,10 +198,10 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     if state.invoiced:
         open_balance = 0.0
         overdue = 0.0
-        for inv in state.book["inv"].values():
-            open_balance += inv[INV_OPEN]
-            if inv[INV_DUE] < now:
-                overdue += inv[INV_OPEN]
+        for amount, _, due, _ in state.book["inv"].values():
+            open_balance += amount
+            if due < now:
+                overdue += amount
     elif stmt is not None:
         open_balance = max(float(stmt[STMT_BALANCE]), 0.0)
         overdue = open_balance if stmt[STMT_DPD] > 0 else 0.0
@@ -243,15 +244,17 @@ def aging(state: CustomerState, now: float, out: Features) -> None:
     buckets = [0.0, 0.0, 0.0, 0.0, 0.0]
     invoice_dpd = 0
     overdue_count = 0
-    for inv in state.book["inv"].values():
-        amount = inv[INV_OPEN]
+    for amount, _, due, _ in state.book["inv"].values():
         if amount <= 0:
             continue
-        days = _invoice_days_late(inv[INV_DUE], now)
-        if inv[INV_DUE] < now:
+        if due < now:
+            days = int((now - due) // DAY)
             overdue_count += 1
-            invoice_dpd = max(invoice_dpd, days)
-        buckets[_bucket(days)] += amount
+            if days > invoice_dpd:
+                invoice_dpd = days
+            buckets[_BUCKET_OF_DAYS[days] if days <= 90 else 4] += amount
+        else:
+            buckets[0] += amount
     stmt = _latest_statement(state, now)
     statement_dpd = int(stmt[STMT_DPD]) if stmt is not None else 0
     if not state.invoiced and stmt is not None:
@@ -274,6 +277,10 @@ def aging(state: CustomerState, now: float, out: Features) -> None:
     out["avg_days_late_90d"] = late / weight if weight > 0 else None
     sales = windows.window_sum(state.orders, now, 90 * DAY, ORD_AMOUNT)
     out["dso"] = out["open_balance"] / sales * 90 if sales > 0 and "open_balance" in out else None
+
+
+#: Aging bucket of 0 to 90 days past due (more is the last bucket).
+_BUCKET_OF_DAYS = tuple(0 if d <= 0 else 1 if d <= 30 else 2 if d <= 60 else 3 for d in range(91))
 
 
 def _bucket(days: int) -> int:
@@ -317,9 +324,9 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
     out["payment_amount_30d"], out["payment_amount_90d"] = sums
     due = 0.0
     horizon = now - 90 * DAY
-    for inv in state.book["inv"].values():
-        if horizon < inv[INV_DUE] <= now:
-            due += inv[INV_AMOUNT]
+    for _, amount, due_at, _ in state.book["inv"].values():
+        if horizon < due_at <= now:
+            due += amount
     for closed in state.book["closed"]:
         if horizon < closed[1] <= now:
             due += closed[2]
@@ -401,9 +408,10 @@ def _delinquency_counts(state: CustomerState, now: float, out: Features) -> None
     for closed in state.book["closed"]:
         if closed[3] >= 30:
             reached.append((-closed[1], closed[3]))
-    counts = dict.fromkeys(_DELINQUENCY_NAMES, 0)
+    # Per level: reached in the last 6 months, in the last 12 months.
+    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
     for at, days in reached:
-        for level in DELINQUENCY_LEVELS:
+        for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
             if days < level:
                 break
             # Invoices reach a level ``level`` days after their due date (stored negated).
@@ -412,15 +420,12 @@ def _delinquency_counts(state: CustomerState, now: float, out: Features) -> None
                 continue
             age = now - t
             if age < 182 * DAY:
-                counts[f"times_{level}dpd_6m"] += 1
+                count[0] += 1
             if age < 365 * DAY:
-                counts[f"times_{level}dpd_12m"] += 1
-    out.update(counts)
-
-
-_DELINQUENCY_NAMES = tuple(
-    f"times_{level}dpd_{months}m" for months in (6, 12) for level in DELINQUENCY_LEVELS
-)
+                count[1] += 1
+    for months, window in ((6, 0), (12, 1)):
+        for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
+            out[f"times_{level}dpd_{months}m"] = count[window]
 
 
 def _days_late_observations(state: CustomerState, now: float) -> list[tuple[float, float]]:

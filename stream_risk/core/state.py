@@ -104,9 +104,24 @@ class CustomerState:
     #: The latest assessment, the next review, the on-time record and the last
     #: increase proposed: a fixed set of scalars.
     credit_review: dict[str, Any] | None = None
+    #: The encoded parts of :data:`KEPT_ENCODED` fields from the latest
+    #: :func:`encode_after`, and which of them ``step`` and ``advance`` have not
+    #: changed since. Not encoded.
+    encoded_parts: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    unchanged: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
-_FIELDS = tuple(CustomerState.__slots__)  # type: ignore[attr-defined]
+#: Fields in the encoding: all but the encoded parts kept beside the state.
+_FIELDS = tuple(
+    name
+    for name in CustomerState.__slots__  # type: ignore[attr-defined]
+    if name not in ("encoded_parts", "unchanged")
+)
+#: The large fields that only some events and expiry change: their encoded parts are
+#: kept between encodings (see :func:`encode_after`).
+KEPT_ENCODED = frozenset(
+    {"seen", "book", "journal", "orders", "cancelled", "ledger", "statements", "promises"}
+)
 #: Fields left out of the encoding while they hold their (empty) default.
 _EMPTY_BY_DEFAULT = frozenset(
     {
@@ -139,6 +154,38 @@ def encode(state: CustomerState) -> bytes:
             continue
         data[name] = value
     return orjson.dumps(data)
+
+
+def encode_after(state: CustomerState) -> bytes:
+    """:func:`encode` of ``state`` right after ``step`` or ``advance``, the same bytes.
+
+    The parts of the large fields those left unchanged (:attr:`CustomerState.unchanged`)
+    are not encoded again: a timer wake-up re-encodes little more than what the
+    evaluation decided. Only for states that change through ``step`` and ``advance``
+    alone (a driver's), since any other change is not noted.
+    """
+    parts = state.encoded_parts
+    unchanged = state.unchanged
+    out = [b'{"v":%d' % STATE_VERSION]
+    for name in _FIELDS:
+        value = getattr(state, name)
+        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+            parts.pop(name, None)
+            continue
+        if name in unchanged and name in parts:
+            out.append(parts[name])
+            continue
+        if name == "seen":
+            value = list(value)
+        elif name == "ledger_base" and value == 0.0:
+            continue
+        # orjson writes an object as its members, comma-separated, without spaces.
+        part = orjson.dumps({name: value})[1:-1]
+        if name in KEPT_ENCODED:
+            parts[name] = part
+        out.append(part)
+    state.unchanged = KEPT_ENCODED
+    return b",".join(out) + b"}"
 
 
 def decode(raw: bytes | str) -> CustomerState:

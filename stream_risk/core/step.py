@@ -19,7 +19,15 @@ from stream_risk.core.ids import digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.previous import Evaluated, PreviousEvaluation
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
-from stream_risk.core.state import ORD_ID, ORD_TS, PROMISE_DUE, STMT_ID, STMT_TS, CustomerState
+from stream_risk.core.state import (
+    KEPT_ENCODED,
+    ORD_ID,
+    ORD_TS,
+    PROMISE_DUE,
+    STMT_ID,
+    STMT_TS,
+    CustomerState,
+)
 from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
     AnyEvent,
@@ -66,6 +74,7 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
+    unchanged = state.unchanged - _CHANGED_BY.get(type(event), KEPT_ENCODED)
     _apply(state, event, ts, ctx)
     if state.first_seen is None or ts < state.first_seen:
         state.first_seen = ts
@@ -76,7 +85,7 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     state.updated_at = ts if state.updated_at is None else max(state.updated_at, ts)
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
-    _forget(state, now, ctx)
+    state.unchanged = unchanged - _forget(state, now, ctx)
     out = _evaluate(state, now, event.event_id, ts, ctx)
     if example is not None:
         out.training_examples.append(example)
@@ -89,7 +98,7 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
     state.clock = now
-    _forget(state, now, ctx)
+    state.unchanged = state.unchanged - _forget(state, now, ctx)
     return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx)
 
 
@@ -460,8 +469,50 @@ def _statement(state: CustomerState, record: list[Any]) -> None:
     state.statements = statements[-STATEMENTS_KEPT:]
 
 
-def _forget(state: CustomerState, now: float, ctx: Context) -> None:
-    """Fold and expire what no window, lateness or undo can need any more."""
+#: The fields of :data:`KEPT_ENCODED` an event of each type changes (others: all).
+_CHANGED_BY: dict[type, frozenset[str]] = {
+    OrderEvent: frozenset({"seen", "orders", "cancelled"}),
+    PaymentEvent: frozenset({"seen", "book", "journal", "ledger"}),
+    InvoiceEvent: frozenset({"seen", "book", "journal", "ledger"}),
+    StatementEvent: frozenset({"seen", "statements"}),
+    CollectionEvent: frozenset({"seen", "promises"}),
+    CustomerEvent: frozenset({"seen"}),
+    CreditReportEvent: frozenset({"seen"}),
+    OutcomeEvent: frozenset({"seen"}),
+}
+
+
+def _sizes(state: CustomerState) -> tuple[Any, ...]:
+    """What expiry changes when it drops something (it only ever drops)."""
+    book = state.book
+    return (
+        (len(book["paid"]), len(book["closed"]), len(book["bounced"]), book.get("last_paid")),
+        len(state.journal),
+        len(state.orders),
+        len(state.cancelled),
+        len(state.statements),
+        len(state.promises),
+        len(state.ledger),
+    )
+
+
+_SIZED = ("book", "journal", "orders", "cancelled", "statements", "promises", "ledger")
+
+
+def _forget(state: CustomerState, now: float, ctx: Context) -> frozenset[str]:
+    """Fold and expire what no window, lateness or undo can need any more.
+
+    Returns the fields of :data:`KEPT_ENCODED` that changed.
+    """
+    before = _sizes(state)
+    _expire(state, now, ctx)
+    after = _sizes(state)
+    if before == after:
+        return frozenset()
+    return frozenset(name for name, a, b in zip(_SIZED, before, after, strict=True) if a != b)
+
+
+def _expire(state: CustomerState, now: float, ctx: Context) -> None:
     # A late event may still arrive up to the allowed lateness behind the latest
     # event applied (the clock may be further on): keep what it would need.
     anchor = now if state.updated_at is None else min(now, state.updated_at)

@@ -143,3 +143,53 @@ def test_exposures_in_one_walk_are_the_exposures_one_by_one(
             if day <= int(t // DAY):
                 total += delta
         assert exposure_at(state, t) == total
+
+
+def loop_counts_and_sums(
+    recs: list[list[Any]], now: float, widths: tuple[float, ...]
+) -> tuple[list[int], list[float]]:
+    """Counts and sums record by record, newest first, as ages are compared."""
+    counts, sums = [0] * len(widths), [0.0] * len(widths)
+    for r in reversed(recs):
+        if r[0] <= now - max(widths):
+            break
+        if r[0] > now:
+            continue
+        for i, width in enumerate(widths):
+            if now - r[0] < width:
+                counts[i] += 1
+                sums[i] += r[1]
+    return counts, sums
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=1.6e9, max_value=1.6e9 + 200 * DAY) | st.floats(-DAY, DAY),
+            st.floats(min_value=-1e6, max_value=1e6),
+        ),
+        max_size=40,
+    ),
+    # Also times near the epoch, where ages and window starts round differently.
+    st.floats(min_value=1.6e9, max_value=1.6e9 + 300 * DAY) | st.floats(min_value=0, max_value=DAY),
+    st.integers(min_value=-3, max_value=3),
+)
+def test_counts_and_sums_by_bisection_are_the_record_by_record_ones_exactly(
+    items: list[tuple[float, float]], now: float, ulps: int
+) -> None:
+    """Bit for bit, also for records a rounding error away from a window's edge."""
+    recs: list[list[Any]] = []
+    for t, amount in items:
+        windows.insert(recs, [t, amount])
+    widths = (0.1, 7 * DAY, 30 * DAY, 90 * DAY)
+    # Times a few units in the last place from a width before ``now``: where the
+    # record's age and the window's start round differently.
+    for _, amount in items[:5]:
+        for width in widths:
+            t = now - width
+            for _ in range(abs(ulps)):
+                t = math.nextafter(t, math.copysign(math.inf, ulps))
+            windows.insert(recs, [t, amount])
+    got = windows.counts_and_sums(recs, now, widths, 1)
+    assert got == loop_counts_and_sums(recs, now, widths)
