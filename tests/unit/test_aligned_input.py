@@ -130,9 +130,7 @@ def test_records_fetched_before_a_revocation_are_not_applied_after_it() -> None:
         return w
 
     w = asyncio.run(scenario())
-    # Both orders in offset order; the payment waits for the next order or max_idle.
-    assert w.applied == [("in.order", 0), ("in.order", 1)]
-    assert w.driver.counts["events.order"] == 2, dict(w.driver.counts)
+    _both_orders_applied_in_offset_order(w)
     assert w.driver.counts["redelivered"] == 0, dict(w.driver.counts)
 
 
@@ -148,7 +146,12 @@ def test_a_revocation_seen_after_the_new_generation_began_gives_up_only_until_re
         await w.input.add(w.events(*LOG))
         return w
 
-    w = asyncio.run(scenario())
+    _both_orders_applied_in_offset_order(asyncio.run(scenario()))
+
+
+def _both_orders_applied_in_offset_order(w: _Worker) -> None:
+    """Both orders of ``LOG`` applied once, in offset order; the payment waits for the
+    next order or ``max_idle``."""
     assert w.applied == [("in.order", 0), ("in.order", 1)]
     assert w.driver.counts["events.order"] == 2, dict(w.driver.counts)
 
