@@ -146,14 +146,19 @@ def encode(state: CustomerState) -> bytes:
     data: dict[str, Any] = {"v": STATE_VERSION}
     for name in _FIELDS:
         value = getattr(state, name)
-        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+        if _omitted(name, value):
             continue
-        if name == "seen":
-            value = list(value)
-        elif name == "ledger_base" and value == 0.0:
-            continue
-        data[name] = value
+        data[name] = list(value) if name == "seen" else value
     return orjson.dumps(data)
+
+
+def _omitted(name: str, value: Any) -> bool:
+    """Whether the encoding leaves field ``name`` out: unset, or at its empty default."""
+    return (
+        value is None
+        or (name in _EMPTY_BY_DEFAULT and not value)
+        or (name == "ledger_base" and value == 0.0)
+    )
 
 
 def encode_after(state: CustomerState) -> bytes:
@@ -169,18 +174,14 @@ def encode_after(state: CustomerState) -> bytes:
     out = [b'{"v":%d' % STATE_VERSION]
     for name in _FIELDS:
         value = getattr(state, name)
-        if value is None or (name in _EMPTY_BY_DEFAULT and not value):
+        if _omitted(name, value):
             parts.pop(name, None)
             continue
         if name in unchanged and name in parts:
             out.append(parts[name])
             continue
-        if name == "seen":
-            value = list(value)
-        elif name == "ledger_base" and value == 0.0:
-            continue
         # orjson writes an object as its members, comma-separated, without spaces.
-        part = orjson.dumps({name: value})[1:-1]
+        part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
         if name in KEPT_ENCODED:
             parts[name] = part
         out.append(part)
