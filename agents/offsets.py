@@ -158,10 +158,6 @@ def read_from_earliest(consumer: Any) -> None:
         inputs = [tp for tp in committed if acked(tp.topic)]
         fresh = [tp for tp in inputs if not committed[tp]]
         earliest: Mapping[Any, int] = await consumer.earliest_offsets(*inputs) if inputs else {}
-        for tp in fresh:
-            # aiokafka seeks only to a committed offset above 0: the others stay
-            # wherever the fetcher was, possibly past records never applied.
-            await consumer.seek(tp, earliest.get(tp, 0))
         if fresh:
             log.info(
                 "reading %d partitions without a committed offset from the earliest", len(fresh)
@@ -179,6 +175,15 @@ def read_from_earliest(consumer: Any) -> None:
         reading.expected = dict(starts)
         reading.sought_back.clear()
         reading.generation = consumer.app.consumer_generation_id
+        # Only now is every input partition sought to its start. The fetcher runs on
+        # while the offsets above are asked for: records it handed on meanwhile, from
+        # the committed offsets ``seek_to_committed`` set, were given up as belonging to
+        # no generation yet, and the fetch position went past them. Sought to before
+        # this point, they would never be read again (a stall until the next record).
+        # aiokafka also seeks only to a committed offset above 0: the fresh partitions
+        # stay wherever the fetcher was until this seek.
+        for tp in inputs:
+            await consumer.seek(tp, starts[tp])
 
     def guarded_new_offset(tp: Any) -> int | None:
         start = starts.get(tp)

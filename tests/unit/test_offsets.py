@@ -207,3 +207,33 @@ def test_offsets_without_records_are_passed_over_after_reading_again() -> None:
     assert consumer.sought[-1] == (IN, 21)
     # The empty offset may be committed past.
     assert [(i.begin, i.end) for i in consumer._gap[IN]] == [(21, 22)]
+
+
+class FetchingDuringSeek(Fetching):
+    """The fetcher runs on while the earliest offsets are asked for after a rebalance."""
+
+    def __init__(self, committed: Mapping[Any, int | None], during: list[int]) -> None:
+        super().__init__(committed, position=0)
+        self.during = during
+
+    async def earliest_offsets(self, *tps: Any) -> Mapping[Any, int]:
+        # From the committed offset seek_to_committed set, in the new generation; the
+        # fetch position moves past what it handed on.
+        for offset in self.during:
+            await self.callback(FakeMessage(IN, offset, self.app.consumer_generation_id))
+        self.positions[IN] = self.during[-1] + 1
+        return await super().earliest_offsets(*tps)
+
+
+def test_records_fetched_while_the_seek_runs_are_read_again() -> None:
+    """A restarted worker's fetcher read 43-50 of a partition while the seek after its
+    first rebalance waited for the broker. Given up then (no generation in force yet),
+    they must be read again, not left behind the fetch position until a new record
+    happens to arrive."""
+    consumer = FetchingDuringSeek({IN: 43}, during=list(range(43, 51)))
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    assert consumer.handed_on == []
+    assert consumer.positions[IN] == 43
+    consumer.drain(list(range(43, 51)))
+    assert [o for _, o in consumer.handed_on] == list(range(43, 51))
