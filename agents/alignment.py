@@ -241,6 +241,13 @@ class Aligner(Generic[Item]):
             if len(source.records) > self.max_buffered
         ]
 
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The offset after the last record added for an input partition (None: none yet)."""
+        group = self.groups.get(partition)
+        if group is None:
+            return None
+        return group.inputs[self.rank[topic]].next_offset
+
     def under_limit(self, topic: str, partition: int) -> bool:
         """True once the input partition is back to half its limit (resume fetching it)."""
         group = self.groups.get(partition)

@@ -312,6 +312,13 @@ class AlignedInput:
             for tp in under:
                 self.paused.discard(tp)
                 self.app.consumer.resume_partitions([tp])
+                # Faust gives up, unseen, the records of a fetch it was handing on when
+                # the partition was paused, and the fetch position has gone past them:
+                # read on from the first one not held here, or they would wait for the
+                # next record to come (the worker's seek back to a missed offset).
+                start = self.aligner.next_offset(tp.topic, tp.partition)
+                if start is not None:
+                    await self.app.consumer.seek(tp, start)
 
     def caught_up(
         self, topic_name: str, partition: int, next_offset: int | None, since: float

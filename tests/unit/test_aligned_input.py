@@ -50,14 +50,21 @@ class _Event:
 
 
 class _Consumer:
+    def __init__(self) -> None:
+        self.paused: set[Any] = set()
+        self.sought: list[tuple[Any, int]] = []
+
     def highwater(self, tp: Any) -> int:
         raise KeyError(tp)  # position not known: a group with an empty input waits
 
     def pause_partitions(self, tps: Any) -> None:
-        pass
+        self.paused.update(tps)
 
     def resume_partitions(self, tps: Any) -> None:
-        pass
+        self.paused.difference_update(tps)
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append((tp, offset))
 
 
 class _App:
@@ -69,14 +76,14 @@ class _App:
 class _Worker:
     """An aligned input in front of a real driver and its state table."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_buffered: int = 5000) -> None:
         self.table: dict[str, bytes] = {}
         self.driver = MonitorDriver(Context(population=None), TOPICS, self.table.get)
         self.app = _App()
         self.applied: list[tuple[str, int]] = []
         self.input = AlignedInput(
             app=self.app,
-            aligner=Aligner(INPUTS, max_idle=1_000.0),
+            aligner=Aligner(INPUTS, max_idle=1_000.0, max_buffered=max_buffered),
             apply=self.apply,
             stop=lambda: None,
             limits=self.driver.limits,
@@ -174,3 +181,21 @@ def test_an_event_from_the_future_holds_back_no_partition() -> None:
     # The payment at day 9 waits for the next order (or max_idle).
     assert w.applied == [("in.order", 0), ("in.payment", 0), ("in.order", 1)]
     assert w.driver.counts["dead_letters"] == 1, dict(w.driver.counts)
+
+
+def test_a_partition_paused_over_its_limit_is_read_on_from_its_next_record() -> None:
+    """Faust drops, unseen, the rest of a fetch it is handing on when the partition is
+    paused, and the fetch position is past them. On resume the partition is sought to
+    the record after the last one held, or the dropped ones would wait for a new one."""
+
+    async def scenario() -> _Worker:
+        w = _Worker(max_buffered=2)
+        await w.input.add(w.events(*(("in.order", n, order(n + 1, f"o{n}", 10)) for n in range(3))))
+        assert w.app.consumer.paused == {("in.order", 0)}  # three held, over the limit
+        await w.input.add(w.events(("in.payment", 0, payment(9, "p1", 5))))
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.applied[:3] == [("in.order", 0), ("in.order", 1), ("in.order", 2)]
+    assert w.app.consumer.paused == set()
+    assert w.app.consumer.sought == [(("in.order", 0), 3)]
