@@ -819,14 +819,56 @@ class Checker:
 # ------------------------------------------------------------------ the run
 
 
+#: A record to produce: topic, key, value, and the day of its event (None: poison,
+#: sent with the records around it).
+Record = tuple[str, bytes, bytes, "str | None"]
+
+
+def _record(prefix: str, event: dict[str, Any]) -> Record:
+    return (
+        f"{prefix}.{event['type']}",
+        event["customer_id"].encode(),
+        json.dumps(event).encode(),
+        str(event["occurred_at"])[:10],
+    )
+
+
+def _produce(producer: Any, records: Iterable[Record]) -> None:
+    """Produce ``records`` day by day; each day is on the broker before the next is sent.
+
+    The producer batches per partition, and batches of different topics reach the
+    broker in any order: sent at once, a payment could land after its customer's
+    invoice of a week later, and the worker would rightly find it late. Upstream
+    systems publish as things happen, so a day's records are acknowledged before
+    the next day's are sent (a day is well within the allowed lateness). A send the
+    broker refused (one just restarted refuses some) is sent again: the checker's
+    truth is the whole input, so the input must really be on the broker.
+    """
+    day: list[Record] = []
+    current: str | None = None
+    for record in records:
+        if record[3] is not None and current is not None and record[3] != current:
+            _confirmed(producer, day)
+            day = []
+        current = record[3] or current
+        day.append(record)
+    _confirmed(producer, day)
+
+
+def _confirmed(producer: Any, records: list[Record], attempts: int = 20) -> None:
+    pending = records
+    for _ in range(attempts):
+        sent = [(r, producer.send(r[0], key=r[1], value=r[2])) for r in pending]
+        producer.flush(timeout=120)
+        pending = [r for r, future in sent if future.failed()]
+        if not pending:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"the broker refused {len(pending)} records {attempts} times")
+
+
 def _send(producer: Any, prefix: str, events: Iterable[dict[str, Any]]) -> None:
-    for event in events:
-        producer.send(
-            f"{prefix}.{event['type']}",
-            key=event["customer_id"].encode(),
-            value=json.dumps(event).encode(),
-        )
-    producer.flush(timeout=120)
+    _produce(producer, (_record(prefix, event) for event in events))
 
 
 def _send_paced(
@@ -959,16 +1001,15 @@ def run_chaos(
                 mixed: list[dict[str, Any] | Poison] = list(chunk)
                 for bad in poison:
                     mixed.insert(rng.randrange(len(mixed) + 1), bad)
-                for item in mixed:
-                    if isinstance(item, Poison):
-                        producer.send(f"{prefix}.{item.topic}", key=item.key, value=item.value)
-                    else:
-                        producer.send(
-                            f"{prefix}.{item['type']}",
-                            key=item["customer_id"].encode(),
-                            value=json.dumps(item).encode(),
-                        )
-                producer.flush(timeout=120)
+                _produce(
+                    producer,
+                    (
+                        (f"{prefix}.{item.topic}", item.key, item.value, None)
+                        if isinstance(item, Poison)
+                        else _record(prefix, item)
+                        for item in mixed
+                    ),
+                )
                 fault = f"poison x{len(poison)}"
             sent = cuts[index]
             figures = Figures(fault=fault, events=sent)
