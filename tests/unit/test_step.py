@@ -150,6 +150,30 @@ def test_payment_settlement(
     assert features(state)["open_balance"] == pytest.approx(sum(expected_open.values()))
 
 
+# A payment is partial when it pays an invoice already due only in part; an invoice the
+# customer holds back (a dispute) while paying the others in full does not make them partial.
+PARTIAL = [
+    pytest.param([payment(30, "p1", 200, invoice_id="i2")], 0.0, id="one-held-back-rest-paid"),
+    pytest.param([payment(30, "p1", 300, invoice_id="i3")], 0.0, id="pays-ahead-while-one-held"),
+    pytest.param([payment(30, "p1", 50, invoice_id="i2")], 1.0, id="part-of-a-due-invoice"),
+    pytest.param([payment(30, "p1", 150)], 1.0, id="oldest-first-leaves-second-open"),
+    pytest.param([payment(30, "p1", 100, invoice_id="i3")], 0.0, id="part-before-due"),
+    pytest.param(
+        [payment(30, "p1", 200, invoice_id="i2"), payment(31, "p2", 50, invoice_id="i1")],
+        0.5,
+        id="one-full-one-part",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payments", "share"), PARTIAL)
+def test_partial_payment_share(payments: list[dict[str, Any]], share: float) -> None:
+    # i1 (due day 20) and i2 (due day 25) are overdue when the payments come; i3 is due day 40.
+    invoices = [invoice(1, "i1", 100, 20), invoice(2, "i2", 200, 25), invoice(3, "i3", 300, 40)]
+    state, _ = run([customer(0, 1000.0), *invoices, *payments])
+    assert features(state)["partial_payment_share_90d"] == pytest.approx(share)
+
+
 def test_oldest_means_earliest_due_even_if_issued_later() -> None:
     state, _ = run(
         [invoice(1, "late-due", 100, 60), invoice(2, "early-due", 100, 20), payment(3, "p1", 100)]
