@@ -6,20 +6,25 @@ wake-ups with the default pack: what a collections desk should and should not se
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
 from risk_factory import T0, customer, follow, invoice, order, parse, payment, ts
 
 from stream_risk.core import Context, CustomerState, step
+from stream_risk.core.scoring import risk_score
+from stream_risk.core.trainer import Trainer
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
 SEVERE = ("high", "critical")
 
 
-def replay(events: list[dict[str, Any]], until: float) -> list[tuple[float, dict[str, Any]]]:
+def replay(
+    events: list[dict[str, Any]], until: float, ctx: Context | None = None
+) -> list[tuple[float, dict[str, Any]]]:
     """Apply ``events`` in order, following wake-ups in between; (day, warning) pairs."""
-    ctx = Context()
+    ctx = ctx or Context()
     state: CustomerState | None = None
     got: list[tuple[float, dict[str, Any]]] = []
     events = sorted(events, key=lambda e: e["occurred_at"])
@@ -152,3 +157,43 @@ def test_two_months_late_without_paying_is_high_once() -> None:
     assert len({w["warning_id"] for w in overdue}) == 1
     # Once 60 days past due the likely-default warning does not repeat the evidence.
     assert all(day < first_due + 60 for day, rule, _ in severe if rule == "likely_default")
+
+
+def _learned_context() -> Context:
+    """A context whose scorer learned from outcomes that a month late often ends in default."""
+    ctx = Context()
+    trainer = Trainer(["days_past_due"], refit_every=500)
+    rng = random.Random(5)
+    for i in range(2_000):
+        dpd = rng.choice([0, 0, 0, 15, 30, 45])
+        example = {
+            "event_id": str(i),
+            "features": {"days_past_due": dpd},
+            "adverse": rng.random() < (0.8 if dpd >= 30 else 0.05),
+        }
+        snapshot = trainer.learn_one(example)
+        if snapshot is not None:
+            ctx.scorer.load(snapshot)
+    assert ctx.scorer.model_weight() > 0.5
+    return ctx
+
+
+def test_likely_default_waits_for_a_score_calibrated_on_outcomes() -> None:
+    # Four sound months, then 15,000 invoiced on a 10,000 limit and nothing paid.
+    events = [customer(0, 10_000.0), *monthly_trade(4, 2_000.0)]
+    for n in range(3):
+        day = 4 * 30 + 2 + n
+        events.append(order(day, f"b{n}", 5_000.0))
+        events.append(invoice(day + 1, f"bi{n}", 5_000.0, day + 31))
+    first_due = 4 * 30 + 3 + 31
+    # The cold-start scorecard alone puts such a customer above one half before it is two
+    # months late: a prior, not a probability learned from outcomes.
+    assert risk_score({"days_past_due": 50, "credit_utilisation": 1.5}) >= 0.5
+
+    def likely(ctx: Context | None) -> list[float]:
+        got = replay(events, first_due + 59, ctx)
+        return [day for day, rule, _ in firing(got) if rule == "likely_default"]
+
+    assert likely(None) == []
+    learned = likely(_learned_context())
+    assert learned and first_due < learned[0] < first_due + 60, learned
