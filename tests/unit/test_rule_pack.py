@@ -197,3 +197,76 @@ def test_likely_default_waits_for_a_score_calibrated_on_outcomes() -> None:
     assert likely(None) == []
     learned = likely(_learned_context())
     assert learned and first_due < learned[0] < first_due + 60, learned
+
+
+def _returned(
+    months: tuple[int, ...], made_good_after: float | None
+) -> list[tuple[float, str, str]]:
+    """Monthly trade; the bank returns the payments of ``months`` three days after they
+    came, and the customer pays again ``made_good_after`` days after each return."""
+    events = [customer(0, 20_000.0), *monthly_trade(8, 2_000.0)]
+    for m in months:
+        due = 30 * m + 2 + 31
+        events.append(payment(due + 3, f"p{m}", 2_000.0, "bounced", invoice_id=f"i{m}"))
+        if made_good_after is not None:
+            again = due + 3 + made_good_after
+            events.append(payment(again, f"p{m}b", 2_000.0, invoice_id=f"i{m}"))
+    return firing(replay(events, 8 * 30 + 60))
+
+
+def test_a_returned_payment_made_good_within_days_is_no_warning() -> None:
+    assert _returned((3,), 7.0) == []
+
+
+def test_a_returned_payment_not_made_good_is_seen_as_the_invoice_runs_overdue() -> None:
+    fired = _returned((3,), None)
+    due = 3 * 30 + 2 + 31
+    assert (due + 30, "overdue_30_days", "medium") in fired, fired
+    assert "bounced_payment" not in {rule for _, rule, _ in fired}
+    # One return is no pattern: nothing is high before the invoice is two months late.
+    assert all(day >= due + 60 for day, _, level in fired if level in SEVERE), fired
+
+
+def test_payments_returned_twice_in_90_days_are_medium() -> None:
+    fired = _returned((3, 4), 7.0)
+    second = 4 * 30 + 2 + 31 + 3
+    assert fired == [(second, "bounced_payment", "medium")], fired
+
+
+def test_weeks_without_anything_falling_due_are_no_payment_stop() -> None:
+    # Orders weekly near a full limit, pays each invoice a few days late; no orders for six
+    # weeks (a site closed for the holidays), so for six weeks nothing falls due and nothing
+    # is paid, then buying resumes at its usual pace.
+    events = [customer(0, 10_000.0)]
+    weeks = [w for w in range(40) if not 20 <= w < 26]
+    for w in weeks:
+        day = 7 * w + 1
+        events.append(order(day, f"o{w}", 2_000.0))
+        events.append(invoice(day + 1, f"i{w}", 2_000.0, day + 31))
+        events.append(payment(day + 31 + 4, f"p{w}", 2_000.0, invoice_id=f"i{w}"))
+    got = replay(events, 40 * 7 + 40)
+    rules = {rule for _, rule, _ in firing(got)}
+    assert not rules & {"bust_out", "payments_stopped_orders_continue"}, firing(got)
+
+
+def _weekly_buyer(big: dict[int, float]) -> list[tuple[float, dict[str, Any]]]:
+    """Orders weekly (900 to 1,100) on 30-day terms, paid on time, near a 6,000 limit;
+    ``big`` maps weeks to larger orders."""
+    events = [customer(0, 6_000.0)]
+    for w in range(30):
+        day = 7 * w + 1
+        value = big.get(w, 900.0 + 100.0 * (w % 3))
+        events.append(order(day, f"o{w}", value))
+        events.append(invoice(day + 1, f"i{w}", value, day + 31))
+        events.append(payment(day + 31, f"p{w}", value, invoice_id=f"i{w}"))
+    return replay(events, 30 * 7 + 40)
+
+
+def test_one_large_order_near_the_limit_is_no_spike() -> None:
+    fired = firing(_weekly_buyer({20: 3_000.0}))
+    assert "order_spike_near_limit" not in {rule for _, rule, _ in fired}, fired
+
+
+def test_buying_up_to_the_limit_is_a_spike() -> None:
+    fired = firing(_weekly_buyer({w: 3_000.0 for w in range(20, 24)}))
+    assert ("order_spike_near_limit", "medium") in {(rule, level) for _, rule, level in fired}
