@@ -233,6 +233,19 @@ def test_payments_returned_twice_in_90_days_are_medium() -> None:
     assert fired == [(second, "bounced_payment", "medium")], fired
 
 
+def test_returns_made_good_stay_medium_however_many() -> None:
+    fired = _returned((3, 4, 5), 7.0)
+    assert {(rule, level) for _, rule, level in fired} == {("bounced_payment", "medium")}, fired
+
+
+def test_returns_not_made_good_are_high_a_month_after_due() -> None:
+    # The second return comes when the first re-opened invoice is 33 days past due.
+    fired = _returned((3, 4), None)
+    second = 4 * 30 + 2 + 31 + 3
+    severe = [(day, rule) for day, rule, level in fired if level in SEVERE]
+    assert severe[0] == (second, "bounced_payment"), fired
+
+
 def test_weeks_without_anything_falling_due_are_no_payment_stop() -> None:
     # Orders weekly near a full limit, pays each invoice a few days late; no orders for six
     # weeks (a site closed for the holidays), so for six weeks nothing falls due and nothing
