@@ -238,8 +238,8 @@ def test_returns_made_good_stay_medium_however_many() -> None:
     assert {(rule, level) for _, rule, level in fired} == {("bounced_payment", "medium")}, fired
 
 
-def test_returns_not_made_good_are_high_a_month_after_due() -> None:
-    # The second return comes when the first re-opened invoice is 33 days past due.
+def test_returns_not_made_good_are_high() -> None:
+    # The second return takes back the only payment of the month before it.
     fired = _returned((3, 4), None)
     second = 4 * 30 + 2 + 31 + 3
     severe = [(day, rule) for day, rule, level in fired if level in SEVERE]
