@@ -312,7 +312,7 @@ DELINQUENCY_LEVELS = (30, 60, 90)
     (
         "partial_payment_share_90d",
         "ratio",
-        "share of payments in the last 90 days that left an amount already due open",
+        "share of payments in the last 90 days that paid an invoice already due only in part",
     ),
     ("bounced_payments_90d", "count", "payments bounced or reversed in the last 90 days"),
     ("days_since_last_payment", "days", "days since the latest settled payment"),

@@ -62,8 +62,9 @@ class PreviousEvaluation:
         #: The segment detector's score, and what it was computed for.
         self.peer: float | None = None
         self.peer_key: tuple[Any, ...] | None = None
-        #: The risk score, and the scorer and seasoning it was computed with.
-        self.score: float | None = None
+        #: The risk score and the learned model's weight in it, and the scorer and
+        #: seasoning they were computed with.
+        self.score: tuple[float, float] | None = None
         self.score_key: tuple[Any, ...] | None = None
         #: The model inputs as formatted for the latest snapshot.
         self.snapshot: list[Any] | None = None

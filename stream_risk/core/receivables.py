@@ -301,8 +301,11 @@ def _settle(
         oldest = next(iter(payments))
         _touch_payment(book, oldest, undo)
         del payments[oldest]
-    # Partial: something that was already due is still open after paying.
-    partial = any(inv[INV_DUE] <= ts for inv in book["inv"].values() if inv[INV_OPEN] > 0)
+    # Partial: the payment went into an invoice already due and left part of it open (only
+    # the last invoice it reached can be left open). An invoice it did not touch, one held
+    # back over a dispute or a payment returned by the bank, does not make it partial.
+    reached = book["inv"].get(allocations[-1][0]) if allocations else None
+    partial = reached is not None and reached[INV_OPEN] > 0 and reached[INV_DUE] <= ts
     _insert(book, "paid", [ts, amount, int(partial), payment_id], undo)
 
 

@@ -46,10 +46,13 @@ from stream_risk.core.rulefmt import (
 from stream_risk.core.units import DAY
 
 #: Names expressions may use besides the registered features: the score, its
-#: change, the tier straight from the score and the customer's current tier.
+#: change, the learned model's weight in it (0: the cold-start scorecard alone, not
+#: yet calibrated on outcomes), the tier straight from the score and the customer's
+#: current tier.
 SCORE_VARIABLES: dict[str, str] = {
     "risk_score": "number",
     "risk_score_change": "number",
+    "risk_score_learned": "number",
     "raw_tier": "label",
     "tier": "label",
     "order_amount_zscore": "number",

@@ -230,21 +230,31 @@ class RiskScorer:
         seasoned, and on the books at least as long as the newest customer among
         its examples; the scorecard scores the others.
         """
+        return self.score_and_weight(features, seasoned)[0]
+
+    def score_and_weight(
+        self, features: Mapping[str, Any], seasoned: bool = True
+    ) -> tuple[float, float]:
+        """The risk score (see :meth:`score`) and the learned model's weight in it.
+
+        The weight is 0 when the scorecard alone scored the customer: its score is
+        then a cold-start prior, not a probability calibrated on outcomes.
+        """
         card = risk_score(features)
         weight = self.model_weight()
         if weight == 0.0 or self.model is None or not seasoned:
-            return card
+            return card, 0.0
         tenure = features.get("months_on_book")
         if (
             self.min_months_on_book is not None
             and isinstance(tenure, (int, float))
             and tenure < self.min_months_on_book
         ):
-            return card
+            return card, 0.0
         learned = self.model.predict_proba_one(features)
         if learned is None:
-            return card
-        return round(weight * self.calibrator.apply(learned) + (1 - weight) * card, 6)
+            return card, 0.0
+        return round(weight * self.calibrator.apply(learned) + (1 - weight) * card, 6), weight
 
     def explain(self, features: Mapping[str, Any], top: int = 3) -> list[dict[str, Any]]:
         """What pushed the score up, as warning reasons (model terms, else scorecard points)."""

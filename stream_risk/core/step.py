@@ -132,9 +132,10 @@ def _evaluate(
             _set(features, "behaviour_anomaly", round(peer, 4), changed)
     scorer = ctx.scorer
     seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
-    score = _score(scorer, features, seasoned, previous, changed)
+    score, learned = _score(scorer, features, seasoned, previous, changed)
     before = detectors.get("score")
     _set(features, "risk_score", score, changed)
+    _set(features, "risk_score_learned", round(learned, 4), changed)
     change = 0.0 if before is None else round(score - before, 6)
     _set(features, "risk_score_change", change, changed)
     _set(features, "raw_tier", scorer.tier(score, state.segment), changed)
@@ -198,8 +199,8 @@ def _score(
     seasoned: bool,
     previous: PreviousEvaluation,
     changed: set[str] | None,
-) -> float:
-    """The risk score, re-computed only when the scorer or what it reads changed."""
+) -> tuple[float, float]:
+    """The risk score and the learned model's weight in it, re-computed on a change only."""
     model = scorer.model
     key = (
         model,
@@ -216,7 +217,7 @@ def _score(
             previous.counts.scores_kept += 1
             return previous.score
     previous.counts.scores_computed += 1
-    score = scorer.score(features, seasoned)
+    score = scorer.score_and_weight(features, seasoned)
     previous.score, previous.score_key = score, key
     return score
 

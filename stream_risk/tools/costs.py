@@ -252,6 +252,7 @@ def _rules(ctx: Context, with_features: list[tuple[CustomerState, dict[str, Any]
     for state, features in copies:
         features.setdefault("risk_score", state.risk_score)
         features.setdefault("risk_score_change", 0.0)
+        features.setdefault("risk_score_learned", 0.0)
         features.setdefault("raw_tier", state.tier)
 
     def once(item: tuple[CustomerState, dict[str, Any]]) -> None:

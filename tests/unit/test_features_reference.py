@@ -331,7 +331,9 @@ class RefBook:
                 self._close(k, t)
         self.credit += remaining
         self.pay[pid] = [remaining, allocations]
-        partial = any(v.open > 0 and v.due <= t for v in self.inv.values())
+        # Partial: the invoice it reached last is already due and still open.
+        last = self.inv.get(allocations[-1][0]) if allocations else None
+        partial = last is not None and last.open > 0 and last.due <= t
         self.paid.append((t, amount, partial, pid))
 
     def bounce(self, pid: str, amount: int, t: float) -> None:

@@ -143,7 +143,17 @@ DIFFERENT: dict[str, tuple[list[Warning], list[Warning]]] = {
 #: Final profile features that differ: uci-30 and uci-31 are now woken at their
 #: order-silence crossing after the segment's behaviour detector has warmed up, so their
 #: last evaluation carries a behaviour score; the earlier engine's last one came before.
-PROFILE_DIFFERENT = {("uci", "uci-30", "behaviour_anomaly"), ("uci", "uci-31", "behaviour_anomaly")}
+#: ``partial_payment_share_90d`` now counts a payment as partial when it pays an invoice
+#: already due only in part; the earlier engine counted every payment made while any
+#: other invoice was overdue (one invoice left unpaid made all payments partial).
+PROFILE_DIFFERENT = {
+    ("uci", "uci-30", "behaviour_anomaly"),
+    ("uci", "uci-31", "behaviour_anomaly"),
+    *(
+        ("sim", customer_id, "partial_payment_share_90d")
+        for customer_id in ("sim-0002", "sim-0003", "sim-0005", "sim-0007", "sim-0008")
+    ),
+}
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ BROKEN = "broken-event"
 
 
 def _events() -> list[dict[str, Any]]:
-    events = list(generate(customers=5, days=200, seed=5))
+    # Two of the five deteriorate, so that both drivers have warnings to agree on.
+    events = list(generate(customers=5, days=200, seed=5, deteriorating_share=0.4))
     first = events[len(events) // 3]
     cid = first["customer_id"]
     # Bad input for the core (no exchange rate) and an internal failure, mid-stream.

@@ -6,20 +6,25 @@ wake-ups with the default pack: what a collections desk should and should not se
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
 from risk_factory import T0, customer, follow, invoice, order, parse, payment, ts
 
 from stream_risk.core import Context, CustomerState, step
+from stream_risk.core.scoring import risk_score
+from stream_risk.core.trainer import Trainer
 from stream_risk.schemas.outputs import LEVEL_ORDER
 
 SEVERE = ("high", "critical")
 
 
-def replay(events: list[dict[str, Any]], until: float) -> list[tuple[float, dict[str, Any]]]:
+def replay(
+    events: list[dict[str, Any]], until: float, ctx: Context | None = None
+) -> list[tuple[float, dict[str, Any]]]:
     """Apply ``events`` in order, following wake-ups in between; (day, warning) pairs."""
-    ctx = Context()
+    ctx = ctx or Context()
     state: CustomerState | None = None
     got: list[tuple[float, dict[str, Any]]] = []
     events = sorted(events, key=lambda e: e["occurred_at"])
@@ -152,3 +157,129 @@ def test_two_months_late_without_paying_is_high_once() -> None:
     assert len({w["warning_id"] for w in overdue}) == 1
     # Once 60 days past due the likely-default warning does not repeat the evidence.
     assert all(day < first_due + 60 for day, rule, _ in severe if rule == "likely_default")
+
+
+def _learned_context() -> Context:
+    """A context whose scorer learned from outcomes that a month late often ends in default."""
+    ctx = Context()
+    trainer = Trainer(["days_past_due"], refit_every=500)
+    rng = random.Random(5)
+    for i in range(2_000):
+        dpd = rng.choice([0, 0, 0, 15, 30, 45])
+        example = {
+            "event_id": str(i),
+            "features": {"days_past_due": dpd},
+            "adverse": rng.random() < (0.8 if dpd >= 30 else 0.05),
+        }
+        snapshot = trainer.learn_one(example)
+        if snapshot is not None:
+            ctx.scorer.load(snapshot)
+    assert ctx.scorer.model_weight() > 0.5
+    return ctx
+
+
+def test_likely_default_waits_for_a_score_calibrated_on_outcomes() -> None:
+    # Four sound months, then 15,000 invoiced on a 10,000 limit and nothing paid.
+    events = [customer(0, 10_000.0), *monthly_trade(4, 2_000.0)]
+    for n in range(3):
+        day = 4 * 30 + 2 + n
+        events.append(order(day, f"b{n}", 5_000.0))
+        events.append(invoice(day + 1, f"bi{n}", 5_000.0, day + 31))
+    first_due = 4 * 30 + 3 + 31
+    # The cold-start scorecard alone puts such a customer above one half before it is two
+    # months late: a prior, not a probability learned from outcomes.
+    assert risk_score({"days_past_due": 50, "credit_utilisation": 1.5}) >= 0.5
+
+    def likely(ctx: Context | None) -> list[float]:
+        got = replay(events, first_due + 59, ctx)
+        return [day for day, rule, _ in firing(got) if rule == "likely_default"]
+
+    assert likely(None) == []
+    learned = likely(_learned_context())
+    assert learned and first_due < learned[0] < first_due + 60, learned
+
+
+def _returned(
+    months: tuple[int, ...], made_good_after: float | None
+) -> list[tuple[float, str, str]]:
+    """Monthly trade; the bank returns the payments of ``months`` three days after they
+    came, and the customer pays again ``made_good_after`` days after each return."""
+    events = [customer(0, 20_000.0), *monthly_trade(8, 2_000.0)]
+    for m in months:
+        due = 30 * m + 2 + 31
+        events.append(payment(due + 3, f"p{m}", 2_000.0, "bounced", invoice_id=f"i{m}"))
+        if made_good_after is not None:
+            again = due + 3 + made_good_after
+            events.append(payment(again, f"p{m}b", 2_000.0, invoice_id=f"i{m}"))
+    return firing(replay(events, 8 * 30 + 60))
+
+
+def test_a_returned_payment_made_good_within_days_is_no_warning() -> None:
+    assert _returned((3,), 7.0) == []
+
+
+def test_a_returned_payment_not_made_good_is_seen_as_the_invoice_runs_overdue() -> None:
+    fired = _returned((3,), None)
+    due = 3 * 30 + 2 + 31
+    assert (due + 30, "overdue_30_days", "medium") in fired, fired
+    assert "bounced_payment" not in {rule for _, rule, _ in fired}
+    # One return is no pattern: nothing is high before the invoice is two months late.
+    assert all(day >= due + 60 for day, _, level in fired if level in SEVERE), fired
+
+
+def test_payments_returned_twice_in_90_days_are_medium() -> None:
+    fired = _returned((3, 4), 7.0)
+    second = 4 * 30 + 2 + 31 + 3
+    assert fired == [(second, "bounced_payment", "medium")], fired
+
+
+def test_returns_made_good_stay_medium_however_many() -> None:
+    fired = _returned((3, 4, 5), 7.0)
+    assert {(rule, level) for _, rule, level in fired} == {("bounced_payment", "medium")}, fired
+
+
+def test_returns_not_made_good_are_high() -> None:
+    # The second return takes back the only payment of the month before it.
+    fired = _returned((3, 4), None)
+    second = 4 * 30 + 2 + 31 + 3
+    severe = [(day, rule) for day, rule, level in fired if level in SEVERE]
+    assert severe[0] == (second, "bounced_payment"), fired
+
+
+def test_weeks_without_anything_falling_due_are_no_payment_stop() -> None:
+    # Orders weekly near a full limit, pays each invoice a few days late; no orders for six
+    # weeks (a site closed for the holidays), so for six weeks nothing falls due and nothing
+    # is paid, then buying resumes at its usual pace.
+    events = [customer(0, 10_000.0)]
+    weeks = [w for w in range(40) if not 20 <= w < 26]
+    for w in weeks:
+        day = 7 * w + 1
+        events.append(order(day, f"o{w}", 2_000.0))
+        events.append(invoice(day + 1, f"i{w}", 2_000.0, day + 31))
+        events.append(payment(day + 31 + 4, f"p{w}", 2_000.0, invoice_id=f"i{w}"))
+    got = replay(events, 40 * 7 + 40)
+    rules = {rule for _, rule, _ in firing(got)}
+    assert not rules & {"bust_out", "payments_stopped_orders_continue"}, firing(got)
+
+
+def _weekly_buyer(big: dict[int, float]) -> list[tuple[float, dict[str, Any]]]:
+    """Orders weekly (900 to 1,100) on 30-day terms, paid on time, near a 6,000 limit;
+    ``big`` maps weeks to larger orders."""
+    events = [customer(0, 6_000.0)]
+    for w in range(30):
+        day = 7 * w + 1
+        value = big.get(w, 900.0 + 100.0 * (w % 3))
+        events.append(order(day, f"o{w}", value))
+        events.append(invoice(day + 1, f"i{w}", value, day + 31))
+        events.append(payment(day + 31, f"p{w}", value, invoice_id=f"i{w}"))
+    return replay(events, 30 * 7 + 40)
+
+
+def test_one_large_order_near_the_limit_is_no_spike() -> None:
+    fired = firing(_weekly_buyer({20: 3_000.0}))
+    assert "order_spike_near_limit" not in {rule for _, rule, _ in fired}, fired
+
+
+def test_buying_up_to_the_limit_is_a_spike() -> None:
+    fired = firing(_weekly_buyer({w: 3_000.0 for w in range(20, 24)}))
+    assert ("order_spike_near_limit", "medium") in {(rule, level) for _, rule, level in fired}

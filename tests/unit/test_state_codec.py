@@ -412,6 +412,13 @@ def test_the_stored_v3_state_re_encodes_to_identical_bytes() -> None:
     _check_features(decode(raw), RICH_FEATURES)
 
 
+#: What reads ``partial_payment_share_90d`` differs on purpose: a payment is now partial
+#: when it pays an invoice already due only in part, where the version-2 engine counted
+#: every payment made while any invoice was overdue (sim-0002 and sim-0007 held invoices
+#: back). The rules reading it, and the feature, are left out of the comparison.
+PARTIAL_SHARE_READERS = frozenset({"partial_payments", "paying_later_than_usual"})
+
+
 @pytest.mark.parametrize("customer_id", sorted(MIGRATION_CASES))
 def test_a_stored_v2_customer_goes_on_as_the_version_2_engine_did(customer_id: str) -> None:
     """States stored by the version-2 engine in the middle of the golden simulated stream
@@ -423,12 +430,18 @@ def test_a_stored_v2_customer_goes_on_as_the_version_2_engine_did(customer_id: s
     assert orjson.loads(raw)["v"] == 2 and orjson.loads(raw)["journal"]
     state = decode(raw)
     profile, warnings = continue_from(state, case["rest"], Context(rules=migration_rules()))
-    assert warnings == case["warnings"]
+
+    def comparable(got: list[list[str]]) -> list[list[str]]:
+        return [w for w in got if w[0] not in PARTIAL_SHARE_READERS]
+
+    assert comparable(warnings) == comparable(case["warnings"])
     assert (profile["tier"], profile["risk_score"]) == (
         case["profile"]["tier"],
         pytest.approx(case["profile"]["risk_score"]),
     )
-    assert feature_differences(profile["features"], case["profile"]["features"]) == {}
+    differences = feature_differences(profile["features"], case["profile"]["features"])
+    differences.pop("partial_payment_share_90d", None)
+    assert differences == {}
 
 
 def test_the_stored_v2_state_carries_on() -> None:
