@@ -109,13 +109,17 @@ class CustomerState:
     #: changed since. Not encoded.
     encoded_parts: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     unchanged: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: What the invoices give the features at the latest time they were aged (see
+    #: :func:`stream_risk.core.features.invoice_ages`): derived from ``book``, dropped
+    #: whenever ``step`` changes the book. Not encoded.
+    invoice_ages: Any = field(default=None, compare=False, repr=False)
 
 
 #: Fields in the encoding: all but the encoded parts kept beside the state.
 _FIELDS = tuple(
     name
     for name in CustomerState.__slots__  # type: ignore[attr-defined]
-    if name not in ("encoded_parts", "unchanged")
+    if name not in ("encoded_parts", "unchanged", "invoice_ages")
 )
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
