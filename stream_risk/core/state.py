@@ -176,19 +176,27 @@ def encode_after(state: CustomerState) -> bytes:
     parts = state.encoded_parts
     unchanged = state.unchanged
     out = [b'{"v":%d' % STATE_VERSION]
+    # orjson writes an object as its members, comma-separated, without spaces: the
+    # fields between two kept parts are encoded together, as one object's members.
+    run: dict[str, Any] = {}
     for name in _FIELDS:
         value = getattr(state, name)
         if _omitted(name, value):
             parts.pop(name, None)
             continue
-        if name in unchanged and name in parts:
-            out.append(parts[name])
+        if name not in KEPT_ENCODED:
+            run[name] = value
             continue
-        # orjson writes an object as its members, comma-separated, without spaces.
-        part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
-        if name in KEPT_ENCODED:
+        if run:
+            out.append(orjson.dumps(run)[1:-1])
+            run = {}
+        part = parts.get(name) if name in unchanged else None
+        if part is None:
+            part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
             parts[name] = part
         out.append(part)
+    if run:
+        out.append(orjson.dumps(run)[1:-1])
     state.unchanged = KEPT_ENCODED
     return b",".join(out) + b"}"
 
