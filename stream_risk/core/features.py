@@ -410,13 +410,19 @@ def _count_reached(reached: list[tuple[float, float]], now: float, counts: list[
                 count[1] += 1
 
 
+#: Days-late observations (settled invoices, statements) are read over this long.
+LATE_HISTORY = 365 * DAY
+
+
 def _days_late_observations(state: CustomerState, now: float) -> list[tuple[float, float]]:
-    horizon = now - 365 * DAY
-    obs = [(float(c[0]), float(c[3])) for c in state.book["closed"] if horizon < c[0] <= now]
+    # Both lists are in event-time order: the year is found by bisection.
+    obs = [
+        (float(c[0]), float(c[3]))
+        for c in windows.in_window(state.book["closed"], now, LATE_HISTORY)
+    ]
     obs += [
         (float(s[STMT_TS]), float(s[STMT_DPD]))
-        for s in state.statements
-        if horizon < s[STMT_TS] <= now
+        for s in windows.in_window(state.statements, now, LATE_HISTORY)
     ]
     obs.sort()
     return obs[-24:]
