@@ -863,11 +863,8 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     # the first ``bounds[k]`` are at least 1, 31, 61, 91 days past due.
     bounds = [overdue_n]
     for days in (1, 31, 61, 91):
-        bounds.append(
-            bisect.bisect_left(
-                dues, True, hi=bounds[-1], key=functools.partial(_fewer_days_past_due, now, days)
-            )
-        )
+        holds = functools.partial(_days_past_due, now, days)
+        bounds.append(_leading(dues, bounds[-1], now - days * DAY, holds))
     buckets = [_added(opens, bounds[1], len(dues))]
     buckets += [_added(opens, lo, hi) for hi, lo in itertools.pairwise(bounds[1:])]
     buckets.append(ages.prefix[bounds[4]])
@@ -879,12 +876,12 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     open_dues = ages.open_dues
     for i, level in enumerate(DELINQUENCY_LEVELS):
         # Open invoices that reached ``level`` by ``now`` are a prefix of the index ...
-        reached_n = bisect.bisect_left(open_dues, True, key=functools.partial(_not_reached, now, i))
+        holds = functools.partial(_reached, now, i)
+        reached_n = _leading(open_dues, len(open_dues), now - level * DAY, holds)
         for window, width in enumerate((182 * DAY, 365 * DAY)):
             # ... and those that reached it ``width`` or more ago a shorter one.
-            before_n = bisect.bisect_left(
-                open_dues, True, hi=reached_n, key=functools.partial(_within, now, level, width)
-            )
+            holds = functools.partial(_reached_before, now, level, width)
+            before_n = _leading(open_dues, reached_n, now - width - level * DAY, holds)
             counts[i][window] += reached_n - before_n
     next_crossing: float | None = None
     for offset in _CROSSING_SECONDS:
@@ -916,29 +913,41 @@ def _added(values: list[float], lo: int, hi: int) -> float:
     return float(functools.reduce(operator.add, values[lo:hi], 0.0))
 
 
-# Keys of the bisections above: False for the oldest invoices, True from some on.
+def _leading(dues: list[float], hi: int, near: float, holds: Callable[[float], bool]) -> int:
+    """How many of ``dues[:hi]`` (ascending) ``holds``, which holds for the oldest
+    ones up to some due date close to ``near``: bisected on ``near``, then settled
+    with ``holds`` itself, whatever the rounding of ``near``."""
+    k = bisect.bisect_right(dues, near, 0, hi)
+    while k > 0 and not holds(dues[k - 1]):
+        k -= 1
+    while k < hi and holds(dues[k]):
+        k += 1
+    return k
 
 
-def _fewer_days_past_due(now: float, days: int, due: float) -> bool:
-    return not (now - due) // DAY >= days
+# What :func:`_leading` counts: true for the oldest invoices, false from some on.
 
 
-def _not_reached(now: float, index: int, due: float) -> bool:
-    """Whether an open invoice due at ``due`` has not reached the delinquency level
+def _days_past_due(now: float, days: int, due: float) -> bool:
+    return bool((now - due) // DAY >= days)
+
+
+def _reached(now: float, index: int, due: float) -> bool:
+    """Whether an open invoice due at ``due`` has reached the delinquency level
     ``DELINQUENCY_LEVELS[index]`` at ``now``, as :func:`_count_reached` counts it."""
     if not now - due >= 30 * DAY:
-        return True
+        return False
     days = (now - due) / DAY
     for level in DELINQUENCY_LEVELS[: index + 1]:
         if days < level:
-            return True
-    return due + DELINQUENCY_LEVELS[index] * DAY > now
+            return False
+    return not due + DELINQUENCY_LEVELS[index] * DAY > now
 
 
-def _within(now: float, level: int, width: float, due: float) -> bool:
-    """Whether delinquency ``level``, reached by an invoice due at ``due``, is less than
-    ``width`` old at ``now``."""
-    return now - (due + level * DAY) < width
+def _reached_before(now: float, level: int, width: float, due: float) -> bool:
+    """Whether delinquency ``level``, reached by an invoice due at ``due``, is ``width``
+    or more old at ``now``."""
+    return not now - (due + level * DAY) < width
 
 
 def next_check(
