@@ -698,6 +698,8 @@ _CROSSING_SECONDS = tuple(offset * DAY for offset in INVOICE_CROSSINGS)
 def _invoice_crossing(due: float, now: float) -> float | None:
     """The first time after ``now`` at which an open invoice due at ``due`` moves a
     bucket, the overdue sums or a delinquency count."""
+    if due > now:
+        return due  # the first crossing: it falls due
     offsets = _CROSSING_SECONDS
     k = bisect.bisect_right(offsets, now - due)
     # ``now - due`` may round: settle on the first offset whose time is after ``now``.
@@ -751,7 +753,7 @@ class InvoiceAges:
 
 
 #: Below this many invoices a loop over the book is cheaper than the index.
-INDEXED_FROM = 16
+INDEXED_FROM = 32
 
 
 def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
@@ -769,6 +771,9 @@ def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
 
 
 def _index(book: Any) -> InvoiceAges:
+    invoices = book["inv"]
+    if len(invoices) < INDEXED_FROM:
+        return _unindexed(invoices)
     open_balance = 0.0
     oldest_due: float | None = None
     dues: list[float] = []
@@ -778,7 +783,7 @@ def _index(book: Any) -> InvoiceAges:
     open_dues: list[float] = []
     open_before = [0]
     in_order = True
-    for amount, original, due, _ in book["inv"].values():
+    for amount, original, due, _ in invoices.values():
         open_balance += amount
         if dues and due < dues[-1]:
             in_order = False
@@ -791,11 +796,21 @@ def _index(book: Any) -> InvoiceAges:
             if oldest_due is None or due < oldest_due:
                 oldest_due = due
         open_before.append(len(open_dues))
-    if not in_order or len(dues) < INDEXED_FROM:
-        return InvoiceAges(open_balance, oldest_due)
+    if not in_order:
+        return _unindexed(invoices)
     return InvoiceAges(
         open_balance, oldest_due, dues, opens, amounts, prefix, open_dues, open_before
     )
+
+
+def _unindexed(invoices: dict[str, list[Any]]) -> InvoiceAges:
+    open_balance = 0.0
+    oldest_due: float | None = None
+    for amount, _, due, _ in invoices.values():
+        open_balance += amount
+        if amount > 0 and (oldest_due is None or due < oldest_due):
+            oldest_due = due
+    return InvoiceAges(open_balance, oldest_due)
 
 
 def _age(ages: InvoiceAges, book: Any, now: float) -> None:
