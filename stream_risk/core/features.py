@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream_risk.core import windows
-from stream_risk.core.receivables import INV_DUE, INV_OPEN
 from stream_risk.core.state import (
     ORD_AMOUNT,
     ORD_TS,
@@ -196,12 +196,9 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def exposure(state: CustomerState, now: float, out: Features) -> None:
     stmt = _latest_statement(state, now)
     if state.invoiced:
-        open_balance = 0.0
-        overdue = 0.0
-        for amount, _, due, _ in state.book["inv"].values():
-            open_balance += amount
-            if due < now:
-                overdue += amount
+        ages = invoice_ages(state, now)
+        open_balance = ages.open_balance
+        overdue = ages.overdue
     elif stmt is not None:
         open_balance = max(float(stmt[STMT_BALANCE]), 0.0)
         overdue = open_balance if stmt[STMT_DPD] > 0 else 0.0
@@ -241,20 +238,12 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     ("dso", "days", "days sales outstanding: open_balance / order_amount_90d x 90"),
 )
 def aging(state: CustomerState, now: float, out: Features) -> None:
-    buckets = [0.0, 0.0, 0.0, 0.0, 0.0]
-    invoice_dpd = 0
-    overdue_count = 0
-    for amount, _, due, _ in state.book["inv"].values():
-        if amount <= 0:
-            continue
-        if due < now:
-            days = int((now - due) // DAY)
-            overdue_count += 1
-            if days > invoice_dpd:
-                invoice_dpd = days
-            buckets[_BUCKET_OF_DAYS[days] if days <= 90 else 4] += amount
-        else:
-            buckets[0] += amount
+    ages = invoice_ages(state, now)
+    buckets = list(ages.buckets)
+    oldest = ages.oldest_due
+    # The oldest open invoice is the most days past due, once it is past due.
+    invoice_dpd = int((now - oldest) // DAY) if oldest is not None and oldest < now else 0
+    overdue_count = ages.overdue_count
     stmt = _latest_statement(state, now)
     statement_dpd = int(stmt[STMT_DPD]) if stmt is not None else 0
     if not state.invoiced and stmt is not None:
@@ -322,14 +311,7 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
     counts, sums = windows.counts_and_sums(paid, now, (30 * DAY, 90 * DAY), 1)
     out["payment_count_30d"], out["payment_count_90d"] = counts
     out["payment_amount_30d"], out["payment_amount_90d"] = sums
-    due = 0.0
-    horizon = now - 90 * DAY
-    for _, amount, due_at, _ in state.book["inv"].values():
-        if horizon < due_at <= now:
-            due += amount
-    for closed in state.book["closed"]:
-        if horizon < closed[1] <= now:
-            due += closed[2]
+    due = invoice_ages(state, now).fell_due
     for stmt in windows.in_window(state.statements, now, 90 * DAY):
         due += max(float(stmt[STMT_BALANCE]), 0.0)
     out["paid_to_due_ratio_90d"] = _ratio(out["payment_amount_90d"], due)
@@ -398,18 +380,21 @@ def _partial_share(state: CustomerState, now: float) -> float | None:
 
 
 def _delinquency_counts(state: CustomerState, now: float, out: Features) -> None:
-    # (time the level was reached, days late reached) from statements and invoices.
+    # (time the level was reached, days late reached) from statements; the invoices'
+    # counts are kept with their ages.
     reached: list[tuple[float, float]] = [
         (s[STMT_TS], s[STMT_DPD]) for s in state.statements if s[STMT_DPD] >= 30
     ]
-    for inv in state.book["inv"].values():
-        if inv[INV_OPEN] > 0 and now - inv[INV_DUE] >= 30 * DAY:
-            reached.append((-inv[INV_DUE], (now - inv[INV_DUE]) / DAY))
-    for closed in state.book["closed"]:
-        if closed[3] >= 30:
-            reached.append((-closed[1], closed[3]))
-    # Per level: reached in the last 6 months, in the last 12 months.
-    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
+    counts = [list(count) for count in invoice_ages(state, now).delinquent]
+    _count_reached(reached, now, counts)
+    for months, window in ((6, 0), (12, 1)):
+        for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
+            out[f"times_{level}dpd_{months}m"] = count[window]
+
+
+def _count_reached(reached: list[tuple[float, float]], now: float, counts: list[list[int]]) -> None:
+    """Add to ``counts`` (per level: in the last 6 months, in the last 12) the ``reached``
+    levels: ``(time, days late)`` of statements, ``(-due date, days late)`` of invoices."""
     for at, days in reached:
         for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
             if days < level:
@@ -423,18 +408,21 @@ def _delinquency_counts(state: CustomerState, now: float, out: Features) -> None
                 count[0] += 1
             if age < 365 * DAY:
                 count[1] += 1
-    for months, window in ((6, 0), (12, 1)):
-        for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
-            out[f"times_{level}dpd_{months}m"] = count[window]
+
+
+#: Days-late observations (settled invoices, statements) are read over this long.
+LATE_HISTORY = 365 * DAY
 
 
 def _days_late_observations(state: CustomerState, now: float) -> list[tuple[float, float]]:
-    horizon = now - 365 * DAY
-    obs = [(float(c[0]), float(c[3])) for c in state.book["closed"] if horizon < c[0] <= now]
+    # Both lists are in event-time order: the year is found by bisection.
+    obs = [
+        (float(c[0]), float(c[3]))
+        for c in windows.in_window(state.book["closed"], now, LATE_HISTORY)
+    ]
     obs += [
         (float(s[STMT_TS]), float(s[STMT_DPD]))
-        for s in state.statements
-        if horizon < s[STMT_TS] <= now
+        for s in windows.in_window(state.statements, now, LATE_HISTORY)
     ]
     obs.sort()
     return obs[-24:]
@@ -704,16 +692,277 @@ INVOICE_CROSSINGS: tuple[int, ...] = tuple(
 DAILY_TICKS_UNTIL = 366
 
 
+_CROSSING_SECONDS = tuple(offset * DAY for offset in INVOICE_CROSSINGS)
+
+
 def _invoice_crossing(due: float, now: float) -> float | None:
     """The first time after ``now`` at which an open invoice due at ``due`` moves a
     bucket, the overdue sums or a delinquency count."""
     if due > now:
-        return due
-    for offset in INVOICE_CROSSINGS:
-        t = due + offset * DAY
-        if t > now:
-            return t
-    return None
+        return due  # the first crossing: it falls due
+    offsets = _CROSSING_SECONDS
+    k = bisect.bisect_right(offsets, now - due)
+    # ``now - due`` may round: settle on the first offset whose time is after ``now``.
+    while k > 0 and due + offsets[k - 1] > now:
+        k -= 1
+    while k < len(offsets) and due + offsets[k] <= now:
+        k += 1
+    return due + offsets[k] if k < len(offsets) else None
+
+
+@dataclass(slots=True)
+class InvoiceAges:
+    """What the invoices of the book give the features at an event time.
+
+    Built when the book has changed, aged once per evaluation time. While the
+    book lists many invoices and by due date (as it does unless terms or due
+    dates changed), they are indexed by it: the invoices more than 90 days past
+    due are summed once, in the book's order, and an evaluation bisects the
+    index and adds up only the invoices of the last 90 days and those not yet
+    due. Every sum adds in the book's order, as a loop over the book does.
+    """
+
+    #: Open amounts of the open invoices; the earliest due date of those with
+    #: something open (``None``: none).
+    open_balance: float
+    oldest_due: float | None
+    #: Due dates, open amounts and amounts in the book's order, when that is by due
+    #: date and the index pays (else ``None``); ``prefix[i]``: the open amounts of
+    #: the first ``i``, added in order.
+    dues: list[float] | None = None
+    opens: list[float] = field(default_factory=list)
+    amounts: list[float] = field(default_factory=list)
+    prefix: list[float] = field(default_factory=list)
+    #: Due dates of the invoices with something open, and how many of the first
+    #: ``i`` invoices have something open.
+    open_dues: list[float] = field(default_factory=list)
+    open_before: list[int] = field(default_factory=list)
+    #: The event time the sums below are of.
+    aged_at: float = -math.inf
+    #: Open amounts past their due date; open amounts per aging bucket; open invoices past due.
+    overdue: float = 0.0
+    buckets: tuple[float, ...] = ()
+    overdue_count: int = 0
+    #: Amounts of invoices (open or closed) that fell due in the last 90 days.
+    fell_due: float = 0.0
+    #: Per delinquency level: invoices that reached it in the last 6 and 12 months.
+    delinquent: tuple[tuple[int, int], ...] = ()
+    #: The first time after ``aged_at`` at which an invoice with something open
+    #: crosses an age of :data:`INVOICE_CROSSINGS` (``None``: never).
+    next_crossing: float | None = None
+
+
+#: Below this many invoices a loop over the book is cheaper than the index.
+INDEXED_FROM = 32
+
+
+def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
+    """The invoices' contributions to the features at ``now``, kept in ``state``."""
+    ages: InvoiceAges | None = state.invoice_ages
+    if ages is None:
+        ages = _index(state.book)
+        state.invoice_ages = ages
+    if now != ages.aged_at:
+        if ages.dues is None:
+            _age(ages, state.book, now)
+        else:
+            _age_indexed(ages, state.book, now)
+    return ages
+
+
+def _index(book: Any) -> InvoiceAges:
+    invoices = book["inv"]
+    if len(invoices) < INDEXED_FROM:
+        return _unindexed(invoices)
+    open_balance = 0.0
+    oldest_due: float | None = None
+    dues: list[float] = []
+    opens: list[float] = []
+    amounts: list[float] = []
+    prefix = [0.0]
+    open_dues: list[float] = []
+    open_before = [0]
+    in_order = True
+    for amount, original, due, _ in invoices.values():
+        open_balance += amount
+        if dues and due < dues[-1]:
+            in_order = False
+        dues.append(due)
+        opens.append(amount)
+        amounts.append(original)
+        prefix.append(open_balance)
+        if amount > 0:
+            open_dues.append(due)
+            if oldest_due is None or due < oldest_due:
+                oldest_due = due
+        open_before.append(len(open_dues))
+    if not in_order:
+        return _unindexed(invoices)
+    return InvoiceAges(
+        open_balance, oldest_due, dues, opens, amounts, prefix, open_dues, open_before
+    )
+
+
+def _unindexed(invoices: dict[str, list[Any]]) -> InvoiceAges:
+    open_balance = 0.0
+    oldest_due: float | None = None
+    for amount, _, due, _ in invoices.values():
+        open_balance += amount
+        if amount > 0 and (oldest_due is None or due < oldest_due):
+            oldest_due = due
+    return InvoiceAges(open_balance, oldest_due)
+
+
+def _age(ages: InvoiceAges, book: Any, now: float) -> None:
+    """The age-dependent sums of :class:`InvoiceAges` at ``now``, in one loop over the book."""
+    overdue = 0.0
+    buckets = [0.0, 0.0, 0.0, 0.0, 0.0]
+    overdue_count = 0
+    fell_due = 0.0
+    horizon = now - 90 * DAY
+    reached: list[tuple[float, float]] = []
+    next_crossing: float | None = None
+    for amount, original, due, _ in book["inv"].values():
+        if due < now:
+            overdue += amount
+        if amount > 0:
+            if due < now:
+                days = int((now - due) // DAY)
+                overdue_count += 1
+                buckets[_BUCKET_OF_DAYS[days] if days <= 90 else 4] += amount
+            else:
+                buckets[0] += amount
+            if now - due >= 30 * DAY:
+                reached.append((-due, (now - due) / DAY))
+            tick = _invoice_crossing(due, now)
+            if tick is not None and (next_crossing is None or tick < next_crossing):
+                next_crossing = tick
+        if horizon < due <= now:
+            fell_due += original
+    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
+    ages.fell_due = _closed_ages(book, now, fell_due, reached, counts)
+    ages.aged_at = now
+    ages.overdue = overdue
+    ages.buckets = tuple(buckets)
+    ages.overdue_count = overdue_count
+    ages.delinquent = tuple((c[0], c[1]) for c in counts)
+    ages.next_crossing = next_crossing
+
+
+def _closed_ages(
+    book: Any,
+    now: float,
+    fell_due: float,
+    reached: list[tuple[float, float]],
+    counts: list[list[int]],
+) -> float:
+    """Add the closed invoices to ``fell_due`` (returned) and count the delinquency
+    levels they and ``reached`` (open invoices) reached into ``counts``."""
+    horizon = now - 90 * DAY
+    for closed in book["closed"]:
+        if horizon < closed[1] <= now:
+            fell_due += closed[2]
+        if closed[3] >= 30:
+            reached.append((-closed[1], closed[3]))
+    _count_reached(reached, now, counts)
+    return fell_due
+
+
+def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
+    """:func:`_age` over the due-date index: the old invoices are bisected, not visited."""
+    dues = ages.dues
+    assert dues is not None
+    opens = ages.opens
+    overdue_n = bisect.bisect_left(dues, now)  # due < now
+    # Each aging bucket is a run of the index (invoices with nothing open add 0.0):
+    # the first ``bounds[k]`` are at least 1, 31, 61, 91 days past due.
+    bounds = [overdue_n]
+    for days in (1, 31, 61, 91):
+        holds = functools.partial(_days_past_due, now, days)
+        bounds.append(_leading(dues, bounds[-1], now - days * DAY, holds))
+    buckets = [_added(opens, bounds[1], len(dues))]
+    buckets += [_added(opens, lo, hi) for hi, lo in itertools.pairwise(bounds[1:])]
+    buckets.append(ages.prefix[bounds[4]])
+    fell_due = _added(
+        ages.amounts, bisect.bisect_right(dues, now - 90 * DAY), bisect.bisect_right(dues, now)
+    )
+    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
+    fell_due = _closed_ages(book, now, fell_due, [], counts)
+    open_dues = ages.open_dues
+    for i, level in enumerate(DELINQUENCY_LEVELS):
+        # Open invoices that reached ``level`` by ``now`` are a prefix of the index ...
+        holds = functools.partial(_reached, now, i)
+        reached_n = _leading(open_dues, len(open_dues), now - level * DAY, holds)
+        for window, width in enumerate((182 * DAY, 365 * DAY)):
+            # ... and those that reached it ``width`` or more ago a shorter one.
+            holds = functools.partial(_reached_before, now, level, width)
+            before_n = _leading(open_dues, reached_n, now - width - level * DAY, holds)
+            counts[i][window] += reached_n - before_n
+    next_crossing: float | None = None
+    for offset in _CROSSING_SECONDS:
+        tick = _first_after(open_dues, offset, now)
+        if tick is not None and (next_crossing is None or tick < next_crossing):
+            next_crossing = tick
+    ages.aged_at = now
+    ages.overdue = ages.prefix[overdue_n]
+    ages.buckets = tuple(buckets)
+    ages.overdue_count = ages.open_before[overdue_n]
+    ages.fell_due = fell_due
+    ages.delinquent = tuple((c[0], c[1]) for c in counts)
+    ages.next_crossing = next_crossing
+
+
+def _first_after(dues: list[float], offset: float, now: float) -> float | None:
+    """The least ``due + offset`` after ``now`` over ascending ``dues``."""
+    k = bisect.bisect_right(dues, now - offset)
+    # ``now - offset`` may round: settle on the first due date that is after ``now``.
+    while k > 0 and dues[k - 1] + offset > now:
+        k -= 1
+    while k < len(dues) and dues[k] + offset <= now:
+        k += 1
+    return dues[k] + offset if k < len(dues) else None
+
+
+def _added(values: list[float], lo: int, hi: int) -> float:
+    """``values[lo:hi]`` added left to right from 0.0, as a loop adds them."""
+    return float(functools.reduce(operator.add, values[lo:hi], 0.0))
+
+
+def _leading(dues: list[float], hi: int, near: float, holds: Callable[[float], bool]) -> int:
+    """How many of ``dues[:hi]`` (ascending) ``holds``, which holds for the oldest
+    ones up to some due date close to ``near``: bisected on ``near``, then settled
+    with ``holds`` itself, whatever the rounding of ``near``."""
+    k = bisect.bisect_right(dues, near, 0, hi)
+    while k > 0 and not holds(dues[k - 1]):
+        k -= 1
+    while k < hi and holds(dues[k]):
+        k += 1
+    return k
+
+
+# What :func:`_leading` counts: true for the oldest invoices, false from some on.
+
+
+def _days_past_due(now: float, days: int, due: float) -> bool:
+    return bool((now - due) // DAY >= days)
+
+
+def _reached(now: float, index: int, due: float) -> bool:
+    """Whether an open invoice due at ``due`` has reached the delinquency level
+    ``DELINQUENCY_LEVELS[index]`` at ``now``, as :func:`_count_reached` counts it."""
+    if not now - due >= 30 * DAY:
+        return False
+    days = (now - due) / DAY
+    for level in DELINQUENCY_LEVELS[: index + 1]:
+        if days < level:
+            return False
+    return not due + DELINQUENCY_LEVELS[index] * DAY > now
+
+
+def _reached_before(now: float, level: int, width: float, due: float) -> bool:
+    """Whether delinquency ``level``, reached by an invoice due at ``due``, is ``width``
+    or more old at ``now``."""
+    return not now - (due + level * DAY) < width
 
 
 def next_check(
@@ -731,17 +980,9 @@ def next_check(
     expiring order. Only what ``groups`` (the features rules and the score read)
     depend on schedules a check.
     """
-    best: float | None = None
-    oldest_due: float | None = None
-    for inv in state.book["inv"].values():
-        if inv[INV_OPEN] <= 0:
-            continue
-        due = inv[INV_DUE]
-        if due <= now and (oldest_due is None or due < oldest_due):
-            oldest_due = due
-        tick = _invoice_crossing(due, now)
-        if tick is not None and (best is None or tick < best):
-            best = tick
+    ages = invoice_ages(state, now)
+    best = ages.next_crossing
+    oldest_due = ages.oldest_due if ages.oldest_due is not None and ages.oldest_due <= now else None
     if oldest_due is not None:
         days = (now - oldest_due) // DAY + 1
         if days <= DAILY_TICKS_UNTIL + 1:

@@ -109,13 +109,17 @@ class CustomerState:
     #: changed since. Not encoded.
     encoded_parts: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     unchanged: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: What the invoices give the features at the latest time they were aged (see
+    #: :func:`stream_risk.core.features.invoice_ages`): derived from ``book``, dropped
+    #: whenever ``step`` changes the book. Not encoded.
+    invoice_ages: Any = field(default=None, compare=False, repr=False)
 
 
 #: Fields in the encoding: all but the encoded parts kept beside the state.
 _FIELDS = tuple(
     name
     for name in CustomerState.__slots__  # type: ignore[attr-defined]
-    if name not in ("encoded_parts", "unchanged")
+    if name not in ("encoded_parts", "unchanged", "invoice_ages")
 )
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
@@ -172,19 +176,27 @@ def encode_after(state: CustomerState) -> bytes:
     parts = state.encoded_parts
     unchanged = state.unchanged
     out = [b'{"v":%d' % STATE_VERSION]
+    # orjson writes an object as its members, comma-separated, without spaces: the
+    # fields between two kept parts are encoded together, as one object's members.
+    run: dict[str, Any] = {}
     for name in _FIELDS:
         value = getattr(state, name)
         if _omitted(name, value):
             parts.pop(name, None)
             continue
-        if name in unchanged and name in parts:
-            out.append(parts[name])
+        if name not in KEPT_ENCODED:
+            run[name] = value
             continue
-        # orjson writes an object as its members, comma-separated, without spaces.
-        part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
-        if name in KEPT_ENCODED:
+        if run:
+            out.append(orjson.dumps(run)[1:-1])
+            run = {}
+        part = parts.get(name) if name in unchanged else None
+        if part is None:
+            part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
             parts[name] = part
         out.append(part)
+    if run:
+        out.append(orjson.dumps(run)[1:-1])
     state.unchanged = KEPT_ENCODED
     return b",".join(out) + b"}"
 

@@ -447,6 +447,7 @@ def _days_late(state: CustomerState, days_late: float, ts: float) -> None:
 
 def _receivable(state: CustomerState, entry: list[Any]) -> None:
     receivables.record(state.book, state.journal, entry)
+    state.invoice_ages = None  # derived from the book
 
 
 def _ledger(state: CustomerState, ts: float, delta: float) -> None:
@@ -510,6 +511,8 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> frozenset[str]:
     after = _sizes(state)
     if before == after:
         return frozenset()
+    if before[0] != after[0]:
+        state.invoice_ages = None  # closed invoices were forgotten
     return frozenset(name for name, a, b in zip(_SIZED, before, after, strict=True) if a != b)
 
 
