@@ -164,8 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     context, wheels = out / "context", out / "wheels"
     copy_context(context)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-         str(context)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(context),
+        ],
         capture_output=True,
         text=True,
     )

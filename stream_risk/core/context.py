@@ -126,9 +126,7 @@ class Context:
             fx_rates=rates,
             rules=rules if rules is not None else default_rules(),
             allowed_lateness=lateness * DAY,
-            scorer=RiskScorer(
-                tiers={seg: dict(t) for seg, t in settings.tier_thresholds.items()}
-            ),
+            scorer=RiskScorer(tiers={seg: dict(t) for seg, t in settings.tier_thresholds.items()}),
             outcome_horizon=horizon,
             snapshot_every=min(SNAPSHOT_EVERY, horizon),
             population=SegmentBehaviour(max_segments=settings.max_segments),

@@ -31,9 +31,7 @@ def test_settings_read_the_format(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_worker_logs_json_lines(
-    monkeypatch: pytest.MonkeyPatch, restore_logging: object
-) -> None:
+def test_worker_logs_json_lines(monkeypatch: pytest.MonkeyPatch, restore_logging: object) -> None:
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     config = worker_logging_config("json", "info")
