@@ -268,10 +268,6 @@ def aging(state: CustomerState, now: float, out: Features) -> None:
     out["dso"] = out["open_balance"] / sales * 90 if sales > 0 and "open_balance" in out else None
 
 
-#: Aging bucket of 0 to 90 days past due (more is the last bucket).
-_BUCKET_OF_DAYS = tuple(0 if d <= 0 else 1 if d <= 30 else 2 if d <= 60 else 3 for d in range(91))
-
-
 def _bucket(days: int) -> int:
     if days <= 0:
         return 0
@@ -282,6 +278,11 @@ def _bucket(days: int) -> int:
     if days <= 90:
         return 3
     return 4
+
+
+#: :func:`_bucket` of 0 to 90 days past due, looked up per open invoice (more is the
+#: last bucket).
+_BUCKET_OF_DAYS = tuple(map(_bucket, range(91)))
 
 
 DELINQUENCY_LEVELS = (30, 60, 90)
@@ -900,9 +901,14 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
             counts[i][window] += reached_n - before_n
     next_crossing: float | None = None
     for offset in _CROSSING_SECONDS:
-        tick = _first_after(open_dues, offset, now)
-        if tick is not None and (next_crossing is None or tick < next_crossing):
-            next_crossing = tick
+        # The first open invoice whose crossing at ``offset`` is still to come.
+        k = _leading(
+            open_dues, len(open_dues), now - offset, functools.partial(_crossed, now, offset)
+        )
+        if k < len(open_dues):
+            tick = open_dues[k] + offset
+            if next_crossing is None or tick < next_crossing:
+                next_crossing = tick
     ages.aged_at = now
     ages.overdue = ages.prefix[overdue_n]
     ages.buckets = tuple(buckets)
@@ -910,17 +916,6 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     ages.fell_due = fell_due
     ages.delinquent = tuple((c[0], c[1]) for c in counts)
     ages.next_crossing = next_crossing
-
-
-def _first_after(dues: list[float], offset: float, now: float) -> float | None:
-    """The least ``due + offset`` after ``now`` over ascending ``dues``."""
-    k = bisect.bisect_right(dues, now - offset)
-    # ``now - offset`` may round: settle on the first due date that is after ``now``.
-    while k > 0 and dues[k - 1] + offset > now:
-        k -= 1
-    while k < len(dues) and dues[k] + offset <= now:
-        k += 1
-    return dues[k] + offset if k < len(dues) else None
 
 
 def _added(values: list[float], lo: int, hi: int) -> float:
@@ -941,6 +936,10 @@ def _leading(dues: list[float], hi: int, near: float, holds: Callable[[float], b
 
 
 # What :func:`_leading` counts: true for the oldest invoices, false from some on.
+
+
+def _crossed(now: float, offset: float, due: float) -> bool:
+    return due + offset <= now
 
 
 def _days_past_due(now: float, days: int, due: float) -> bool:
