@@ -18,6 +18,12 @@ from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.offsets import read_from_earliest
 from stream_risk.agents.rules_feed import count_rejected, rules_loader
+from stream_risk.agents.state_store import (
+    ROCKSDB_OPTIONS,
+    CustomerStates,
+    StateTable,
+    store_url,
+)
 from stream_risk.agents.topology import MonitorPublisher, Sender, declare_topics, stop_worker
 from stream_risk.api.server import ApiServer
 from stream_risk.api.service import serve_api
@@ -364,8 +370,9 @@ def worker_app(settings: Settings, security: KafkaSecurity) -> WorkerApp:
     return WorkerApp(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
-        store="memory://",
+        store=store_url(settings.store),
         datadir=str(settings.data_dir),
+        table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # Gates the API service (app.web_server), which binds its own host and port.
@@ -394,18 +401,24 @@ def build(settings: Settings) -> Topology:
     partitions = settings.partitions
     input_topics = settings.input_topics()
     topics = declare_topics(app, settings)
-    states = app.Table(
-        "customer-state",
-        default=None,
-        partitions=partitions,
-        # bytes in, bytes out: Faust picks the raw codec; the state codec is ours.
-        key_type=bytes,
-        value_type=bytes,
+    persistent = settings.store == "rocksdb"
+    table = app.tables.add(
+        StateTable(
+            app,
+            name="customer-state",
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=partitions,
+            # bytes in, bytes out: Faust picks the raw codec; the state codec is ours.
+            key_type=bytes,
+            value_type=bytes,
+            options=dict(ROCKSDB_OPTIONS) if persistent else None,
+        )
     )
+    states = CustomerStates(table, persistent=persistent)
 
     def load(customer_id: str) -> bytes | None:
-        raw = states.data.get(customer_id.encode())
-        return raw if raw is None or isinstance(raw, bytes) else bytes(raw)
+        return states.get(customer_id.encode())
 
     ctx = Context.from_settings(settings)
     behaviour_file = settings.data_dir / "segment-behaviour.json"
@@ -444,7 +457,7 @@ def build(settings: Settings) -> Topology:
     async def rebuild_timers() -> None:
         driver.forget()
         # Decoding every stored state takes seconds for many customers: off the loop.
-        stored = [(k.decode(), v) for k, v in states.data.items()]
+        stored = [(k.decode(), v) for k, v in states.items()]
         await asyncio.to_thread(
             driver.rebuild_timers, stored, lambda cid: partition_for(cid, partitions)
         )
@@ -499,6 +512,8 @@ def build(settings: Settings) -> Topology:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         gate.rebalanced()
+        input_names = set(input_topics.values())
+        states.revoked(tp.partition for tp in revoked if tp.topic in input_names)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_models() -> None:
@@ -564,7 +579,7 @@ def build(settings: Settings) -> Topology:
         sink=sink,
         metrics=metrics,
         api=api,
-        topics={**topics, "states": states},
+        topics={**topics, "states": table},
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from stream_risk.agents.monitor import BatchResult
+from stream_risk.agents.state_store import CustomerStates
 from stream_risk.config import COMPACTED_TOPICS, SINGLE_PARTITION_TOPICS, Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class MonitorPublisher:
     outputs are sent again, with the same ids).
     """
 
-    def __init__(self, sender: Sender, settings: Settings, states: Any) -> None:
+    def __init__(self, sender: Sender, settings: Settings, states: CustomerStates) -> None:
         self.sender = sender
         self.states = states
         self.names = {key: settings.topic(key) for key in (s.key for s in OUTPUT_TOPICS)}
@@ -187,9 +188,9 @@ class MonitorPublisher:
         if sent:
             # A failed send raises here (and stops the worker): no state goes out after it.
             await asyncio.gather(*sent)
-        data = self.states.data
-        changelog = self.states.changelog_topic.get_topic_name()
+        states = self.states
+        changelog = states.changelog
         for customer_id, (partition, raw) in result.states.items():
             key = customer_id.encode()
-            data[key] = raw
-            await send(topic=changelog, key=key, value=raw, partition=partition)
+            delivered = await send(topic=changelog, key=key, value=raw, partition=partition)
+            states.put(partition, key, raw, delivered)

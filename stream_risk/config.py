@@ -93,6 +93,19 @@ class Settings(BaseSettings):
         'an "other" one',
     )
     data_dir: Path = Field(Path("./stream-risk-data"), description="worker-local state directory")
+    store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="where a worker keeps its customer states: memory (a restart reads the "
+        "whole state changelog) or rocksdb (on disk in data_dir; a restart reads only the "
+        "changelog written since; needs pip install 'stream-risk[rocksdb]')",
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        description="workers that keep a warm copy of each partition's states by following "
+        "its changelog, so that one taking the partition over after a failure has little "
+        "to read (useful with several workers)",
+    )
     web_enabled: bool = Field(
         True, description="serve the HTTP API, the metrics and the dashboard from the worker"
     )

@@ -9,6 +9,7 @@ import orjson
 
 from stream_risk.agents.app import StartGate, TrainerRole
 from stream_risk.agents.monitor import BatchResult
+from stream_risk.agents.state_store import CustomerStates
 from stream_risk.agents.topology import MonitorPublisher, Sender
 from stream_risk.config import Settings
 from stream_risk.kafka_security import KafkaSecurity
@@ -140,7 +141,9 @@ def test_a_state_reaches_the_changelog_only_after_the_broker_has_its_outputs() -
     app = type("App", (), {"producer": producer})()
     table = _Table()
     publisher = MonitorPublisher(
-        Sender(app, stop=lambda: None), Settings(topic_prefix="stream-risk"), table
+        Sender(app, stop=lambda: None),
+        Settings(topic_prefix="stream-risk"),
+        CustomerStates(table),
     )
 
     async def scenario() -> list[str]:
@@ -165,7 +168,9 @@ def test_no_state_is_written_when_an_output_fails() -> None:
     table = _Table()
     stopped: list[bool] = []
     publisher = MonitorPublisher(
-        Sender(app, stop=lambda: stopped.append(True)), Settings(topic_prefix="stream-risk"), table
+        Sender(app, stop=lambda: stopped.append(True)),
+        Settings(topic_prefix="stream-risk"),
+        CustomerStates(table),
     )
 
     async def scenario() -> None:
