@@ -104,7 +104,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.set_defaults(func=cmd_topics)
 
-    from stream_risk.tools import bench, chaos, demo, simulate
+    from stream_risk.tools import bench, bench_restart, chaos, demo, simulate
 
     add_module_verb(
         verbs,
@@ -120,6 +120,12 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     add_module_verb(
         verbs, "bench", bench, "measure worker throughput against a raw aiokafka ceiling"
+    )
+    add_module_verb(
+        verbs,
+        "bench-restart",
+        bench_restart,
+        "measure restart-to-processing after kill -9 with the memory and RocksDB stores",
     )
     add_module_verb(
         verbs,
