@@ -150,11 +150,25 @@ class CustomerStates:
         if gone and self.pending:
             self.pending = {k: v for k, v in self.pending.items() if v[0] not in gone}
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every stored state of the partitions this worker owns."""
-        pending = self.pending
-        for key, value in self.table.data.items():
-            if key not in pending:
-                yield key, value if isinstance(value, bytes) else bytes(value)
-        for key, (_, raw) in list(pending.items()):
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        """Every stored state of the partitions this worker owns.
+
+        What may change meanwhile (the memory store's dict, the set of open
+        databases, the unacknowledged states) is copied here, so that the states
+        can be read on another thread; a RocksDB iterator reads a consistent view.
+        """
+        data = self.table.data
+        if not self.persistent:
+            return [(k, v if isinstance(v, bytes) else bytes(v)) for k, v in data.items()]
+        return self._stored(list(data._dbs_for_actives()), dict(self.pending))
+
+    def _stored(
+        self, dbs: list[Any], pending: dict[bytes, tuple[int, bytes]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        visible = self.table.data._visible_items
+        for db in dbs:
+            for key, value in visible(db):
+                if key not in pending:
+                    yield key, bytes(value)
+        for key, (_, raw) in pending.items():
             yield key, raw

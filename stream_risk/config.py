@@ -100,11 +100,11 @@ class Settings(BaseSettings):
         "changelog written since; needs pip install 'stream-risk[rocksdb]')",
     )
     standby_replicas: int = Field(
-        0,
+        1,
         ge=0,
-        description="workers that keep a warm copy of each partition's states by following "
-        "its changelog, so that one taking the partition over after a failure has little "
-        "to read (useful with several workers)",
+        description="other workers that keep a copy of each partition's states by following "
+        "its changelog (Faust's table_standby_replicas): one taking the partition over "
+        "after a failure then reads little of it; 0 saves their memory and reads",
     )
     web_enabled: bool = Field(
         True, description="serve the HTTP API, the metrics and the dashboard from the worker"

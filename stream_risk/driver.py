@@ -31,7 +31,7 @@ import orjson
 from pydantic import ValidationError
 
 from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance, profile_of, step
-from stream_risk.core.state import decode, encode, encode_after
+from stream_risk.core.state import decode, encode, encode_after, timer_fields
 from stream_risk.core.timers import TimerQueue
 from stream_risk.core.units import DAY
 from stream_risk.schemas.events import describe_validation_error, input_event_adapter
@@ -295,17 +295,15 @@ class MonitorDriver:
         earliest: dict[int, float] = {}
         for customer_id, raw in items:
             try:
-                state = decode(raw)
+                # Only the three fields the timers need: every state is read here.
+                partition, latest, wake = timer_fields(raw)
             except ValueError:
                 log.exception("unreadable state for customer %s", customer_id)
                 continue
-            partition = state.partition
             if partition is None:
                 partition = partition_of(customer_id)
-            latest = state.updated_at
             if latest is not None and latest > self.watermarks.get(partition, float("-inf")):
                 self.watermarks[partition] = latest
-            wake = state.next_wakeup
             if wake is not None:
                 self._queue(partition).schedule(customer_id, wake)
                 earliest[partition] = min(wake, earliest.get(partition, wake))

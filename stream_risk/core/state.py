@@ -9,7 +9,7 @@ every earlier version it knows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -201,8 +201,8 @@ def encode_after(state: CustomerState) -> bytes:
     return b",".join(out) + b"}"
 
 
-def decode(raw: bytes | str) -> CustomerState:
-    """Decode bytes written by :func:`encode` of this or an earlier version."""
+def _parse(raw: bytes | str) -> tuple[dict[str, Any], int]:
+    """The fields of an encoded state and its format version, without the version."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -212,6 +212,12 @@ def decode(raw: bytes | str) -> CustomerState:
     version = data.pop("v", None)
     if type(version) is not int or version not in (1, 2, STATE_VERSION):
         raise ValueError(f"unsupported customer state version {version!r}")
+    return data, version
+
+
+def decode(raw: bytes | str) -> CustomerState:
+    """Decode bytes written by :func:`encode` of this or an earlier version."""
+    data, version = _parse(raw)
     try:
         if version == 1:
             data = _upgrade_v1(data)
@@ -229,6 +235,35 @@ def decode(raw: bytes | str) -> CustomerState:
     except TypeError as exc:
         raise ValueError(f"malformed customer state: {exc}") from None
     return state
+
+
+class TimerFields(NamedTuple):
+    """What rebuilding the timers needs of a stored state."""
+
+    partition: int | None
+    updated_at: float | None
+    next_wakeup: float | None
+
+
+def timer_fields(raw: bytes | str) -> TimerFields:
+    """The partition, latest event time and next wake-up of an encoded state.
+
+    Rebuilding the timers after a restart reads every stored state: parsing alone,
+    without building the state, takes about a third of :func:`decode`'s time.
+    Rejects with ``ValueError`` what :func:`decode` would not read for want of a
+    version, an object or a customer id. Every version keeps these fields as is.
+    """
+    data, _ = _parse(raw)
+    if not isinstance(data.get("customer_id"), str):
+        raise ValueError("customer state without a customer id")
+    partition = data.get("partition")
+    updated_at = data.get("updated_at")
+    next_wakeup = data.get("next_wakeup")
+    if not (partition is None or type(partition) is int) or not all(
+        t is None or isinstance(t, int | float) for t in (updated_at, next_wakeup)
+    ):
+        raise ValueError("malformed customer state: bad partition or event times")
+    return TimerFields(partition, updated_at, next_wakeup)
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

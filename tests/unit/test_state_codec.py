@@ -43,7 +43,7 @@ import stream_risk.agents
 import stream_risk.schemas
 from stream_risk.core import BadEvent, Context, CustomerState, advance, step
 from stream_risk.core.features import compute
-from stream_risk.core.state import STATE_VERSION, decode, encode, encode_after
+from stream_risk.core.state import STATE_VERSION, decode, encode, encode_after, timer_fields
 
 CUSTOMERS = ("c1", "c2")
 
@@ -592,3 +592,34 @@ def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
             now += gap * DAY
             state, _ = advance(state, now, ctx)
             assert encode_after(state) == encode(state)
+
+
+@pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE], ids=["v1", "v2", "v3"])
+def test_timer_fields_are_the_decoded_states(fixture: Path) -> None:
+    """Timers rebuilt from the three fields alone are those of the whole decoded state."""
+    raw = fixture.read_bytes()
+    state = decode(raw)
+    assert timer_fields(raw) == (state.partition, state.updated_at, state.next_wakeup)
+
+
+def test_timer_fields_of_a_live_state() -> None:
+    state = rich_state()
+    state.partition = 3
+    state.next_wakeup = (state.updated_at or 0.0) + 86_400
+    assert timer_fields(encode(state)) == (3, state.updated_at, state.next_wakeup)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x80 not json",
+        b"[1]",
+        b'{"v": 99, "customer_id": "c"}',
+        b'{"v": 3}',
+        b'{"v": 3, "customer_id": "c", "partition": "1"}',
+        b'{"v": 3, "customer_id": "c", "next_wakeup": "soon"}',
+    ],
+)
+def test_timer_fields_reject_what_decode_cannot_read_with_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        timer_fields(raw)

@@ -17,12 +17,12 @@ CHANGELOG = "app-customer-state-changelog"
 
 
 def test_the_store_defaults_to_memory_and_accepts_rocksdb(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().store == "memory"
+    assert (load_settings().store, load_settings().standby_replicas) == ("memory", 1)
     assert store_url("memory") == "memory://"
     monkeypatch.setenv("STREAM_RISK_STORE", "rocksdb")
-    monkeypatch.setenv("STREAM_RISK_STANDBY_REPLICAS", "1")
+    monkeypatch.setenv("STREAM_RISK_STANDBY_REPLICAS", "0")
     settings = load_settings()
-    assert (settings.store, settings.standby_replicas) == ("rocksdb", 1)
+    assert (settings.store, settings.standby_replicas) == ("rocksdb", 0)
     assert store_url(settings.store) == "rocksdb://"
 
 
@@ -55,9 +55,11 @@ class _RocksStore:
     def set_persisted_offset(self, tp: Any, offset: int) -> None:
         self.offsets[tp] = offset
 
-    def items(self) -> Any:
-        for db in self._dbs.values():
-            yield from db.items()
+    def _dbs_for_actives(self) -> Any:
+        return iter(self._dbs.values())
+
+    def _visible_items(self, db: Any) -> Any:
+        return db.items()
 
     def close(self) -> None:
         for db in self._dbs.values():
