@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.tools.simulate import generate
 
 from .conftest import Env, deployment_env
+from .replaying import caught_up_with, replay_of
 from .topics import create_topics, read_all
 
 CUSTOMERS = 60
 DAYS = 150
-
-
-def _replay(env: Env, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``stream-risk replay`` of ``events``, one file per input topic in the topics' order."""
-    files = []
-    for type_ in EVENT_TYPES:
-        path = env.tmp / f"{type_}.jsonl"
-        path.write_text("".join(json.dumps(e) + "\n" for e in events if e["type"] == type_))
-        files.append(str(path))
-    warnings_path, profiles_path = env.tmp / "warnings.jsonl", env.tmp / "profiles.jsonl"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "stream_risk.cli", "replay", "-q", *files),
-            *("--warnings-out", str(warnings_path), "--profiles-out", str(profiles_path)),
-        ],
-        env=env.settings_env,
-        check=True,
-        capture_output=True,
-    )
-    warnings = [json.loads(line) for line in warnings_path.read_text().splitlines()]
-    profiles = {
-        p["customer_id"]: p for p in map(json.loads, profiles_path.read_text().splitlines())
-    }
-    return warnings, profiles
 
 
 def _comparable(warning: dict[str, Any]) -> str:
@@ -62,7 +36,7 @@ def one_partition(services: None, tmp_path: Path) -> Iterator[Env]:
 def test_one_topic_produced_first_gives_what_replay_gives(one_partition: Env) -> None:
     env = one_partition
     events = [e for e in generate(customers=CUSTOMERS, days=DAYS, seed=11) if e]
-    expected_warnings, expected_profiles = _replay(env, events)
+    expected_warnings, expected_profiles = replay_of(env, events)
     assert expected_warnings, "the simulated portfolio raises warnings"
 
     # Statements are sparse and span the whole period: produced first, a worker
@@ -75,14 +49,7 @@ def test_one_topic_produced_first_gives_what_replay_gives(one_partition: Env) ->
     worker = env.worker()
     worker.start()
 
-    def caught_up(records: list[dict[str, Any]]) -> bool:
-        latest = {r["value"]["customer_id"]: r["value"] for r in records}
-        return all(
-            latest.get(cid, {}).get("updated_at") == p["updated_at"]
-            for cid, p in expected_profiles.items()
-        )
-
-    profiles = env.consume("profiles", caught_up, timeout=300)
+    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=300)
     latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
     # Profiles are published with the warnings of the same batch: all are on the topic.
     warnings = read_all(env, "warnings")
@@ -100,7 +67,7 @@ def test_one_topic_produced_first_gives_what_replay_gives(one_partition: Env) ->
 
 def test_a_rebalance_mid_backlog_loses_nothing_and_rejects_nothing(env: Env) -> None:
     events = list(generate(customers=40, days=120, seed=5))
-    _, expected_profiles = _replay(env, events)
+    _, expected_profiles = replay_of(env, events)
     create_topics(env)
     for event in sorted(events, key=lambda e: e["type"] != "statement"):
         env.send(event)
@@ -112,14 +79,7 @@ def test_a_rebalance_mid_backlog_loses_nothing_and_rejects_nothing(env: Env) -> 
     second = env.worker()
     second.start()
 
-    def caught_up(records: list[dict[str, Any]]) -> bool:
-        latest = {r["value"]["customer_id"]: r["value"] for r in records}
-        return all(
-            latest.get(cid, {}).get("updated_at") == p["updated_at"]
-            for cid, p in expected_profiles.items()
-        )
-
-    profiles = env.consume("profiles", caught_up, timeout=600)
+    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=600)
     latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
     assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
     # Each worker's segment-behaviour detector learns from its own customers only, so

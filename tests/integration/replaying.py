@@ -1,0 +1,55 @@
+"""What ``stream-risk replay`` gives for a deployment's input: the integration tests' reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from stream_risk.schemas.events import EVENT_TYPES
+
+from .conftest import Env
+
+
+def replay_of(
+    env: Env, events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``stream-risk replay`` of ``events``, one file per input topic in the topics' order."""
+    files = []
+    for type_ in EVENT_TYPES:
+        path = env.tmp / f"{type_}.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events if e["type"] == type_))
+        files.append(str(path))
+    warnings_path, profiles_path = env.tmp / "warnings.jsonl", env.tmp / "profiles.jsonl"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "stream_risk.cli", "replay", "-q", *files),
+            *("--warnings-out", str(warnings_path), "--profiles-out", str(profiles_path)),
+        ],
+        env=env.settings_env,
+        check=True,
+        capture_output=True,
+    )
+    warnings = [json.loads(line) for line in warnings_path.read_text().splitlines()]
+    profiles = {
+        p["customer_id"]: p for p in map(json.loads, profiles_path.read_text().splitlines())
+    }
+    return warnings, profiles
+
+
+def caught_up_with(
+    expected_profiles: dict[str, Any],
+) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether profile records read so far hold every customer's expected latest profile
+    (by its event time), for ``Env.consume``."""
+
+    def caught_up(records: list[dict[str, Any]]) -> bool:
+        latest = {r["value"]["customer_id"]: r["value"] for r in records}
+        return all(
+            latest.get(cid, {}).get("updated_at") == p["updated_at"]
+            for cid, p in expected_profiles.items()
+        )
+
+    return caught_up
