@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the dependency floors: install the LOWEST version pyproject.toml allows of every
-# runtime dependency (`name>=X` becomes `name==X` in a constraints file), with the dev
-# extra at whatever fits, into a fresh virtual environment, and run the unit tests there.
+# runtime dependency and of the `rocksdb` extra (`name>=X` becomes `name==X` in a
+# constraints file), with the dev extra at whatever fits, into a fresh virtual
+# environment, and run the unit tests there.
 # A floor that does not install, or that the code outgrew, fails here.
 # The test command (docker/test.sh) runs it for the unit tests; a first run creates the
 # environment (a minute or two), later runs reuse it. Extra arguments go to pytest.
@@ -19,7 +20,9 @@ import re
 import tomllib
 
 with open("pyproject.toml", "rb") as fh:
-    requirements = tomllib.load(fh)["project"]["dependencies"]
+    project = tomllib.load(fh)["project"]
+# The worker's optional state store is a runtime dependency when chosen: its floor too.
+requirements = project["dependencies"] + project["optional-dependencies"]["rocksdb"]
 for requirement in requirements:
     m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
     if m is None:
