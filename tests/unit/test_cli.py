@@ -20,6 +20,7 @@ def test_all_verbs_are_there() -> None:
         "backtest",
         "bench",
         "bench-latency",
+        "bench-restart",
         "chaos",
         "costs",
         "demo",
