@@ -19,7 +19,7 @@ from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.tools.simulate import generate
 
 from .conftest import BOOTSTRAP, Env, wait_for
-from .test_alignment import _replay
+from .replaying import caught_up_with, replay_of
 from .topics import create_topics, read_all
 
 #: Balances and counts: what each worker must agree on with replay (the segment
@@ -71,18 +71,8 @@ def _inputs_with_offsets(env: Env) -> list[tuple[str, int, int, dict[str, Any]]]
         consumer.close()
 
 
-def _caught_up(expected: dict[str, Any]) -> Any:
-    def done(records: list[dict[str, Any]]) -> bool:
-        latest = {r["value"]["customer_id"]: r["value"] for r in records}
-        return all(
-            latest.get(cid, {}).get("updated_at") == p["updated_at"] for cid, p in expected.items()
-        )
-
-    return done
-
-
 def _assert_as_replay(env: Env, expected: dict[str, Any], timeout: float) -> None:
-    profiles = env.consume("profiles", _caught_up(expected), timeout=timeout)
+    profiles = env.consume("profiles", caught_up_with(expected), timeout=timeout)
     latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
     assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
     for customer_id, profile in expected.items():
@@ -94,7 +84,7 @@ def _assert_as_replay(env: Env, expected: dict[str, Any], timeout: float) -> Non
 @pytest.mark.timeout(1200)
 def test_a_worker_killed_before_its_first_commit_loses_nothing(env: Env) -> None:
     events = list(generate(customers=30, days=90, seed=23))
-    _, expected = _replay(env, events)
+    _, expected = replay_of(env, events)
     create_topics(env)
     # The first quarter, then the kill: a restarted worker reads it again from the
     # earliest offset, and each customer's re-read events are few enough (well under
@@ -127,7 +117,7 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing(env: Env) -> None
 @pytest.mark.timeout(1200)
 def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
     events = list(generate(customers=40, days=120, seed=29))
-    _, expected = _replay(env, events)
+    _, expected = replay_of(env, events)
     create_topics(env)
     for event in sorted(events, key=lambda e: e["type"] != "statement"):
         env.send(event)
