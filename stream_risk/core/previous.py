@@ -42,7 +42,6 @@ class PreviousEvaluation:
         "score",
         "score_key",
         "seq",
-        "snapshot",
         "values",
     )
 
@@ -66,8 +65,6 @@ class PreviousEvaluation:
         #: seasoning they were computed with.
         self.score: tuple[float, float] | None = None
         self.score_key: tuple[Any, ...] | None = None
-        #: The model inputs as formatted for the latest snapshot.
-        self.snapshot: list[Any] | None = None
 
     def changed(self, features: Mapping[str, Any]) -> set[str] | None:
         """Names whose value differs from the previous evaluation; ``None``: no previous one."""

@@ -45,6 +45,8 @@ from stream_risk.schemas.events import (
 STATEMENTS_KEPT = 60
 #: Statements kept however old they are (a year of monthly ones and one more).
 STATEMENTS_ALWAYS_KEPT = 13
+#: The feature groups the model inputs of a snapshot come from.
+_MODEL_GROUPS = feats.groups_of(MODEL_FEATURES)
 
 
 def event_key(event_id: str) -> str:
@@ -73,9 +75,19 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"event is {lag:.1f} days older than the customer's latest event time "
             f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
+    taken = len(state.snapshots)
+    _take_snapshots(state, ts, ctx)
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
     unchanged = state.unchanged - _CHANGED_BY.get(type(event), KEPT_ENCODED)
-    _apply(state, event, ts, ctx)
+    # The segment detector learns the customer once per period, at its first event of
+    # the period: when timers wake the customer cannot change what it learns.
+    period = ctx.snapshot_every
+    learn = latest is None or int(ts // period) > int(latest // period)
+    try:
+        _apply(state, event, ts, ctx)
+    except BadEvent:
+        del state.snapshots[taken:]  # a bad event changes nothing
+        raise
     if state.first_seen is None or ts < state.first_seen:
         state.first_seen = ts
     seen = state.seen
@@ -86,7 +98,8 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
     state.unchanged = unchanged - _forget(state, now, ctx)
-    out = _evaluate(state, now, event.event_id, ts, ctx)
+    _prune_snapshots(state, now, ctx)
+    out = _evaluate(state, now, event.event_id, ts, ctx, learn)
     if example is not None:
         out.training_examples.append(example)
     return state, out
@@ -97,9 +110,11 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     if state.clock is not None and now <= state.clock:
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
+    _take_snapshots(state, now, ctx)
     state.clock = now
     state.unchanged = state.unchanged - _forget(state, now, ctx)
-    return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx)
+    _prune_snapshots(state, now, ctx)
+    return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx, learn=False)
 
 
 def profile_of(state: CustomerState) -> dict[str, Any]:
@@ -117,16 +132,15 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
 
 
 def _evaluate(
-    state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context
+    state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context, learn: bool
 ) -> Outputs:
     previous = ctx.memory.of(state.customer_id)
     previous.seq += 1
     features = feats.compute(state, now, ctx.feature_groups, previous.groups)
     changed = previous.changed(features)
     detectors = state.detectors
-    fresh_period = _snapshot(state, now, features, ctx, previous, changed)
     if ctx.population is not None:
-        peer = _peer(state, features, ctx.population, fresh_period, previous, changed)
+        peer = _peer(state, features, ctx.population, learn, previous, changed)
         if peer is not None:
             detectors["peer"] = [now, round(peer, 4)]
             _set(features, "behaviour_anomaly", round(peer, 4), changed)
@@ -168,15 +182,15 @@ def _peer(
     state: CustomerState,
     features: dict[str, Any],
     population: SegmentBehaviour,
-    fresh_period: bool,
+    learn: bool,
     previous: PreviousEvaluation,
     changed: set[str] | None,
 ) -> float | None:
-    """The segment detector's score: re-scored when its inputs moved, learned once a period."""
+    """The segment detector's score: re-scored when its inputs moved, learned when ``learn``."""
     segment = _segment_key(state)
     key = (population, segment)
     if (
-        not fresh_period
+        not learn
         and changed is not None
         and previous.peer_key == key
         and changed.isdisjoint(BEHAVIOUR_SCALE)
@@ -185,7 +199,7 @@ def _peer(
         return previous.peer
     previous.counts.peers_scored += 1
     peer = population.score_one(segment, features)  # score before learn
-    if fresh_period:
+    if learn:
         # Learned once per customer and snapshot period, so busy customers
         # do not outweigh quiet ones in their segment's picture of normal.
         population.learn_one(segment, features, peer)
@@ -239,55 +253,53 @@ def _segment_key(state: CustomerState) -> str:
     return str(segment.get("industry") or "all")
 
 
-def _snapshot(
-    state: CustomerState,
-    now: float,
-    features: dict[str, Any],
-    ctx: Context,
-    previous: PreviousEvaluation | None = None,
-    changed: set[str] | None = None,
-) -> bool:
-    """Keep the model inputs of ``now``: the latest one per ``snapshot_every`` period.
+def _take_snapshots(state: CustomerState, until: float, ctx: Context) -> None:
+    """Keep the model inputs at each period boundary the clock passes on its way to ``until``.
 
-    Returns whether ``now`` opened a new period. Only the inputs in ``changed``
-    are formatted again when ``previous`` holds those of the previous evaluation.
+    A boundary's inputs are those of the state as it is when the boundary comes
+    (before any event at or after it), so they do not depend on when the customer
+    was evaluated. Only the boundaries that :func:`_prune_snapshots` would keep
+    are computed: a customer woken after a long quiet spell pays for a few.
     """
-    last = previous.snapshot if previous is not None else None
-    if last is None or changed is None:
-        values = [_model_value(v) for v in map(features.get, MODEL_FEATURES)]
-    else:
-        values = list(last)
-        for i, name in enumerate(MODEL_FEATURES):
-            if name in changed:
-                values[i] = _model_value(features.get(name))
-    if previous is not None:
-        previous.snapshot = values
+    clock = state.clock
+    if clock is None or until <= clock:
+        return
+    period = ctx.snapshot_every
+    first = math.floor(clock / period) + 1
+    last = math.floor(until / period)
     snapshots = state.snapshots
-    fresh = True
-    if snapshots and int(snapshots[-1][0] // ctx.snapshot_every) == int(now // ctx.snapshot_every):
-        snapshots[-1] = [now, values]
-        fresh = False
-    elif not snapshots or now > snapshots[-1][0]:
-        snapshots.append([now, values])
-    else:
-        fresh = False
-    # An older snapshot is useless once a later one is already old enough for any
-    # outcome still to come. An outcome applies down to the allowed lateness behind
-    # the customer's latest event, however far timers moved its clock on the
-    # partition's newer events (a review wake-up of a customer whose own events are
-    # still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    for n in range(max(first, last - _snapshots_kept(ctx) + 1), last + 1):
+        boundary = n * period
+        if boundary <= clock:
+            continue  # ``clock / period`` rounded up to the boundary
+        features = feats.compute(state, boundary, _MODEL_GROUPS)
+        snapshots.append([boundary, [_model_value(features.get(name)) for name in MODEL_FEATURES]])
+
+
+def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> None:
+    """Drop the snapshots no outcome still to come can choose.
+
+    An older snapshot is useless once a later one is already old enough for any
+    outcome still to come. An outcome applies down to the allowed lateness behind
+    the customer's latest event, however far timers moved its clock on the
+    partition's newer events (a review wake-up of a customer whose own events are
+    still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    """
+    snapshots = state.snapshots
     latest = now if state.updated_at is None else min(now, state.updated_at)
     cutoff = latest - ctx.allowed_lateness - ctx.outcome_horizon
     while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
         del snapshots[0]
-    if len(snapshots) > _snapshots_kept(ctx):
-        # A quiet customer woken for long: thin the oldest wake-up snapshot (after its
-        # latest event), keeping those late outcomes and the most recent ones need.
+    kept = _snapshots_kept(ctx)
+    while len(snapshots) > kept:
+        # A quiet customer woken for long: thin the oldest snapshot after its latest
+        # event, keeping those late outcomes and the most recent ones need.
         for n in range(1, len(snapshots) - 1):
             if snapshots[n][0] > latest:
                 del snapshots[n]
                 break
-    return fresh
+        else:
+            break
 
 
 def _model_value(value: Any) -> Any:
