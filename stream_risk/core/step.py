@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream_risk.core import alerting, creditreport, receivables, review, windows
+from stream_risk.core import alerting, creditpolicy, creditreport, receivables, review, windows
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.detectors import DaysLateShift, RobustZScore, SegmentBehaviour
@@ -18,6 +18,7 @@ from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
 from stream_risk.core.ids import digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.previous import Evaluated, PreviousEvaluation
+from stream_risk.core.ruleset import position
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.state import (
     KEPT_ENCODED,
@@ -236,16 +237,72 @@ def _score(
     return score
 
 
+#: Days of the oldest overdue invoice's daily ticks looked ahead for one at which
+#: something observable changes; without one the customer is woken at the next tick
+#: after them, and looks ahead again from there.
+LOOKAHEAD_DAYS = 28
+
+
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
     """The earliest event time a feature, a held rule or the tier changes without input."""
     times = [
-        feats.next_check(state, now, ctx.feature_groups),
+        feats.next_check(state, now, ctx.feature_groups, daily=False),
         feats.next_threshold(state, now, ctx.clock_thresholds),
         alerting.next_due(state, ctx),
         review.next_due(state),  # the periodic credit review, also for quiet customers
     ]
     future = [t for t in times if t is not None and t > now]
-    return min(future, default=None)
+    soonest = min(future, default=None)
+    tick = _next_overdue_change(state, now, soonest, ctx)
+    return soonest if tick is None or (soonest is not None and soonest <= tick) else tick
+
+
+def _next_overdue_change(
+    state: CustomerState, now: float, until: float | None, ctx: Context
+) -> float | None:
+    """The first daily tick of days past due, before ``until``, at which what the rules,
+    the tier or the credit policy see of the customer differs from ``now``.
+
+    Days past due grows a day at a time, and the score with it (up to 180 days), but
+    only a crossing of a constant a rule, a tier threshold or the credit policy
+    compares with can change an output: the ticks in between are looked at, not
+    evaluated. The view at a tick is computed from all features, so whatever else
+    moves with the clock alone between the other timers is seen at the same ticks.
+    """
+    tick = feats.next_overdue_day(state, now)
+    if tick is None or (until is not None and tick >= until):
+        return None
+    seen = _view(state, now, ctx)
+    for _ in range(LOOKAHEAD_DAYS):
+        if _view(state, tick, ctx) != seen:
+            return tick
+        following = feats.next_overdue_day(state, tick)
+        if following is None or (until is not None and following >= until):
+            return None
+        tick = following
+    return tick
+
+
+def _view(state: CustomerState, now: float, ctx: Context) -> tuple[Any, ...]:
+    """What an evaluation at ``now`` would let the rules, the tier and the credit policy
+    see: the position of every value a rule reads among the rule's constants, the
+    score's tier, and the credit policy's lateness and waiting times."""
+    features = feats.compute(state, now, ctx.feature_groups)
+    scorer = ctx.scorer
+    seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
+    score, learned = scorer.score_and_weight(features, seasoned)
+    features["risk_score"] = score
+    features["risk_score_learned"] = round(learned, 4)
+    features["raw_tier"] = scorer.tier(score, state.segment)
+    if "risk_score_change" in ctx.rules.inputs:
+        features["risk_score_change"] = score  # changes whenever the score does
+    view: list[Any] = [features["raw_tier"]]
+    view += [position(features.get(name), cuts) for name, cuts in ctx.rules.inputs.items()]
+    credit = creditpolicy.policy_of(ctx.rules)
+    if credit is not None and credit.increases is not None:
+        view.append(review.is_late(features, credit.increases))
+        view += review.increase_clocks(state, now, credit.increases)
+    return tuple(view)
 
 
 def _segment_key(state: CustomerState) -> str:
