@@ -964,19 +964,8 @@ def _reached_before(now: float, level: int, width: float, due: float) -> bool:
     return not now - (due + level * DAY) < width
 
 
-def next_overdue_day(state: CustomerState, now: float) -> float | None:
-    """The next event time after ``now`` at which days past due of the oldest overdue
-    open invoice ticks over a day (``None``: nothing overdue, or too long overdue)."""
-    ages = invoice_ages(state, now)
-    oldest_due = ages.oldest_due
-    if oldest_due is None or oldest_due > now:
-        return None
-    days = (now - oldest_due) // DAY + 1
-    return oldest_due + days * DAY if days <= DAILY_TICKS_UNTIL + 1 else None
-
-
 def next_check(
-    state: CustomerState, now: float, groups: frozenset[str] | None = None, daily: bool = True
+    state: CustomerState, now: float, groups: frozenset[str] | None = None
 ) -> float | None:
     """The next event time at which a feature changes without a new event.
 
@@ -988,14 +977,17 @@ def next_check(
     Windowed records expire and promises fall due; those checks are coarsened to
     at most one a day, so a busy customer does not cost an evaluation per
     expiring order. Only what ``groups`` (the features rules and the score read)
-    depend on schedules a check. Without ``daily``, days past due does not
-    schedule one (see :func:`next_overdue_day`).
+    depend on schedules a check.
     """
     ages = invoice_ages(state, now)
     best = ages.next_crossing
-    tick = next_overdue_day(state, now) if daily else None
-    if tick is not None and (best is None or tick < best):
-        best = tick
+    oldest_due = ages.oldest_due if ages.oldest_due is not None and ages.oldest_due <= now else None
+    if oldest_due is not None:
+        days = (now - oldest_due) // DAY + 1
+        if days <= DAILY_TICKS_UNTIL + 1:
+            tick = oldest_due + days * DAY
+            if best is None or tick < best:
+                best = tick
     coarse: float | None = None
     for group_name, records, width in (
         ("orders", state.orders, 7 * DAY),
@@ -1085,6 +1077,5 @@ __all__ = [
     "Feature",
     "compute",
     "next_check",
-    "next_overdue_day",
     "next_threshold",
 ]

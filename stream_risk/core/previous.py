@@ -43,6 +43,7 @@ class PreviousEvaluation:
         "score_key",
         "seq",
         "values",
+        "view",
     )
 
     def __init__(self, counts: Reuse | None = None) -> None:
@@ -65,6 +66,9 @@ class PreviousEvaluation:
         #: seasoning they were computed with.
         self.score: tuple[float, float] | None = None
         self.score_key: tuple[Any, ...] | None = None
+        #: The rule set and what the rules, the tier and the credit policy saw (a
+        #: wake-up that would see the same is not evaluated).
+        self.view: tuple[Any, tuple[Any, ...]] | None = None
 
     def changed(self, features: Mapping[str, Any]) -> set[str] | None:
         """Names whose value differs from the previous evaluation; ``None``: no previous one."""
@@ -111,6 +115,7 @@ class Reuse:
         "rules_kept",
         "scores_computed",
         "scores_kept",
+        "wakeups_looked",
     )
 
     def __init__(self) -> None:
@@ -121,6 +126,7 @@ class Reuse:
         self.rules_evaluated = self.rules_kept = 0
         self.scores_computed = self.scores_kept = 0
         self.peers_scored = self.peers_kept = 0
+        self.wakeups_looked = 0
 
     def lines(self) -> list[str]:
         """One line per part: how many were redone, and the share kept."""

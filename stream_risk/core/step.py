@@ -115,7 +115,7 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     state.clock = now
     state.unchanged = state.unchanged - _forget(state, now, ctx)
     _prune_snapshots(state, now, ctx)
-    return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx, learn=False)
+    return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False)
 
 
 def profile_of(state: CustomerState) -> dict[str, Any]:
@@ -138,6 +138,15 @@ def _evaluate(
     previous = ctx.memory.of(state.customer_id)
     previous.seq += 1
     features = feats.compute(state, now, ctx.feature_groups, previous.groups)
+    unseen = None if learn or not trigger.startswith(_WAKE) else _unseen(state, now, features, ctx)
+    if unseen is not None:
+        # A timer, and what the rules, the tier and the credit policy would see is what
+        # the previous evaluation saw: nothing to evaluate (nor to publish). The score is
+        # kept as an evaluation keeps it: the next one's change is measured from here.
+        previous.counts.wakeups_looked += 1
+        state.detectors["score"] = state.risk_score = unseen
+        state.next_wakeup = _next_wakeup(state, now, ctx)
+        return Outputs()
     changed = previous.changed(features)
     detectors = state.detectors
     if ctx.population is not None:
@@ -158,6 +167,7 @@ def _evaluate(
     state.risk_score = score
     state.tier = features["raw_tier"]
     previous.remember(features)
+    previous.view = (ctx.rules, _view_of(state, now, features, ctx))
     evaluated = Evaluated(features, previous, changed)
     out = Outputs()
     alerting.evaluate(state, evaluated, trigger, occurred_at, ctx, out)
@@ -165,6 +175,40 @@ def _evaluate(
     review.evaluate(state, evaluated, trigger, occurred_at, now, ctx, out)
     state.next_wakeup = _next_wakeup(state, now, ctx)
     return out
+
+
+#: How a wake-up's trigger starts.
+_WAKE = "clock@"
+
+
+def _unseen(
+    state: CustomerState, now: float, features: dict[str, Any], ctx: Context
+) -> float | None:
+    """The score, when a wake-up at ``now`` may skip the evaluation (else ``None``): no
+    held rule, tier hold or review is due, and the view (:func:`_view_of`) is that of
+    the previous evaluation."""
+    last = ctx.memory.of(state.customer_id).view
+    if last is None or last[0] is not ctx.rules:
+        return None
+    for due in (alerting.next_due(state, ctx), review.next_due(state)):
+        if due is not None and due <= now:
+            return None
+    scorer = ctx.scorer
+    seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
+    score, learned = scorer.score_and_weight(features, seasoned)
+    derived = _derived(state, score, learned, ctx)
+    return score if _view_of(state, now, {**features, **derived}, ctx) == last[1] else None
+
+
+def _derived(state: CustomerState, score: float, learned: float, ctx: Context) -> dict[str, Any]:
+    """The features an evaluation derives from the score, as it would set them."""
+    before = state.detectors.get("score")
+    return {
+        "risk_score": score,
+        "risk_score_learned": round(learned, 4),
+        "risk_score_change": 0.0 if before is None else round(score - before, 6),
+        "raw_tier": ctx.scorer.tier(score, state.segment),
+    }
 
 
 def _set(features: dict[str, Any], name: str, value: Any, changed: set[str] | None) -> None:
@@ -237,67 +281,28 @@ def _score(
     return score
 
 
-#: Days of the oldest overdue invoice's daily ticks looked ahead for one at which
-#: something observable changes; without one the customer is woken at the next tick
-#: after them, and looks ahead again from there.
-LOOKAHEAD_DAYS = 28
-
-
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
     """The earliest event time a feature, a held rule or the tier changes without input."""
     times = [
-        feats.next_check(state, now, ctx.feature_groups, daily=False),
+        feats.next_check(state, now, ctx.feature_groups),
         feats.next_threshold(state, now, ctx.clock_thresholds),
         alerting.next_due(state, ctx),
         review.next_due(state),  # the periodic credit review, also for quiet customers
     ]
     future = [t for t in times if t is not None and t > now]
-    soonest = min(future, default=None)
-    tick = _next_overdue_change(state, now, soonest, ctx)
-    return soonest if tick is None or (soonest is not None and soonest <= tick) else tick
+    return min(future, default=None)
 
 
-def _next_overdue_change(
-    state: CustomerState, now: float, until: float | None, ctx: Context
-) -> float | None:
-    """The first daily tick of days past due, before ``until``, at which what the rules,
-    the tier or the credit policy see of the customer differs from ``now``.
-
-    Days past due grows a day at a time, and the score with it (up to 180 days), but
-    only a crossing of a constant a rule, a tier threshold or the credit policy
-    compares with can change an output: the ticks in between are looked at, not
-    evaluated. The view at a tick is computed from all features, so whatever else
-    moves with the clock alone between the other timers is seen at the same ticks.
-    """
-    tick = feats.next_overdue_day(state, now)
-    if tick is None or (until is not None and tick >= until):
-        return None
-    seen = _view(state, now, ctx)
-    for _ in range(LOOKAHEAD_DAYS):
-        if _view(state, tick, ctx) != seen:
-            return tick
-        following = feats.next_overdue_day(state, tick)
-        if following is None or (until is not None and following >= until):
-            return None
-        tick = following
-    return tick
-
-
-def _view(state: CustomerState, now: float, ctx: Context) -> tuple[Any, ...]:
-    """What an evaluation at ``now`` would let the rules, the tier and the credit policy
-    see: the position of every value a rule reads among the rule's constants, the
-    score's tier, and the credit policy's lateness and waiting times."""
-    features = feats.compute(state, now, ctx.feature_groups)
-    scorer = ctx.scorer
-    seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
-    score, learned = scorer.score_and_weight(features, seasoned)
-    features["risk_score"] = score
-    features["risk_score_learned"] = round(learned, 4)
-    features["raw_tier"] = scorer.tier(score, state.segment)
-    if "risk_score_change" in ctx.rules.inputs:
-        features["risk_score_change"] = score  # changes whenever the score does
+def _view_of(
+    state: CustomerState, now: float, features: dict[str, Any], ctx: Context
+) -> tuple[Any, ...]:
+    """What an evaluation at ``now`` with ``features`` (the score's included) lets the
+    rules, the tier and the credit policy see: the position of every value a rule reads
+    among the rule's constants, the score's tier, and the credit policy's lateness and
+    waiting times."""
+    inputs = ctx.rules.inputs
     view: list[Any] = [features["raw_tier"]]
-    view += [position(features.get(name), cuts) for name, cuts in ctx.rules.inputs.items()]
+    view += [position(features.get(name), cuts) for name, cuts in inputs.items()]
     credit = creditpolicy.policy_of(ctx.rules)
     if credit is not None and credit.increases is not None:
         view.append(review.is_late(features, credit.increases))

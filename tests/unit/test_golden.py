@@ -32,11 +32,7 @@ Warning = tuple[str, str, str, str, str]
 #:   have no timer of their own, in either engine: they are seen at the customer's
 #:   next evaluation. The earlier engine woke a customer at every overdue invoice's
 #:   daily tick, this one at the oldest invoice's tick only, so the first evaluation
-#:   that sees the change comes later the same day. A customer is no longer
-#:   evaluated at each daily tick of days past due, only at the ticks where something
-#:   a rule, the tier or the credit policy sees changes; sim-0006's exposure growth
-#:   (30 days) is then seen at the expiry check its order of the day before set,
-#:   13:45, not at the daily tick of 20:05 that pushed that check a day on.
+#:   that sees the change comes later the same day.
 DIFFERENT: dict[str, tuple[list[Warning], list[Warning]]] = {
     "sim": (
         [
@@ -105,7 +101,7 @@ DIFFERENT: dict[str, tuple[list[Warning], list[Warning]]] = {
                 "2026-07-22T19:08:14+00:00",
             ),
             ("sim-0006", "days_late_drift", "medium", "resolved", "2026-08-10T13:16:57+00:00"),
-            ("sim-0006", "exposure_growth", "low", "resolved", "2026-04-30T13:45:15+00:00"),
+            ("sim-0006", "exposure_growth", "low", "resolved", "2026-04-30T20:05:23+00:00"),
             ("sim-0006", "exposure_growth", "low", "resolved", "2026-08-01T18:17:03+00:00"),
             (
                 "sim-0006",

@@ -51,12 +51,8 @@ def test_every_feature_is_the_same_at_a_wake_up_as_after_daily_checks() -> None:
     for k in range(1, 200 * 6):
         advance(dense, ts(10) + k * DAY / 6, ctx)
     # Between two wake-ups no feature the rules or the score compare may change
-    # (only those that grow with the clock, and the ledger's daily exposure). Days
-    # past due grows too: it wakes the customer only where what the rules, the tier
-    # or the credit policy see of it changes (test_overdue_crossings).
+    # (only those that grow with the clock, and the ledger's daily exposure).
     moving = {
-        "days_past_due",
-        "invoice_days_past_due",
         "months_on_book",
         "days_since_last_payment",
         "days_since_last_order",
