@@ -18,7 +18,7 @@ from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
 from stream_risk.core.ids import digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.previous import Evaluated, PreviousEvaluation
-from stream_risk.core.ruleset import position
+from stream_risk.core.ruleset import RuleResults, position
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.state import (
     KEPT_ENCODED,
@@ -136,7 +136,6 @@ def _evaluate(
     state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context, learn: bool
 ) -> Outputs:
     previous = ctx.memory.of(state.customer_id)
-    previous.seq += 1
     features = feats.compute(state, now, ctx.feature_groups, previous.groups)
     unseen = None if learn or not trigger.startswith(_WAKE) else _unseen(state, now, features, ctx)
     if unseen is not None:
@@ -147,6 +146,7 @@ def _evaluate(
         state.detectors["score"] = state.risk_score = unseen
         state.next_wakeup = _next_wakeup(state, now, ctx)
         return Outputs()
+    previous.seq += 1
     changed = previous.changed(features)
     detectors = state.detectors
     if ctx.population is not None:
@@ -167,7 +167,7 @@ def _evaluate(
     state.risk_score = score
     state.tier = features["raw_tier"]
     previous.remember(features)
-    previous.view = (ctx.rules, _view_of(state, now, features, ctx))
+    previous.view = (ctx.rules, _policy_view(state, now, features, ctx))
     evaluated = Evaluated(features, previous, changed)
     out = Outputs()
     alerting.evaluate(state, evaluated, trigger, occurred_at, ctx, out)
@@ -184,11 +184,22 @@ _WAKE = "clock@"
 def _unseen(
     state: CustomerState, now: float, features: dict[str, Any], ctx: Context
 ) -> float | None:
-    """The score, when a wake-up at ``now`` may skip the evaluation (else ``None``): no
-    held rule, tier hold or review is due, and the view (:func:`_view_of`) is that of
-    the previous evaluation."""
-    last = ctx.memory.of(state.customer_id).view
-    if last is None or last[0] is not ctx.rules:
+    """The score, when a wake-up at ``now`` may skip the evaluation (else ``None``).
+
+    It may when no held rule, tier hold or review is due, every value a rule reads
+    is where it was among the rule's constants at the previous evaluation (as its
+    rule results keep them), and the score's tier and the credit policy's view
+    (:func:`_policy_view`) are those of the previous evaluation.
+    """
+    previous = ctx.memory.of(state.customer_id)
+    last, results = previous.view, previous.rules
+    if (
+        last is None
+        or last[0] is not ctx.rules
+        or not isinstance(results, RuleResults)
+        or results.rules is not ctx.rules
+        or results.seq != previous.seq
+    ):
         return None
     for due in (alerting.next_due(state, ctx), review.next_due(state)):
         if due is not None and due <= now:
@@ -197,7 +208,14 @@ def _unseen(
     seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
     score, learned = scorer.score_and_weight(features, seasoned)
     derived = _derived(state, score, learned, ctx)
-    return score if _view_of(state, now, {**features, **derived}, ctx) == last[1] else None
+    positions = results.inputs
+    for name, cuts in ctx.rules.inputs.items():
+        value = derived[name] if name in derived else features.get(name)
+        if position(value, cuts) != positions.get(name):
+            return None
+    if _policy_view(state, now, {**features, **derived}, ctx) != last[1]:
+        return None
+    return score
 
 
 def _derived(state: CustomerState, score: float, learned: float, ctx: Context) -> dict[str, Any]:
@@ -293,16 +311,13 @@ def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None
     return min(future, default=None)
 
 
-def _view_of(
+def _policy_view(
     state: CustomerState, now: float, features: dict[str, Any], ctx: Context
 ) -> tuple[Any, ...]:
-    """What an evaluation at ``now`` with ``features`` (the score's included) lets the
-    rules, the tier and the credit policy see: the position of every value a rule reads
-    among the rule's constants, the score's tier, and the credit policy's lateness and
-    waiting times."""
-    inputs = ctx.rules.inputs
+    """What an evaluation at ``now`` with ``features`` (the score's included) shows the
+    tier and the credit policy: the score's tier, and the policy's lateness and
+    waiting times (paid on time long enough, increases out of their cooldowns)."""
     view: list[Any] = [features["raw_tier"]]
-    view += [position(features.get(name), cuts) for name, cuts in inputs.items()]
     credit = creditpolicy.policy_of(ctx.rules)
     if credit is not None and credit.increases is not None:
         view.append(review.is_late(features, credit.increases))
