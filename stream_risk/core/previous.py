@@ -66,10 +66,10 @@ class PreviousEvaluation:
         #: seasoning they were computed with.
         self.score: tuple[float, float] | None = None
         self.score_key: tuple[Any, ...] | None = None
-        #: The rule set and what the tier and the credit policy saw (a wake-up that
-        #: would see the same, and leave every rule's inputs where they were, is not
-        #: evaluated).
-        self.view: tuple[Any, tuple[Any, ...]] | None = None
+        #: The rule set, what the tier and the credit policy saw, and where the
+        #: customer's history stood (a wake-up that would see the same, and leave every
+        #: rule's inputs where they were, is not evaluated).
+        self.view: tuple[Any, tuple[Any, ...], tuple[Any, ...]] | None = None
 
     def changed(self, features: Mapping[str, Any]) -> set[str] | None:
         """Names whose value differs from the previous evaluation; ``None``: no previous one."""

@@ -112,10 +112,11 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
     _take_snapshots(state, now, ctx)
+    since = _evaluated_as_of(state)
     state.clock = now
     state.unchanged = state.unchanged - _forget(state, now, ctx)
     _prune_snapshots(state, now, ctx)
-    return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False)
+    return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
 
 
 def profile_of(state: CustomerState) -> dict[str, Any]:
@@ -133,17 +134,26 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
 
 
 def _evaluate(
-    state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context, learn: bool
+    state: CustomerState,
+    now: float,
+    trigger: str,
+    occurred_at: float,
+    ctx: Context,
+    learn: bool,
+    since: tuple[Any, ...] | None = None,
 ) -> Outputs:
     previous = ctx.memory.of(state.customer_id)
     features = feats.compute(state, now, ctx.feature_groups, previous.groups)
-    unseen = None if learn or not trigger.startswith(_WAKE) else _unseen(state, now, features, ctx)
+    unseen = None if since is None else _unseen(state, now, features, ctx, since)
     if unseen is not None:
         # A timer, and what the rules, the tier and the credit policy would see is what
         # the previous evaluation saw: nothing to evaluate (nor to publish). The score is
         # kept as an evaluation keeps it: the next one's change is measured from here.
         previous.counts.wakeups_looked += 1
         state.detectors["score"] = state.risk_score = unseen
+        last = previous.view
+        assert last is not None
+        previous.view = (last[0], last[1], _evaluated_as_of(state))
         state.next_wakeup = _next_wakeup(state, now, ctx)
         return Outputs()
     previous.seq += 1
@@ -167,7 +177,7 @@ def _evaluate(
     state.risk_score = score
     state.tier = features["raw_tier"]
     previous.remember(features)
-    previous.view = (ctx.rules, _policy_view(state, now, features, ctx))
+    previous.view = (ctx.rules, _policy_view(state, now, features, ctx), _evaluated_as_of(state))
     evaluated = Evaluated(features, previous, changed)
     out = Outputs()
     alerting.evaluate(state, evaluated, trigger, occurred_at, ctx, out)
@@ -181,12 +191,25 @@ def _evaluate(
 _WAKE = "clock@"
 
 
+def _evaluated_as_of(state: CustomerState) -> tuple[Any, ...]:
+    """Where the customer's history stands: its clock and latest event applied. The
+    evaluation memory holds the previous evaluation of this history only if they match
+    (a state restored after a failed message, or a copy, has another)."""
+    return (state.clock, next(reversed(state.seen), None))
+
+
 def _unseen(
-    state: CustomerState, now: float, features: dict[str, Any], ctx: Context
+    state: CustomerState,
+    now: float,
+    features: dict[str, Any],
+    ctx: Context,
+    since: tuple[Any, ...],
 ) -> float | None:
     """The score, when a wake-up at ``now`` may skip the evaluation (else ``None``).
 
-    It may when no held rule, tier hold or review is due, every value a rule reads
+    It may when the memory holds the evaluation the customer's history stood at
+    before the wake-up (``since``), no held rule, tier hold, cooldown end or review is
+    due, every value a rule reads
     is where it was among the rule's constants at the previous evaluation (as its
     rule results keep them), and the score's tier and the credit policy's view
     (:func:`_policy_view`) are those of the previous evaluation.
@@ -195,6 +218,7 @@ def _unseen(
     last, results = previous.view, previous.rules
     if (
         last is None
+        or last[2] != since
         or last[0] is not ctx.rules
         or not isinstance(results, RuleResults)
         or results.rules is not ctx.rules
@@ -204,6 +228,9 @@ def _unseen(
     for due in (alerting.next_due(state, ctx), review.next_due(state)):
         if due is not None and due <= now:
             return None
+    for record in state.watch.values():
+        if len(record) > 4 and record[4] is not None and record[4] <= now:
+            return None  # a cooldown ended: an evaluation forgets it
     scorer = ctx.scorer
     seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
     score, learned = scorer.score_and_weight(features, seasoned)

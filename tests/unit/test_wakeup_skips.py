@@ -20,17 +20,18 @@ from risk_factory import customer, invoice, parse, payment, ts
 from stream_risk.core import Context, CustomerState, advance, step
 from stream_risk.core import features as feats
 from stream_risk.core.scoring import risk_score, tier_of
+from stream_risk.core.state import encode
 
 step_module = importlib.import_module("stream_risk.core.step")
 
-Run = tuple[list[float], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+Run = tuple[list[float], list[tuple[Any, ...]], list[tuple[Any, ...]], bytes]
 
 
 def run(events: list[dict[str, Any]], until: float, ctx: Context, every: bool = False) -> Run:
     """Step the events in order, firing the wake-ups due before each and up to ``until``.
 
-    Returns the times of the wake-ups that evaluated, the warnings and the tier
-    changes; with ``every``, every wake-up evaluates.
+    Returns the times of the wake-ups that evaluated, the warnings, the tier changes
+    and the encoded final state; with ``every``, every wake-up evaluates.
     """
     state = CustomerState("c1")
     evaluated: list[float] = []
@@ -38,8 +39,10 @@ def run(events: list[dict[str, Any]], until: float, ctx: Context, every: bool = 
     tiers: list[tuple[Any, ...]] = []
     looks = step_module._unseen
 
-    def look(state: CustomerState, now: float, features: Any, ctx: Context) -> float | None:
-        score = None if every else looks(state, now, features, ctx)
+    def look(
+        state: CustomerState, now: float, features: Any, ctx: Context, since: Any
+    ) -> float | None:
+        score = None if every else looks(state, now, features, ctx, since)
         if score is None:
             evaluated.append(now)
         return score
@@ -63,7 +66,7 @@ def run(events: list[dict[str, Any]], until: float, ctx: Context, every: bool = 
             _, out = step(state, event, ctx)
             collect(out)
         wake_until(until)
-    return evaluated, warnings, tiers
+    return evaluated, warnings, tiers, encode(state)
 
 
 def both(events: list[dict[str, Any]], until: float) -> tuple[Run, Run]:
@@ -89,8 +92,11 @@ def test_an_overdue_invoice_evaluates_its_customer_at_the_crossings_only(amount:
     policy's tolerance of 5 days is passed (6), ``invoice_days_past_due >= 15`` (15),
     the overdue warnings' 30, 60 and 90 days, and the day the score's tier moves."""
     events = [customer(0, 1000.0), invoice(1, "i1", amount, 10)]
-    (evaluated, warnings, tiers), (every, every_warnings, every_tiers) = both(events, ts(120))
+    (evaluated, warnings, tiers, state), (every, every_warnings, every_tiers, every_state) = both(
+        events, ts(120)
+    )
     assert warnings == every_warnings and tiers == every_tiers
+    assert state == every_state
     assert every_warnings and every_tiers  # the stream does say something
     days = {round((t - ts(10)) / feats.DAY) for t in evaluated if t > ts(10)}
     crossings = {1, 6, 15, 30, 60, 90, _tier_from(amount / 1000.0)}
@@ -127,7 +133,11 @@ def test_skipped_evaluations_publish_what_evaluating_every_wake_up_does(
                     day, f"p{which}", round(amount, 2), status, invoice_id=f"i{which}", eid=f"e{n}"
                 )
             )
-    (evaluated, warnings, tiers), (every, every_warnings, every_tiers) = both(raw, ts(250))
+    (evaluated, warnings, tiers, state), (every, every_warnings, every_tiers, every_state) = both(
+        raw, ts(250)
+    )
     assert warnings == every_warnings
     assert tiers == every_tiers
+    # What a skipped wake-up leaves is what an evaluation leaves.
+    assert state == every_state
     assert len(evaluated) <= len(every)
