@@ -59,8 +59,10 @@ class ReplayReport:
     #: Encoded state bytes per customer at the end: median and 99th percentile.
     state_bytes_median: int = 0
     state_bytes_p99: int = 0
-    #: Timer wake-ups that re-evaluated a customer (each applied event is one evaluation too).
+    #: Timer wake-ups (each applied event is one evaluation too), and those of them that
+    #: only looked: nothing the rules, the tier or the credit policy see had changed.
     wakeups: int = 0
+    wakeups_looked: int = 0
     #: Seconds spent applying the first and the last fifth of the events (in event-time order).
     first_fifth_seconds: float = 0.0
     last_fifth_seconds: float = 0.0
@@ -77,8 +79,9 @@ class ReplayReport:
 
     @property
     def evaluations_per_event(self) -> float:
-        """Evaluations (applied events and wake-ups) per input event."""
-        return (self.applied + self.wakeups) / self.events if self.events else 0.0
+        """Evaluations (applied events and wake-ups that evaluated) per input event."""
+        evaluations = self.applied + self.wakeups - self.wakeups_looked
+        return evaluations / self.events if self.events else 0.0
 
     @property
     def first_fifth_rate(self) -> float:
@@ -97,7 +100,9 @@ class ReplayReport:
             f"{self.events / self.cpu_seconds if self.cpu_seconds else 0.0:,.0f} events "
             f"per CPU second",
             f"evaluations: {self.evaluations_per_event:.2f} per input event "
-            f"({self.applied} events applied, {self.wakeups} timer wake-ups)",
+            f"({self.applied} events applied, {self.wakeups} timer wake-ups, "
+            f"{self.wakeups_looked} of which found nothing the rules, tiers or credit policy "
+            f"see changed)",
             f"encoded state per customer: median {self.state_bytes_median} bytes, "
             f"p99 {self.state_bytes_p99} bytes",
         ]
@@ -427,6 +432,7 @@ def replay(
         report.state_bytes_median = sizes[len(sizes) // 2]
         report.state_bytes_p99 = sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))]
     report.reuse = ctx.memory.counts.lines()
+    report.wakeups_looked = ctx.memory.counts.wakeups_looked
     report.seconds = time.monotonic() - started
     report.cpu_seconds = time.process_time() - cpu_started
     return report

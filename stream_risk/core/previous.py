@@ -42,8 +42,8 @@ class PreviousEvaluation:
         "score",
         "score_key",
         "seq",
-        "snapshot",
         "values",
+        "view",
     )
 
     def __init__(self, counts: Reuse | None = None) -> None:
@@ -66,8 +66,10 @@ class PreviousEvaluation:
         #: seasoning they were computed with.
         self.score: tuple[float, float] | None = None
         self.score_key: tuple[Any, ...] | None = None
-        #: The model inputs as formatted for the latest snapshot.
-        self.snapshot: list[Any] | None = None
+        #: The rule set, what the tier and the credit policy saw, and where the
+        #: customer's history stood (a wake-up that would see the same, and leave every
+        #: rule's inputs where they were, is not evaluated).
+        self.view: tuple[Any, tuple[Any, ...], tuple[Any, ...]] | None = None
 
     def changed(self, features: Mapping[str, Any]) -> set[str] | None:
         """Names whose value differs from the previous evaluation; ``None``: no previous one."""
@@ -114,6 +116,7 @@ class Reuse:
         "rules_kept",
         "scores_computed",
         "scores_kept",
+        "wakeups_looked",
     )
 
     def __init__(self) -> None:
@@ -124,6 +127,7 @@ class Reuse:
         self.rules_evaluated = self.rules_kept = 0
         self.scores_computed = self.scores_kept = 0
         self.peers_scored = self.peers_kept = 0
+        self.wakeups_looked = 0
 
     def lines(self) -> list[str]:
         """One line per part: how many were redone, and the share kept."""

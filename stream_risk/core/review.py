@@ -165,16 +165,32 @@ def _track_on_time(
     record: dict[str, Any], values: Mapping[str, Any], now: float, rules: Increases
 ) -> None:
     """Since when the customer has paid on time: reset by anything later than the tolerance."""
+    if is_late(values, rules):
+        record["on_time_since"] = None
+    elif record.get("on_time_since") is None:
+        record["on_time_since"] = now
+
+
+def is_late(values: Mapping[str, Any], rules: Increases) -> bool:
+    """Whether ``values`` show the customer later than the increases' tolerance."""
     tolerance = rules.days_late_tolerance
-    late = (
+    return (
         (_num(values, "days_past_due") or 0.0) > tolerance
         or (_num(values, "avg_days_late_90d") or 0.0) > tolerance
         or (_num(values, "bounced_payments_90d") or 0.0) > 0
     )
-    if late:
-        record["on_time_since"] = None
-    elif record.get("on_time_since") is None:
-        record["on_time_since"] = now
+
+
+def increase_clocks(state: CustomerState, now: float, rules: Increases) -> tuple[bool, ...]:
+    """Which of the earned increase's waiting times have passed at ``now``: paid on
+    time long enough, and each kind of increase out of its cooldown."""
+    record = state.credit_review or {}
+    since = record.get("on_time_since")
+    clocks = [since is not None and not now - float(since) < rules.on_time_for]
+    for name in CLOCKS.values():
+        at = record.get(name)
+        clocks.append(at is None or not now - float(at) < rules.cooldown)
+    return tuple(clocks)
 
 
 def blocking_warnings(state: CustomerState) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream_risk.core import alerting, creditreport, receivables, review, windows
+from stream_risk.core import alerting, creditpolicy, creditreport, receivables, review, windows
 from stream_risk.core import features as feats
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.detectors import DaysLateShift, RobustZScore, SegmentBehaviour
@@ -18,6 +18,7 @@ from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
 from stream_risk.core.ids import digest
 from stream_risk.core.outputs import Outputs, iso
 from stream_risk.core.previous import Evaluated, PreviousEvaluation
+from stream_risk.core.ruleset import RuleResults, position
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
 from stream_risk.core.state import (
     KEPT_ENCODED,
@@ -45,6 +46,8 @@ from stream_risk.schemas.events import (
 STATEMENTS_KEPT = 60
 #: Statements kept however old they are (a year of monthly ones and one more).
 STATEMENTS_ALWAYS_KEPT = 13
+#: The feature groups the model inputs of a snapshot come from.
+_MODEL_GROUPS = feats.groups_of(MODEL_FEATURES)
 
 
 def event_key(event_id: str) -> str:
@@ -73,9 +76,19 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"event is {lag:.1f} days older than the customer's latest event time "
             f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
+    taken = len(state.snapshots)
+    _take_snapshots(state, ts, ctx)
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
     unchanged = state.unchanged - _CHANGED_BY.get(type(event), KEPT_ENCODED)
-    _apply(state, event, ts, ctx)
+    # The segment detector learns the customer once per period, at its first event of
+    # the period: when timers wake the customer cannot change what it learns.
+    period = ctx.snapshot_every
+    learn = latest is None or int(ts // period) > int(latest // period)
+    try:
+        _apply(state, event, ts, ctx)
+    except BadEvent:
+        del state.snapshots[taken:]  # a bad event changes nothing
+        raise
     if state.first_seen is None or ts < state.first_seen:
         state.first_seen = ts
     seen = state.seen
@@ -86,7 +99,8 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
     state.unchanged = unchanged - _forget(state, now, ctx)
-    out = _evaluate(state, now, event.event_id, ts, ctx)
+    _prune_snapshots(state, now, ctx)
+    out = _evaluate(state, now, event.event_id, ts, ctx, learn)
     if example is not None:
         out.training_examples.append(example)
     return state, out
@@ -97,9 +111,12 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     if state.clock is not None and now <= state.clock:
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
+    _take_snapshots(state, now, ctx)
+    since = _evaluated_as_of(state)
     state.clock = now
     state.unchanged = state.unchanged - _forget(state, now, ctx)
-    return state, _evaluate(state, now, f"clock@{now:.0f}", now, ctx)
+    _prune_snapshots(state, now, ctx)
+    return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
 
 
 def profile_of(state: CustomerState) -> dict[str, Any]:
@@ -117,16 +134,33 @@ def profile_of(state: CustomerState) -> dict[str, Any]:
 
 
 def _evaluate(
-    state: CustomerState, now: float, trigger: str, occurred_at: float, ctx: Context
+    state: CustomerState,
+    now: float,
+    trigger: str,
+    occurred_at: float,
+    ctx: Context,
+    learn: bool,
+    since: tuple[Any, ...] | None = None,
 ) -> Outputs:
     previous = ctx.memory.of(state.customer_id)
-    previous.seq += 1
     features = feats.compute(state, now, ctx.feature_groups, previous.groups)
+    unseen = None if since is None else _unseen(state, now, features, ctx, since)
+    if unseen is not None:
+        # A timer, and what the rules, the tier and the credit policy would see is what
+        # the previous evaluation saw: nothing to evaluate (nor to publish). The score is
+        # kept as an evaluation keeps it: the next one's change is measured from here.
+        previous.counts.wakeups_looked += 1
+        state.detectors["score"] = state.risk_score = unseen
+        last = previous.view
+        assert last is not None
+        previous.view = (last[0], last[1], _evaluated_as_of(state))
+        state.next_wakeup = _next_wakeup(state, now, ctx)
+        return Outputs()
+    previous.seq += 1
     changed = previous.changed(features)
     detectors = state.detectors
-    fresh_period = _snapshot(state, now, features, ctx, previous, changed)
     if ctx.population is not None:
-        peer = _peer(state, features, ctx.population, fresh_period, previous, changed)
+        peer = _peer(state, features, ctx.population, learn, previous, changed)
         if peer is not None:
             detectors["peer"] = [now, round(peer, 4)]
             _set(features, "behaviour_anomaly", round(peer, 4), changed)
@@ -143,6 +177,7 @@ def _evaluate(
     state.risk_score = score
     state.tier = features["raw_tier"]
     previous.remember(features)
+    previous.view = (ctx.rules, _policy_view(state, now, features, ctx), _evaluated_as_of(state))
     evaluated = Evaluated(features, previous, changed)
     out = Outputs()
     alerting.evaluate(state, evaluated, trigger, occurred_at, ctx, out)
@@ -150,6 +185,75 @@ def _evaluate(
     review.evaluate(state, evaluated, trigger, occurred_at, now, ctx, out)
     state.next_wakeup = _next_wakeup(state, now, ctx)
     return out
+
+
+#: How a wake-up's trigger starts.
+_WAKE = "clock@"
+
+
+def _evaluated_as_of(state: CustomerState) -> tuple[Any, ...]:
+    """Where the customer's history stands: its clock and latest event applied. The
+    evaluation memory holds the previous evaluation of this history only if they match
+    (a state restored after a failed message, or a copy, has another)."""
+    return (state.clock, next(reversed(state.seen), None))
+
+
+def _unseen(
+    state: CustomerState,
+    now: float,
+    features: dict[str, Any],
+    ctx: Context,
+    since: tuple[Any, ...],
+) -> float | None:
+    """The score, when a wake-up at ``now`` may skip the evaluation (else ``None``).
+
+    It may when the memory holds the evaluation the customer's history stood at
+    before the wake-up (``since``), no held rule, tier hold, cooldown end or review is
+    due, every value a rule reads
+    is where it was among the rule's constants at the previous evaluation (as its
+    rule results keep them), and the score's tier and the credit policy's view
+    (:func:`_policy_view`) are those of the previous evaluation.
+    """
+    previous = ctx.memory.of(state.customer_id)
+    last, results = previous.view, previous.rules
+    if (
+        last is None
+        or last[2] != since
+        or last[0] is not ctx.rules
+        or not isinstance(results, RuleResults)
+        or results.rules is not ctx.rules
+        or results.seq != previous.seq
+    ):
+        return None
+    for due in (alerting.next_due(state, ctx), review.next_due(state)):
+        if due is not None and due <= now:
+            return None
+    for record in state.watch.values():
+        if len(record) > 4 and record[4] is not None and record[4] <= now:
+            return None  # a cooldown ended: an evaluation forgets it
+    scorer = ctx.scorer
+    seasoned = state.first_seen is not None and now - state.first_seen >= ctx.outcome_horizon
+    score, learned = scorer.score_and_weight(features, seasoned)
+    derived = _derived(state, score, learned, ctx)
+    positions = results.inputs
+    for name, cuts in ctx.rules.inputs.items():
+        value = derived[name] if name in derived else features.get(name)
+        if position(value, cuts) != positions.get(name):
+            return None
+    if _policy_view(state, now, {**features, **derived}, ctx) != last[1]:
+        return None
+    return score
+
+
+def _derived(state: CustomerState, score: float, learned: float, ctx: Context) -> dict[str, Any]:
+    """The features an evaluation derives from the score, as it would set them."""
+    before = state.detectors.get("score")
+    return {
+        "risk_score": score,
+        "risk_score_learned": round(learned, 4),
+        "risk_score_change": 0.0 if before is None else round(score - before, 6),
+        "raw_tier": ctx.scorer.tier(score, state.segment),
+    }
 
 
 def _set(features: dict[str, Any], name: str, value: Any, changed: set[str] | None) -> None:
@@ -168,15 +272,15 @@ def _peer(
     state: CustomerState,
     features: dict[str, Any],
     population: SegmentBehaviour,
-    fresh_period: bool,
+    learn: bool,
     previous: PreviousEvaluation,
     changed: set[str] | None,
 ) -> float | None:
-    """The segment detector's score: re-scored when its inputs moved, learned once a period."""
+    """The segment detector's score: re-scored when its inputs moved, learned when ``learn``."""
     segment = _segment_key(state)
     key = (population, segment)
     if (
-        not fresh_period
+        not learn
         and changed is not None
         and previous.peer_key == key
         and changed.isdisjoint(BEHAVIOUR_SCALE)
@@ -185,7 +289,7 @@ def _peer(
         return previous.peer
     previous.counts.peers_scored += 1
     peer = population.score_one(segment, features)  # score before learn
-    if fresh_period:
+    if learn:
         # Learned once per customer and snapshot period, so busy customers
         # do not outweigh quiet ones in their segment's picture of normal.
         population.learn_one(segment, features, peer)
@@ -234,60 +338,72 @@ def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None
     return min(future, default=None)
 
 
+def _policy_view(
+    state: CustomerState, now: float, features: dict[str, Any], ctx: Context
+) -> tuple[Any, ...]:
+    """What an evaluation at ``now`` with ``features`` (the score's included) shows the
+    tier and the credit policy: the score's tier, and the policy's lateness and
+    waiting times (paid on time long enough, increases out of their cooldowns)."""
+    view: list[Any] = [features["raw_tier"]]
+    credit = creditpolicy.policy_of(ctx.rules)
+    if credit is not None and credit.increases is not None:
+        view.append(review.is_late(features, credit.increases))
+        view += review.increase_clocks(state, now, credit.increases)
+    return tuple(view)
+
+
 def _segment_key(state: CustomerState) -> str:
     segment = state.segment or {}
     return str(segment.get("industry") or "all")
 
 
-def _snapshot(
-    state: CustomerState,
-    now: float,
-    features: dict[str, Any],
-    ctx: Context,
-    previous: PreviousEvaluation | None = None,
-    changed: set[str] | None = None,
-) -> bool:
-    """Keep the model inputs of ``now``: the latest one per ``snapshot_every`` period.
+def _take_snapshots(state: CustomerState, until: float, ctx: Context) -> None:
+    """Keep the model inputs at each period boundary the clock passes on its way to ``until``.
 
-    Returns whether ``now`` opened a new period. Only the inputs in ``changed``
-    are formatted again when ``previous`` holds those of the previous evaluation.
+    A boundary's inputs are those of the state as it is when the boundary comes
+    (before any event at or after it), so they do not depend on when the customer
+    was evaluated. Only the boundaries that :func:`_prune_snapshots` would keep
+    are computed: a customer woken after a long quiet spell pays for a few.
     """
-    last = previous.snapshot if previous is not None else None
-    if last is None or changed is None:
-        values = [_model_value(v) for v in map(features.get, MODEL_FEATURES)]
-    else:
-        values = list(last)
-        for i, name in enumerate(MODEL_FEATURES):
-            if name in changed:
-                values[i] = _model_value(features.get(name))
-    if previous is not None:
-        previous.snapshot = values
+    clock = state.clock
+    if clock is None or until <= clock:
+        return
+    period = ctx.snapshot_every
+    first = math.floor(clock / period) + 1
+    last = math.floor(until / period)
     snapshots = state.snapshots
-    fresh = True
-    if snapshots and int(snapshots[-1][0] // ctx.snapshot_every) == int(now // ctx.snapshot_every):
-        snapshots[-1] = [now, values]
-        fresh = False
-    elif not snapshots or now > snapshots[-1][0]:
-        snapshots.append([now, values])
-    else:
-        fresh = False
-    # An older snapshot is useless once a later one is already old enough for any
-    # outcome still to come. An outcome applies down to the allowed lateness behind
-    # the customer's latest event, however far timers moved its clock on the
-    # partition's newer events (a review wake-up of a customer whose own events are
-    # still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    for n in range(max(first, last - _snapshots_kept(ctx) + 1), last + 1):
+        boundary = n * period
+        if boundary <= clock:
+            continue  # ``clock / period`` rounded up to the boundary
+        features = feats.compute(state, boundary, _MODEL_GROUPS)
+        snapshots.append([boundary, [_model_value(features.get(name)) for name in MODEL_FEATURES]])
+
+
+def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> None:
+    """Drop the snapshots no outcome still to come can choose.
+
+    An older snapshot is useless once a later one is already old enough for any
+    outcome still to come. An outcome applies down to the allowed lateness behind
+    the customer's latest event, however far timers moved its clock on the
+    partition's newer events (a review wake-up of a customer whose own events are
+    still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    """
+    snapshots = state.snapshots
     latest = now if state.updated_at is None else min(now, state.updated_at)
     cutoff = latest - ctx.allowed_lateness - ctx.outcome_horizon
     while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
         del snapshots[0]
-    if len(snapshots) > _snapshots_kept(ctx):
-        # A quiet customer woken for long: thin the oldest wake-up snapshot (after its
-        # latest event), keeping those late outcomes and the most recent ones need.
+    kept = _snapshots_kept(ctx)
+    while len(snapshots) > kept:
+        # A quiet customer woken for long: thin the oldest snapshot after its latest
+        # event, keeping those late outcomes and the most recent ones need.
         for n in range(1, len(snapshots) - 1):
             if snapshots[n][0] > latest:
                 del snapshots[n]
                 break
-    return fresh
+        else:
+            break
 
 
 def _model_value(value: Any) -> Any:

@@ -32,15 +32,17 @@ def monthly_statements(months: int, dpd_from: int | None = None) -> list[dict]:
 def test_an_outcome_labels_the_features_of_the_horizon_before_it() -> None:
     ctx = Context(population=None)
     events = [customer(0, 1000.0), *monthly_statements(6, dpd_from=5)]
-    # Last statement on day 151 says 60 days past due; the outcome 31 days later.
-    _, examples = apply([*events, outcome(182, "default")], ctx)
+    # Last statement on day 151 says 60 days past due. Snapshots are taken at the
+    # weekly period boundaries (days 150 and 157 after T0): the outcome on day 188
+    # is labelled with the inputs of day 157, a horizon and more before it.
+    _, examples = apply([*events, outcome(188, "default")], ctx)
     assert len(examples) == 1
     example = examples[0]
     assert example["adverse"] is True and example["outcome"] == "default"
     assert example["features"]["statement_days_past_due"] == 60
     assert set(example["features"]) == set(MODEL_FEATURES)
-    # 29 days after that statement is not enough horizon: the one before is used.
-    _, early = apply([*events, outcome(180, "current")], Context(population=None))
+    # A horizon before day 186 is before the boundary of day 157: that of day 150 is used.
+    _, early = apply([*events, outcome(186, "current")], Context(population=None))
     assert early[0]["adverse"] is False
     assert early[0]["features"]["statement_days_past_due"] == 0
 
@@ -98,10 +100,10 @@ def test_snapshots_stay_bounded_for_a_quiet_customer_woken_for_years() -> None:
     assert len(state.snapshots) <= bound
     assert state.snapshots[-1][0] == ts(3650)
     # An outcome that comes in with an event time soon after the customer's latest
-    # event still finds the inputs of that event.
+    # event still finds the inputs of the period boundary right after that event (day 3).
     _, examples = apply([outcome(40, "current")], ctx, state)
     assert len(examples) == 1
-    assert examples[0]["as_of"] == at(1)
+    assert examples[0]["as_of"] == at(3)
     assert examples[0]["features"]["statement_balance"] == 500.0
 
 

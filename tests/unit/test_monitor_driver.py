@@ -331,7 +331,8 @@ def test_a_restart_keeps_the_partition_watermark() -> None:
     uninterrupted.process(*(uninterrupted.msg(event) for event in older))
     expected = uninterrupted.process(uninterrupted.msg(outcome(125, "default", cid="b")))
     [example] = expected.training_examples
-    assert example["as_of"] == at(91)
+    # The model inputs of the weekly boundary after b's statement of day 91.
+    assert example["as_of"] == at(94)
 
     first, sent = before()
     h = Harness(ctx)
