@@ -37,15 +37,18 @@ from stream_risk.sinks.redis import RedisSink
 
 log = logging.getLogger(__name__)
 
-#: Largest batch the monitor applies at once, and how long it waits to fill one.
+#: Largest batch the monitor applies at once, and how long it waits to fill one. Faust's
+#: take waits the whole window even when records are there, so every stage between
+#: produce and Redis adds half a window on average: kept short (under a backlog, records
+#: queue up while a batch is applied and the next one is larger).
 MONITOR_BATCH = 1000
-MONITOR_WITHIN = 0.05
+MONITOR_WITHIN = 0.01
 PUBLISH_BATCH = 500
-PUBLISH_WITHIN = 0.1
+PUBLISH_WITHIN = 0.01
 #: Records one input partition may hold back for alignment before it is paused.
 ALIGN_BUFFERED = 5000
 #: How often held-back groups are re-examined when no new record arrives.
-ALIGN_TICK = 0.1
+ALIGN_TICK = 0.02
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
 #: The one key of the compacted models topic.
