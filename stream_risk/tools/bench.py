@@ -272,13 +272,15 @@ def _wait_stable(bootstrap: str, group: str, members: int, timeout: float, hold:
 
 def measure_group(
     env: dict[str, str], prefix: str, workers: int, args: argparse.Namespace, tmp: Path
-) -> tuple[float, int] | None:
+) -> tuple[float, int, float] | None:
     """Events per second of ``workers`` workers of one group, joined before the load.
 
     The group gets topics of its own (``prefix``); once it is stable the same
     simulated events as the main run are produced, and the time runs from the first
-    one produced until the group has committed every input record. Returns the rate
-    and the dead letters, or None (the reason is printed).
+    one produced until the group has committed every input record. Returns the rate,
+    the dead letters and the events per CPU second of all its workers together, or
+    None (the reason is printed). Per CPU second tells whether more workers cost
+    more CPU per event, or only found too few free cores to run at once.
     """
     from stream_risk.config import Settings
     from stream_risk.kafka_admin import ensure_topics
@@ -308,6 +310,7 @@ def measure_group(
         if not _wait_stable(settings.kafka_bootstrap, settings.app_id, workers, 120.0, 3.0):
             _say(f"the group of {workers} workers did not become stable")
             return None
+        cpu_before = sum(_cpu_seconds(proc.pid) for proc in procs)
         started = time.perf_counter()
         sent = produce(
             settings.kafka_bootstrap, settings.input_topics(), args.events, args.customers
@@ -318,8 +321,9 @@ def measure_group(
         if done is None:
             return None
         elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu_before
         dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
-        return sent / elapsed, dead
+        return sent / elapsed, dead, sent / cpu
     except WorkerDidNotStart as exc:
         _say(f"a worker did not start:\n{exc}")
         return None
@@ -345,11 +349,15 @@ def scaling(
         if measured is None:
             lines.append(f"{label}: not measured (see above)")
             continue
-        rate, dead = measured
+        rate, dead, per_cpu = measured
         rates[workers] = rate
         result[f"workers_{workers}_events_per_s"] = round(rate)
+        result[f"workers_{workers}_events_per_cpu_s"] = round(per_cpu)
         result[f"workers_{workers}_dead_letters"] = dead
-        lines.append(f"{label}: {rate:>9,.0f} events/s ({dead} dead letters)")
+        lines.append(
+            f"{label}: {rate:>9,.0f} events/s ({per_cpu:,.0f} per CPU second of its "
+            f"workers, {dead} dead letters)"
+        )
     if len(rates) == 2:
         ratio = rates[args.workers] / rates[1]
         result[f"ratio {args.workers} workers / 1"] = round(ratio, 3)

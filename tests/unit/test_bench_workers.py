@@ -37,11 +37,11 @@ def test_scaling_measures_one_then_n_workers_and_prints_their_ratio(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    rates = {1: (1000.0, 0), 3: (2500.0, 4)}
+    rates = {1: (1000.0, 0, 1100.0), 3: (2500.0, 4, 1050.0)}
 
     def measure(
         env: dict[str, str], prefix: str, workers: int, args: Any, tmp: Path
-    ) -> tuple[float, int]:
+    ) -> tuple[float, int, float]:
         calls.append((prefix, workers))
         return rates[workers]
 
@@ -53,6 +53,7 @@ def test_scaling_measures_one_then_n_workers_and_prints_their_ratio(
     assert result["workers_1_events_per_s"] == 1000
     assert result["workers_3_events_per_s"] == 2500
     assert result["workers_3_dead_letters"] == 4
+    assert result["workers_3_events_per_cpu_s"] == 1050
     assert result["ratio 3 workers / 1"] == 2.5
     assert lines[-1].startswith("ratio 3 workers / 1") and lines[-1].endswith("2.500")
 
@@ -60,8 +61,8 @@ def test_scaling_measures_one_then_n_workers_and_prints_their_ratio(
 def test_scaling_without_one_of_its_rates_prints_no_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
     def measure(
         env: dict[str, str], prefix: str, workers: int, args: Any, tmp: Path
-    ) -> tuple[float, int] | None:
-        return None if workers == 2 else (900.0, 0)
+    ) -> tuple[float, int, float] | None:
+        return None if workers == 2 else (900.0, 0, 1000.0)
 
     monkeypatch.setattr(bench, "measure_group", measure)
     result, lines = bench.scaling({}, "run", _parser().parse_args(["--workers", "2"]), Path("."))
