@@ -66,12 +66,28 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def produce(
-    bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
-) -> int:
-    from kafka import KafkaProducer
+#: One encoded input record: topic, key, value.
+Encoded = tuple[str, bytes, bytes]
 
+
+def encoded_events(
+    topics: dict[str, str], events: int, customers: int, seed: int = 11
+) -> list[Encoded]:
+    """The first ``events`` simulated events, encoded for their input topics."""
     from stream_risk.tools.simulate import generate
+
+    records: list[Encoded] = []
+    for event in generate(customers=customers, days=3650, seed=seed):
+        value = json.dumps(event, separators=(",", ":")).encode()
+        records.append((topics[event["type"]], event["customer_id"].encode(), value))
+        if len(records) >= events:
+            break
+    return records
+
+
+def send_all(bootstrap: str, records: list[Encoded]) -> int:
+    """Send ``records`` and wait until the broker has them all."""
+    from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -80,20 +96,17 @@ def produce(
         acks=1,
         compression_type=None,
     )
-    sent = 0
-    days = 3650
-    for event in generate(customers=customers, days=days, seed=seed):
-        producer.send(
-            topics[event["type"]],
-            key=event["customer_id"].encode(),
-            value=json.dumps(event, separators=(",", ":")).encode(),
-        )
-        sent += 1
-        if sent >= events:
-            break
+    for topic, key, value in records:
+        producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
-    return sent
+    return len(records)
+
+
+def produce(
+    bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
+) -> int:
+    return send_all(bootstrap, encoded_events(topics, events, customers, seed))
 
 
 async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float:
@@ -293,6 +306,9 @@ def measure_group(
     )
     ensure_topics(settings)
     inputs = list(settings.input_topics().values())
+    # Encoded before the clock starts: on a small machine the bench's own work would
+    # compete with the workers for the cores.
+    records = encoded_events(settings.input_topics(), args.events, args.customers)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for n in range(1, workers + 1):
@@ -312,9 +328,7 @@ def measure_group(
             return None
         cpu_before = sum(_cpu_seconds(proc.pid) for proc in procs)
         started = time.perf_counter()
-        sent = produce(
-            settings.kafka_bootstrap, settings.input_topics(), args.events, args.customers
-        )
+        sent = send_all(settings.kafka_bootstrap, records)
         done = _wait_committed(
             settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, procs[0].pid
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.tools import bench
 
 
@@ -69,3 +71,14 @@ def test_scaling_without_one_of_its_rates_prints_no_ratio(monkeypatch: pytest.Mo
     assert "ratio 2 workers / 1" not in result
     assert any("not measured" in line for line in lines)
     assert not any(line.startswith("ratio") for line in lines)
+
+
+def test_every_group_is_sent_the_same_encoded_events() -> None:
+    topics = {t: f"run.{t}" for t in EVENT_TYPES}
+    first = bench.encoded_events(topics, 300, customers=20)
+    assert first == bench.encoded_events(topics, 300, customers=20)
+    assert len(first) == 300
+    for topic, key, value in first:
+        event = json.loads(value)
+        assert topic == topics[event["type"]]
+        assert key == event["customer_id"].encode()
