@@ -85,8 +85,7 @@ __all__ = [
 # --- command line ---------------------------------------------------------------------------------
 
 
-def positive_int(text: str) -> int:
-    """A command-line count: a whole number of at least 1."""
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -143,14 +142,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("portfolio")
     g.add_argument(
         "--customers",
-        type=positive_int,
+        type=_positive_int,
         default=300,
         metavar="N",
         help="number of customers, sim-0001 ... (default: %(default)s)",
     )
     g.add_argument(
         "--days",
-        type=positive_int,
+        type=_positive_int,
         default=180,
         metavar="N",
         help="simulated days; invoices of deteriorating customers need about 180 days "
