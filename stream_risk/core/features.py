@@ -192,6 +192,11 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     ("limit_headroom", "base currency", "credit_limit - open_balance"),
     ("exposure_growth_30d", "ratio", "net receivable now / 30 days ago - 1"),
     ("exposure_growth_90d", "ratio", "net receivable now / 90 days ago - 1"),
+    (
+        "receivables_source",
+        "label",
+        "source of open_balance and aging: invoices, or statements when the customer has no invoices",
+    ),
 )
 def exposure(state: CustomerState, now: float, out: Features) -> None:
     stmt = _latest_statement(state, now)
@@ -205,6 +210,11 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     else:
         open_balance = overdue = 0.0
     limit = state.credit_limit
+    # A statement account's arrears are the whole account's; an invoice's are one
+    # document's: rules may tell the two apart.
+    out["receivables_source"] = (
+        "invoices" if state.invoiced else "statements" if stmt is not None else None
+    )
     out["open_balance"] = open_balance
     out["overdue_balance"] = overdue
     out["credit_limit"] = limit
@@ -230,6 +240,7 @@ def exposure(state: CustomerState, now: float, out: Features) -> None:
     ("aging_61_90", "base currency", "open amount 61-90 days past due"),
     ("aging_90_plus", "base currency", "open amount more than 90 days past due"),
     ("overdue_invoice_count", "count", "open invoices past their due date"),
+    ("invoices_30dpd", "count", "open invoices 30 or more days past their due date"),
     (
         "avg_days_late_90d",
         "days",
@@ -259,6 +270,7 @@ def aging(state: CustomerState, now: float, out: Features) -> None:
         out["aging_90_plus"],
     ) = buckets
     out["overdue_invoice_count"] = overdue_count
+    out["invoices_30dpd"] = ages.past_30_count
     weight = late = 0.0
     for closed in windows.in_window(state.book["closed"], now, 90 * DAY):
         weight += closed[2]
@@ -744,6 +756,8 @@ class InvoiceAges:
     overdue: float = 0.0
     buckets: tuple[float, ...] = ()
     overdue_count: int = 0
+    #: Open invoices 30 or more days past due.
+    past_30_count: int = 0
     #: Amounts of invoices (open or closed) that fell due in the last 90 days.
     fell_due: float = 0.0
     #: Per delinquency level: invoices that reached it in the last 6 and 12 months.
@@ -819,6 +833,7 @@ def _age(ages: InvoiceAges, book: Any, now: float) -> None:
     overdue = 0.0
     buckets = [0.0, 0.0, 0.0, 0.0, 0.0]
     overdue_count = 0
+    past_30_count = 0
     fell_due = 0.0
     horizon = now - 90 * DAY
     reached: list[tuple[float, float]] = []
@@ -835,6 +850,7 @@ def _age(ages: InvoiceAges, book: Any, now: float) -> None:
                 buckets[0] += amount
             if now - due >= 30 * DAY:
                 reached.append((-due, (now - due) / DAY))
+                past_30_count += 1
             tick = _invoice_crossing(due, now)
             if tick is not None and (next_crossing is None or tick < next_crossing):
                 next_crossing = tick
@@ -846,6 +862,7 @@ def _age(ages: InvoiceAges, book: Any, now: float) -> None:
     ages.overdue = overdue
     ages.buckets = tuple(buckets)
     ages.overdue_count = overdue_count
+    ages.past_30_count = past_30_count
     ages.delinquent = tuple((c[0], c[1]) for c in counts)
     ages.next_crossing = next_crossing
 
@@ -890,10 +907,13 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
     fell_due = _closed_ages(book, now, fell_due, [], counts)
     open_dues = ages.open_dues
+    past_30_count = 0
     for i, level in enumerate(DELINQUENCY_LEVELS):
         # Open invoices that reached ``level`` by ``now`` are a prefix of the index ...
         holds = functools.partial(_reached, now, i)
         reached_n = _leading(open_dues, len(open_dues), now - level * DAY, holds)
+        if level == 30:
+            past_30_count = reached_n
         for window, width in enumerate((182 * DAY, 365 * DAY)):
             # ... and those that reached it ``width`` or more ago a shorter one.
             holds = functools.partial(_reached_before, now, level, width)
@@ -913,6 +933,7 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     ages.overdue = ages.prefix[overdue_n]
     ages.buckets = tuple(buckets)
     ages.overdue_count = ages.open_before[overdue_n]
+    ages.past_30_count = past_30_count
     ages.fell_due = fell_due
     ages.delinquent = tuple((c[0], c[1]) for c in counts)
     ages.next_crossing = next_crossing

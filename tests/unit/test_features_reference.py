@@ -460,6 +460,9 @@ def reference(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
     f["credit_limit"] = limit
     f["credit_utilisation"] = open_balance / limit if limit else None
     f["limit_headroom"] = limit - open_balance if limit is not None else None
+    f["receivables_source"] = (
+        "invoices" if invoiced else "statements" if latest is not None else None
+    )
 
     def exposure_at(t: float) -> int | None:
         if invoiced:
@@ -480,10 +483,12 @@ def reference(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
     buckets = [0, 0, 0, 0, 0]
     invoice_dpd = 0
     overdue_count = 0
+    month_late = 0
     for v in open_inv.values():
         if v.open <= 0:
             continue
         days = math.floor((now - v.due) / DAY) if now > v.due else 0
+        month_late += days >= 30
         if v.due < now:
             overdue_count += 1
             invoice_dpd = max(invoice_dpd, days)
@@ -501,6 +506,7 @@ def reference(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
     ):
         f[name] = cents / 100
     f["overdue_invoice_count"] = overdue_count
+    f["invoices_30dpd"] = month_late
     recent_closed = [c for c in book.closed if now - 90 * DAY < c[0] <= now]
     weight = sum(c[2] for c in recent_closed)
     f["avg_days_late_90d"] = (

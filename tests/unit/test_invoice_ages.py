@@ -35,9 +35,11 @@ def reference(book: dict[str, Any], now: float) -> dict[str, Any]:
             overdue += amount
     buckets = [0.0] * 5
     overdue_count = 0
+    past_30_count = 0
     for amount, _, due, _ in invoices.values():
         if amount <= 0:
             continue
+        past_30_count += now - due >= 30 * DAY
         if due < now:
             days = int((now - due) // DAY)
             overdue_count += 1
@@ -84,6 +86,7 @@ def reference(book: dict[str, Any], now: float) -> dict[str, Any]:
         "overdue": overdue,
         "buckets": tuple(buckets),
         "overdue_count": overdue_count,
+        "past_30_count": past_30_count,
         "fell_due": fell_due,
         "delinquent": tuple((c[0], c[1]) for c in counts),
         "next_crossing": min(crossings, default=None),
