@@ -119,9 +119,12 @@ def test_every_event_type_flows_to_warnings_and_redis(env: Env) -> None:
 
     overdue = by_rule["overdue_30_days"]
     assert overdue.level == "medium"  # a month late; two months escalates it to high
-    # Fired by the event-time overdue check exactly 30 days after the due date.
-    assert overdue.occurred_at.isoformat() == "2026-03-03T00:00:00+00:00"
-    assert overdue.reasons[0].value == 30
+    # A month late alone is a slip while the customer keeps paying; fired by the
+    # event-time check the day the second sign appeared: nothing paid for 45 days.
+    assert overdue.occurred_at.isoformat() == "2026-03-06T00:00:00+00:00"
+    reasons = {r.feature: r.value for r in overdue.reasons}
+    assert reasons["days_past_due"] == 33, overdue.reasons
+    assert reasons["days_since_last_payment"] == 45, overdue.reasons
     assert {a.kind for a in overdue.actions} == {"contact_customer", "shorten_terms"}
     assert all(r["key"] == b"acme" for r in records)
     assert 0 <= overdue.risk_score <= 1
