@@ -78,6 +78,15 @@ def scorecard_points(features: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def completed_months(months_on_book: float) -> int:
+    """Whole months on book, the unit in which credit compares account ages.
+
+    >>> completed_months(5.97), completed_months(6.0), completed_months(6.03)
+    (5, 6, 6)
+    """
+    return math.floor(months_on_book)
+
+
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
@@ -227,8 +236,11 @@ class RiskScorer:
 
         ``seasoned`` says the customer has been known for at least the outcome
         horizon. The model scores only customers like those it learned from:
-        seasoned, and on the books at least as long as the newest customer among
-        its examples; the scorecard scores the others.
+        seasoned, and on the books at least as many completed months as the
+        newest customer among its examples; the scorecard scores the others.
+        (Completed months, as months on book are counted in credit: a customer
+        scored on the day of its sixth statement is as seasoned as the examples
+        taken a day after theirs.)
         """
         return self.score_and_weight(features, seasoned)[0]
 
@@ -248,7 +260,7 @@ class RiskScorer:
         if (
             self.min_months_on_book is not None
             and isinstance(tenure, (int, float))
-            and tenure < self.min_months_on_book
+            and completed_months(tenure) < completed_months(self.min_months_on_book)
         ):
             return card, 0.0
         learned = self.model.predict_proba_one(features)

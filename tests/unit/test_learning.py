@@ -258,16 +258,34 @@ def test_the_profile_score_uses_the_loaded_model() -> None:
     assert ts(40) - ts(0) == 40 * DAY
 
 
-def test_the_model_scores_only_customers_as_seasoned_as_its_examples() -> None:
+def _scorer_learned_at(months_on_book: float) -> RiskScorer:
+    """A scorer whose model learned from examples all on the books that long."""
     trainer = Trainer(["days_past_due", "months_on_book"], refit_every=200)
     scorer = RiskScorer()
     for example in _examples(400, 5):
-        seasoned = dict(example, features={**example["features"], "months_on_book": 6.0})
-        snapshot = trainer.learn_one(seasoned)
+        aged = dict(example, features={**example["features"], "months_on_book": months_on_book})
+        snapshot = trainer.learn_one(aged)
         if snapshot is not None:
             scorer.load(snapshot)
+    return scorer
+
+
+def test_the_model_scores_only_customers_as_seasoned_as_its_examples() -> None:
+    scorer = _scorer_learned_at(6.0)
     assert scorer.min_months_on_book == 6.0
     young = {"days_past_due": 90, "months_on_book": 1.0}
+    a_day_short = {"days_past_due": 90, "months_on_book": 5.97}
     old = {"days_past_due": 90, "months_on_book": 6.5}
     assert scorer.score(young) == risk_score(young)
+    assert scorer.score(a_day_short) == risk_score(a_day_short)
     assert scorer.score(old) != risk_score(old)
+
+
+def test_the_model_scores_customers_in_the_same_completed_month_as_its_examples() -> None:
+    # Examples are taken a horizon before the outcome, which need not fall on a month
+    # boundary: a customer scored on the day of its sixth statement has six completed
+    # months on book, as the examples taken a few days later had.
+    scorer = _scorer_learned_at(6.03)
+    on_statement_day = {"days_past_due": 60, "months_on_book": 6.0}
+    assert scorer.score_and_weight(on_statement_day)[1] > 0.0
+    assert scorer.score(on_statement_day) != risk_score(on_statement_day)
