@@ -43,10 +43,55 @@ Item = TypeVar("Item")
 log = logging.getLogger(__name__)
 
 #: ``caught_up(topic, partition, next_offset, since)``: True when the broker held
-#: nothing from ``next_offset`` on at a fetch answered after ``since`` (the wall-clock
-#: arrival of the record about to be released), False when it holds more, None when
-#: not known (``next_offset`` None: nothing of that input fetched yet).
+#: nothing from ``next_offset`` on at a fetch answered no earlier than ``since`` (when
+#: the fetch that brought the record about to be released was answered), False when
+#: it holds more, None when not known (``next_offset`` None: nothing of that input
+#: fetched yet). See :func:`lag_seen`.
 CaughtUp = Callable[[str, int, "int | None", float], "bool | None"]
+
+
+def lag_seen(
+    end: int | None, answered: float | None, next_offset: int, since: float
+) -> bool | None:
+    """Whether an input with nothing buffered is caught up, from its last fetch answer.
+
+    Parameters
+    ----------
+    end
+        Its end offset (high watermark) in its last fetch answer; None: never answered.
+    answered
+        Wall-clock time of that answer (seconds); None: never answered.
+    next_offset
+        The next offset it would hand on.
+    since
+        Wall-clock time the fetch that brought the waiting record was answered.
+
+    Returns
+    -------
+    bool or None
+        False: the broker holds records not read yet (it is behind, whenever seen);
+        True: it held nothing more in an answer no older than the waiting record's,
+        so nothing it held then can be earlier (Kafka Streams' rule: an input known
+        to be caught up with its end offset is not waited for); None: its last answer
+        predates the waiting record's, or it has none.
+
+    Examples
+    --------
+    >>> lag_seen(40, 100.0, 40, 100.0)  # the same fetch answered both: caught up
+    True
+    >>> lag_seen(40, 99.5, 40, 100.0) is None  # an older answer: something may have come
+    True
+    >>> lag_seen(41, 99.5, 40, 100.0)
+    False
+    """
+    if end is None or answered is None:
+        return None
+    if next_offset < end:
+        return False
+    # One fetch answers every partition of a broker at one time stamp, so ">=" takes
+    # the answer that brought the waiting record; an older one may predate records
+    # produced alongside it.
+    return True if answered >= since else None
 
 
 def event_time(value: bytes | None) -> float | None:

@@ -13,7 +13,7 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
-from stream_risk.agents.alignment import Aligner, event_time
+from stream_risk.agents.alignment import Aligner, event_time, lag_seen
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.offsets import read_from_earliest
@@ -37,15 +37,18 @@ from stream_risk.sinks.redis import RedisSink
 
 log = logging.getLogger(__name__)
 
-#: Largest batch the monitor applies at once, and how long it waits to fill one.
+#: Largest batch the monitor applies at once, and how long it waits to fill one. Faust's
+#: take waits the whole window even when records are there, so every stage between
+#: produce and Redis adds half a window on average: kept short (under a backlog, records
+#: queue up while a batch is applied and the next one is larger).
 MONITOR_BATCH = 1000
-MONITOR_WITHIN = 0.05
+MONITOR_WITHIN = 0.01
 PUBLISH_BATCH = 500
-PUBLISH_WITHIN = 0.1
+PUBLISH_WITHIN = 0.01
 #: Records one input partition may hold back for alignment before it is paused.
 ALIGN_BUFFERED = 5000
 #: How often held-back groups are re-examined when no new record arrives.
-ALIGN_TICK = 0.1
+ALIGN_TICK = 0.02
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
 #: The one key of the compacted models topic.
@@ -257,6 +260,8 @@ class AlignedInput:
         """Hold one fetched batch for alignment, then apply what it releases."""
         arrived = time.time()
         generation = self.app.consumer_generation_id
+        # Per input partition: when the fetch that brought its records was answered.
+        fetched: dict[tuple[str, int], float] = {}
         for event in events:
             message = event.message
             if message.generation_id != generation or self.revoked:
@@ -275,13 +280,17 @@ class AlignedInput:
                 # would hold the rest of its partition back while the others move on,
                 # and their later events would arrive late. It keeps its place.
                 when = None
+            source = (message.topic, message.partition)
+            answered = fetched.get(source)
+            if answered is None:
+                answered = fetched[source] = self.last_answer(*source) or arrived
             self.aligner.add(
                 message.topic,
                 message.partition,
                 message.offset,
                 when,
                 event,
-                arrived,
+                answered,
             )
         for topic_name, partition in self.aligner.over_limit():
             tp = faust.types.TP(topic_name, partition)
@@ -334,20 +343,23 @@ class AlignedInput:
         tp = faust.types.TP(topic_name, partition)
         try:
             end = consumer.highwater(tp)
-            # Only a fetch answered after the waiting record arrived counts: an older
-            # answer may predate records produced alongside it.
-            polled = consumer._thread._ensure_consumer().last_poll_timestamp(tp)
         except Exception:  # not assigned (any more): not known
-            return None
-        if end is None or polled is None:
             return None
         if next_offset is None:
             # Nothing fetched yet: where reading starts is the committed offset.
             committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
             next_offset = committed.get(tp) or 0
-        if next_offset < end:
-            return False
-        return True if polled / 1000.0 > since else None
+        return lag_seen(end, self.last_answer(topic_name, partition), next_offset, since)
+
+    def last_answer(self, topic_name: str, partition: int) -> float | None:
+        """Wall-clock time of the last fetch answer for an input partition (None: none)."""
+        try:
+            polled = self.app.consumer._thread._ensure_consumer().last_poll_timestamp(
+                faust.types.TP(topic_name, partition)
+            )
+        except Exception:  # not assigned (any more), or no fetch yet
+            return None
+        return None if polled is None else float(polled) / 1000.0
 
     def abandon_held(self, revoked: set[Any]) -> None:
         """Give up every held record before a rebalance (Faust's revoke hook)."""

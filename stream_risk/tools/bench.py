@@ -14,7 +14,11 @@ same topics, measures:
   (skipped, and said so, without ``pip install 'stream-risk[bench]'``);
 * with ``--restart``: restart-to-processing after ``kill -9`` of that worker (a
   new one with the same static group membership, more events produced meanwhile,
-  until all of them are committed).
+  until all of them are committed);
+* with ``--workers N`` (N > 1): scaling. One worker, then N workers with one app id,
+  each group on topics of its own: the group is stable (every worker joined) before
+  the same events are produced, and its time runs from the first event produced
+  until every input record is committed. Both rates and their ratio are printed.
 
 Numbers are printed; nothing is asserted.
 """
@@ -34,7 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from stream_risk.tools.bench_engines import READY
-from stream_risk.worker_process import READY_MARKER, WorkerDidNotStart, start_worker
+from stream_risk.tools.simulate import positive_int
+from stream_risk.worker_process import (
+    READY_MARKER,
+    WorkerDidNotStart,
+    start_worker,
+    stop_process,
+)
 
 
 def _rss_mib(pid: int) -> float:
@@ -56,12 +66,28 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def produce(
-    bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
-) -> int:
-    from kafka import KafkaProducer
+#: One encoded input record: topic, key, value.
+Encoded = tuple[str, bytes, bytes]
 
+
+def encoded_events(
+    topics: dict[str, str], events: int, customers: int, seed: int = 11
+) -> list[Encoded]:
+    """The first ``events`` simulated events, encoded for their input topics."""
     from stream_risk.tools.simulate import generate
+
+    records: list[Encoded] = []
+    for event in generate(customers=customers, days=3650, seed=seed):
+        value = json.dumps(event, separators=(",", ":")).encode()
+        records.append((topics[event["type"]], event["customer_id"].encode(), value))
+        if len(records) >= events:
+            break
+    return records
+
+
+def send_all(bootstrap: str, records: list[Encoded]) -> int:
+    """Send ``records`` and wait until the broker has them all."""
+    from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -70,20 +96,17 @@ def produce(
         acks=1,
         compression_type=None,
     )
-    sent = 0
-    days = 3650
-    for event in generate(customers=customers, days=days, seed=seed):
-        producer.send(
-            topics[event["type"]],
-            key=event["customer_id"].encode(),
-            value=json.dumps(event, separators=(",", ":")).encode(),
-        )
-        sent += 1
-        if sent >= events:
-            break
+    for topic, key, value in records:
+        producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
-    return sent
+    return len(records)
+
+
+def produce(
+    bootstrap: str, topics: dict[str, str], events: int, customers: int, seed: int = 11
+) -> int:
+    return send_all(bootstrap, encoded_events(topics, events, customers, seed))
 
 
 async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float:
@@ -233,6 +256,129 @@ def run_baseline(
             proc.wait(timeout=10)
 
 
+def group_stable(bootstrap: str, group: str, members: int) -> bool:
+    """Whether consumer group ``group`` is stable with exactly ``members`` members."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    return info.get("group_state") == "Stable" and len(info.get("members") or ()) == members
+
+
+def _wait_stable(bootstrap: str, group: str, members: int, timeout: float, hold: float) -> bool:
+    """Wait until ``group`` has been stable with ``members`` members for ``hold`` seconds."""
+    deadline = time.monotonic() + timeout
+    since: float | None = None
+    while time.monotonic() < deadline:
+        if group_stable(bootstrap, group, members):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= hold:
+                return True
+        else:
+            since = None
+        time.sleep(0.5)
+    return False
+
+
+def measure_group(
+    env: dict[str, str], prefix: str, workers: int, args: argparse.Namespace, tmp: Path
+) -> tuple[float, int, float] | None:
+    """Events per second of ``workers`` workers of one group, joined before the load.
+
+    The group gets topics of its own (``prefix``); once it is stable the same
+    simulated events as the main run are produced, and the time runs from the first
+    one produced until the group has committed every input record. Returns the rate,
+    the dead letters and the events per CPU second of all its workers together, or
+    None (the reason is printed). Per CPU second tells whether more workers cost
+    more CPU per event, or only found too few free cores to run at once.
+    """
+    from stream_risk.config import Settings
+    from stream_risk.kafka_admin import ensure_topics
+
+    settings = Settings(
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        partitions=args.partitions,
+        kafka_bootstrap=env["STREAM_RISK_KAFKA_BOOTSTRAP"],
+    )
+    ensure_topics(settings)
+    inputs = list(settings.input_topics().values())
+    # Encoded before the clock starts: on a small machine the bench's own work would
+    # compete with the workers for the cores.
+    records = encoded_events(settings.input_topics(), args.events, args.customers)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in range(1, workers + 1):
+            data = tmp / f"{prefix}-{n}"
+            data.mkdir()
+            worker_env = dict(
+                env,
+                STREAM_RISK_TOPIC_PREFIX=prefix,
+                STREAM_RISK_APP_ID=settings.app_id,
+                STREAM_RISK_GROUP_INSTANCE_ID=f"{prefix}-worker-{n}",
+                STREAM_RISK_DATA_DIR=str(data),
+            )
+            procs.append(start_worker(worker_env, data / "worker.log"))
+        # Every worker joined and its partitions assigned, before any event exists.
+        if not _wait_stable(settings.kafka_bootstrap, settings.app_id, workers, 120.0, 3.0):
+            _say(f"the group of {workers} workers did not become stable")
+            return None
+        cpu_before = sum(_cpu_seconds(proc.pid) for proc in procs)
+        started = time.perf_counter()
+        sent = send_all(settings.kafka_bootstrap, records)
+        done = _wait_committed(
+            settings.kafka_bootstrap, settings.app_id, inputs, args.timeout, procs[0].pid
+        )
+        if done is None:
+            return None
+        elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu_before
+        dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
+        return sent / elapsed, dead, sent / cpu
+    except WorkerDidNotStart as exc:
+        _say(f"a worker did not start:\n{exc}")
+        return None
+    finally:
+        for proc in procs:
+            stop_process(proc)
+
+
+def scaling(
+    env: dict[str, str], prefix: str, args: argparse.Namespace, tmp: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """One worker, then ``args.workers``, each group joined before its load.
+
+    Returns the figures (for the JSON line) and the lines to print.
+    """
+    result: dict[str, Any] = {}
+    lines: list[str] = []
+    rates: dict[int, float] = {}
+    for workers in (1, args.workers):
+        _say(f"scaling: {workers} worker(s) joined before {args.events} events are produced")
+        measured = measure_group(env, f"{prefix}-w{workers}", workers, args, tmp)
+        label = f"{workers} worker(s) joined before load".ljust(34)
+        if measured is None:
+            lines.append(f"{label}: not measured (see above)")
+            continue
+        rate, dead, per_cpu = measured
+        rates[workers] = rate
+        result[f"workers_{workers}_events_per_s"] = round(rate)
+        result[f"workers_{workers}_events_per_cpu_s"] = round(per_cpu)
+        result[f"workers_{workers}_dead_letters"] = dead
+        lines.append(
+            f"{label}: {rate:>9,.0f} events/s ({per_cpu:,.0f} per CPU second of its "
+            f"workers, {dead} dead letters)"
+        )
+    if len(rates) == 2:
+        ratio = rates[args.workers] / rates[1]
+        result[f"ratio {args.workers} workers / 1"] = round(ratio, 3)
+        lines.append(f"ratio {args.workers} workers / 1".ljust(34) + f": {ratio:>9.3f}")
+    return result, lines
+
+
 def _say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr)
 
@@ -329,6 +475,9 @@ def run(args: argparse.Namespace) -> int:
             # The baselines run alone, on every record the worker read.
             proc.terminate()
             proc.wait(timeout=30)
+            scaled: tuple[dict[str, Any], list[str]] = ({}, [])
+            if args.workers > 1:
+                scaled = scaling(env, prefix, args, Path(tmp))
             total = records_written(settings.kafka_bootstrap, *inputs)
             output = settings.topic("bench-warnings")
             baselines: dict[str, float | None] = {}
@@ -420,6 +569,9 @@ def run(args: argparse.Namespace) -> int:
                 f"ratio {top} / {bottom}".ljust(34)
                 + f": {ratio:>9.3f} (per CPU second {cpu_ratio:.3f})"
             )
+    result.update(scaled[0])
+    for line in scaled[1]:
+        print(line)
     if restart_s is not None:
         print(
             f"restart after kill -9: ready in {restart_ready_s:.1f}s, processing (first "
@@ -491,6 +643,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="then kill -9 the worker, produce N more events, start a new one and print "
         "the seconds from the kill until all are committed",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with N > 1, also measure scaling: one worker, then N workers of one group "
+        "(each group on topics of its own, stable with every worker joined before the same "
+        "events are produced) and print both rates and their ratio (default 1: the single "
+        "worker only)",
     )
     p.add_argument(
         "--baselines",

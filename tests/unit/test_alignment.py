@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from stream_risk.agents.alignment import Aligner, Hold, event_time, hold
+from stream_risk.agents.alignment import Aligner, Hold, event_time, hold, lag_seen
 
 TOPICS = ["orders", "payments", "statements"]
 
@@ -209,3 +209,27 @@ def test_an_input_whose_lag_becomes_known_is_waited_for_again(
     with caplog.at_level("WARNING", logger="stream_risk.agents.alignment"):
         assert aligner.release(160.0, known) == ["o@20"]
     assert "payments[0] is behind" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("end", "answered", "next_offset", "since", "expected"),
+    [
+        # Never answered: not known.
+        (None, None, 0, 100.0, None),
+        (40, None, 40, 100.0, None),
+        # Nothing more on the broker, in the very fetch that brought the waiting record.
+        (40, 100.0, 40, 100.0, True),
+        # ... or in a later one.
+        (40, 100.5, 40, 100.0, True),
+        (0, 100.0, 0, 100.0, True),
+        # An answer older than the waiting record's may predate records sent with it.
+        (40, 99.999, 40, 100.0, None),
+        # Records not read yet: behind, however old the answer.
+        (41, 99.0, 40, 100.0, False),
+        (41, 101.0, 40, 100.0, False),
+    ],
+)
+def test_lag_seen_takes_an_input_as_caught_up_only_from_a_fresh_enough_answer(
+    end: int | None, answered: float | None, next_offset: int, since: float, expected: bool | None
+) -> None:
+    assert lag_seen(end, answered, next_offset, since) is expected

@@ -85,7 +85,8 @@ __all__ = [
 # --- command line ---------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """A command-line count: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -142,14 +143,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("portfolio")
     g.add_argument(
         "--customers",
-        type=_positive_int,
+        type=positive_int,
         default=300,
         metavar="N",
         help="number of customers, sim-0001 ... (default: %(default)s)",
     )
     g.add_argument(
         "--days",
-        type=_positive_int,
+        type=positive_int,
         default=180,
         metavar="N",
         help="simulated days; invoices of deteriorating customers need about 180 days "
