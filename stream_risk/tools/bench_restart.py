@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_risk.tools.bench import committed_lag, records_written
+from stream_risk.tools.simulate import positive_int, whole_number
 from stream_risk.worker_process import WorkerDidNotStart, start_worker, stop_process
 
 #: The restarted worker's log line with the changelog records it read (agents.state_store).
@@ -268,18 +269,26 @@ def run(args: argparse.Namespace) -> int:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--customers", type=int, default=100_000, help="customers with state (default 100000)"
+        "--customers",
+        type=positive_int,
+        default=100_000,
+        help="customers with state (default 100000)",
     )
     p.add_argument(
-        "--orders", type=int, default=1, help="orders per customer besides its record (default 1)"
+        "--orders",
+        type=whole_number,
+        default=1,
+        help="orders per customer besides its record (default 1)",
     )
     p.add_argument(
         "--after",
-        type=int,
+        type=positive_int,
         default=100,
         help="orders produced while the worker is down (default 100)",
     )
-    p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
+    p.add_argument(
+        "--partitions", type=positive_int, default=4, help="partitions per topic (default 4)"
+    )
     p.add_argument(
         "--stores",
         nargs="+",

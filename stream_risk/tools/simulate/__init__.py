@@ -85,14 +85,30 @@ __all__ = [
 # --- command line ---------------------------------------------------------------------------------
 
 
+def whole_number(text: str) -> int:
+    """A command-line count that may be 0.
+
+    >>> whole_number("0")
+    0
+    >>> whole_number("-1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be at least 0, got -1
+    """
+    return _count(text, 0)
+
+
 def positive_int(text: str) -> int:
     """A command-line count: a whole number of at least 1."""
+    return _count(text, 1)
+
+
+def _count(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
 
 
