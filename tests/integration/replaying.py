@@ -11,6 +11,11 @@ from typing import Any
 from stream_risk.schemas.events import EVENT_TYPES
 
 from .conftest import Env
+from .topics import read_all
+
+#: What every worker must agree with ``replay`` on: balances, counts and delinquency. The
+#: segment-behaviour detector learns from a worker's own customers, so scores may differ.
+OWN_FEATURES = ("open_balance", "overdue_balance", "order_count_30d", "days_past_due")
 
 
 def replay_of(
@@ -53,3 +58,22 @@ def caught_up_with(
         )
 
     return caught_up
+
+
+def assert_as_replay(
+    env: Env,
+    expected_profiles: dict[str, Any],
+    timeout: float,
+    features: tuple[str, ...] = OWN_FEATURES,
+) -> dict[str, Any]:
+    """Read profiles until every customer's latest is the expected one; assert that no
+    record was dead-lettered and that ``features`` equal replay's. Returns the latest
+    profile of each customer."""
+    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=timeout)
+    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
+    assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
+    for customer_id, profile in expected_profiles.items():
+        got, want = latest[customer_id]["features"], profile["features"]
+        for name in features:
+            assert got.get(name) == want.get(name), (customer_id, name, got, want)
+    return latest

@@ -12,7 +12,7 @@ import pytest
 from stream_risk.tools.simulate import generate
 
 from .conftest import Env, deployment_env
-from .replaying import caught_up_with, replay_of
+from .replaying import assert_as_replay, caught_up_with, replay_of
 from .topics import create_topics, read_all
 
 CUSTOMERS = 60
@@ -79,13 +79,6 @@ def test_a_rebalance_mid_backlog_loses_nothing_and_rejects_nothing(env: Env) -> 
     second = env.worker()
     second.start()
 
-    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=600)
-    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
-    assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
-    # Each worker's segment-behaviour detector learns from its own customers only, so
-    # the score may differ from replay's; balances and counts may not.
-    for customer_id, profile in expected_profiles.items():
-        got, want = latest[customer_id]["features"], profile["features"]
-        for name in ("open_balance", "overdue_balance", "order_count_30d", "days_past_due"):
-            assert got.get(name) == want.get(name), (customer_id, name)
+    # Each worker's segment-behaviour detector learns from its own customers only.
+    assert_as_replay(env, expected_profiles, timeout=600)
     assert all(w.proc is not None and w.proc.poll() is None for w in (first, second))

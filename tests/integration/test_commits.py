@@ -19,12 +19,11 @@ from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.tools.simulate import generate
 
 from .conftest import BOOTSTRAP, Env, wait_for
-from .replaying import caught_up_with, replay_of
+from .replaying import assert_as_replay, replay_of
 from .topics import create_topics, read_all
 
 #: Balances and counts: what each worker must agree on with replay (the segment
 #: behaviour score depends on which customers a worker saw).
-FEATURES = ("open_balance", "overdue_balance", "order_count_30d", "days_past_due")
 
 
 def _input_topics(env: Env) -> list[str]:
@@ -71,16 +70,6 @@ def _inputs_with_offsets(env: Env) -> list[tuple[str, int, int, dict[str, Any]]]
         consumer.close()
 
 
-def _assert_as_replay(env: Env, expected: dict[str, Any], timeout: float) -> None:
-    profiles = env.consume("profiles", caught_up_with(expected), timeout=timeout)
-    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
-    assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
-    for customer_id, profile in expected.items():
-        got, want = latest[customer_id]["features"], profile["features"]
-        for name in FEATURES:
-            assert got.get(name) == want.get(name), (customer_id, name, got, want)
-
-
 @pytest.mark.timeout(1200)
 def test_a_worker_killed_before_its_first_commit_loses_nothing(env: Env) -> None:
     events = list(generate(customers=30, days=90, seed=23))
@@ -110,7 +99,7 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing(env: Env) -> None
     second.start(timeout=300)
     third = env.worker()
     third.start(timeout=300)
-    _assert_as_replay(env, expected, timeout=600)
+    assert_as_replay(env, expected, timeout=600)
     assert all(w.proc is not None and w.proc.poll() is None for w in (second, third))
 
 
@@ -150,4 +139,4 @@ def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
                     f"{event['customer_id']} shows it"
                 )
     worker.start(timeout=300)
-    _assert_as_replay(env, expected, timeout=600)
+    assert_as_replay(env, expected, timeout=600)

@@ -10,7 +10,7 @@ from stream_risk.tools.bench import committed_lag, records_written
 from stream_risk.tools.simulate import generate
 
 from .conftest import BOOTSTRAP, Env, wait_for
-from .replaying import caught_up_with, replay_of
+from .replaying import assert_as_replay, replay_of
 from .topics import create_topics, read_all
 
 #: The worker's log line after recovery (stream_risk.agents.state_store).
@@ -18,7 +18,6 @@ RECOVERED = re.compile(r"customer states recovered: (\d+) changelog records read
 #: Features that depend on the customer's own events only (the segment-behaviour
 #: detector, fed by all of a worker's customers, is snapshotted once a minute and may
 #: differ after a kill -9).
-OWN_FEATURES = ("open_balance", "overdue_balance", "order_count_30d", "days_past_due")
 
 
 def _recovered(worker_log: str, start: int) -> int:
@@ -70,13 +69,7 @@ def test_a_killed_rocksdb_worker_recovers_only_the_tail_and_gives_what_replay_gi
     shutil.copytree(snapshot, data)
     worker.start()
 
-    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=300)
-    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
-    assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
-    for customer_id, profile in expected_profiles.items():
-        got, want = latest[customer_id]["features"], profile["features"]
-        for name in OWN_FEATURES:
-            assert got.get(name) == want.get(name), (customer_id, name)
+    assert_as_replay(env, expected_profiles, timeout=300)
 
     # Each start read exactly the changelog records its disk lacked, never the whole log.
     log = worker.log()
