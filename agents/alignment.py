@@ -43,8 +43,8 @@ Item = TypeVar("Item")
 log = logging.getLogger(__name__)
 
 #: ``caught_up(topic, partition, next_offset, since)``: True when the broker held
-#: nothing from ``next_offset`` on at a fetch answered no earlier than ``since`` (when
-#: the fetch that brought the record about to be released was answered), False when
+#: nothing from ``next_offset`` on at a fetch answered after ``since`` (when the fetch
+#: that brought the record about to be released was answered), False when
 #: it holds more, None when not known (``next_offset`` None: nothing of that input
 #: fetched yet). See :func:`lag_seen`.
 CaughtUp = Callable[[str, int, "int | None", float], "bool | None"]
@@ -70,16 +70,16 @@ def lag_seen(
     -------
     bool or None
         False: the broker holds records not read yet (it is behind, whenever seen);
-        True: it held nothing more in an answer no older than the waiting record's,
-        so nothing it held then can be earlier (Kafka Streams' rule: an input known
-        to be caught up with its end offset is not waited for); None: its last answer
-        predates the waiting record's, or it has none.
+        True: it held nothing more in an answer later than the waiting record's, so
+        nothing produced before that record arrived can be missing (Kafka Streams'
+        rule: an input known to be caught up with its end offset is not waited for);
+        None: its last answer is the waiting record's own or older, or it has none.
 
     Examples
     --------
-    >>> lag_seen(40, 100.0, 40, 100.0)  # the same fetch answered both: caught up
+    >>> lag_seen(40, 100.02, 40, 100.0)  # a later fetch found nothing more: caught up
     True
-    >>> lag_seen(40, 99.5, 40, 100.0) is None  # an older answer: something may have come
+    >>> lag_seen(40, 100.0, 40, 100.0) is None  # the waiting record's own fetch
     True
     >>> lag_seen(41, 99.5, 40, 100.0)
     False
@@ -88,10 +88,11 @@ def lag_seen(
         return None
     if next_offset < end:
         return False
-    # One fetch answers every partition of a broker at one time stamp, so ">=" takes
-    # the answer that brought the waiting record; an older one may predate records
-    # produced alongside it.
-    return True if answered >= since else None
+    # Not the answer that brought the waiting record: records produced alongside it on
+    # other topics may land just after it (a producer writing several topics sends
+    # them one by one). The next answer comes as soon as any record lands, or within
+    # the consumer's fetch wait.
+    return True if answered > since else None
 
 
 def event_time(value: bytes | None) -> float | None:

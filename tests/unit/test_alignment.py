@@ -217,12 +217,13 @@ def test_an_input_whose_lag_becomes_known_is_waited_for_again(
         # Never answered: not known.
         (None, None, 0, 100.0, None),
         (40, None, 40, 100.0, None),
-        # Nothing more on the broker, in the very fetch that brought the waiting record.
-        (40, 100.0, 40, 100.0, True),
-        # ... or in a later one.
+        # Nothing more on the broker in a fetch answered after the waiting record's.
         (40, 100.5, 40, 100.0, True),
-        (0, 100.0, 0, 100.0, True),
-        # An answer older than the waiting record's may predate records sent with it.
+        (0, 100.001, 0, 100.0, True),
+        # The waiting record's own answer, or an older one: records produced alongside
+        # it may land just after it.
+        (40, 100.0, 40, 100.0, None),
+        (0, 100.0, 0, 100.0, None),
         (40, 99.999, 40, 100.0, None),
         # Records not read yet: behind, however old the answer.
         (41, 99.0, 40, 100.0, False),
