@@ -124,7 +124,17 @@ _FIELDS = tuple(
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
 KEPT_ENCODED = frozenset(
-    {"seen", "book", "journal", "orders", "cancelled", "ledger", "statements", "promises"}
+    {
+        "seen",
+        "book",
+        "journal",
+        "orders",
+        "cancelled",
+        "ledger",
+        "statements",
+        "promises",
+        "snapshots",
+    }
 )
 #: Fields left out of the encoding while they hold their (empty) default.
 _EMPTY_BY_DEFAULT = frozenset(
