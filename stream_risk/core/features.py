@@ -765,6 +765,9 @@ class InvoiceAges:
     #: The first time after ``aged_at`` at which an invoice with something open
     #: crosses an age of :data:`INVOICE_CROSSINGS` (``None``: never).
     next_crossing: float | None = None
+    #: Before this event time no invoice, open or closed, reaches an age that moves
+    #: the sums above: they hold from ``aged_at`` on (see :func:`_valid_until`).
+    valid_until: float = -math.inf
 
 
 #: Below this many invoices a loop over the book is cheaper than the index.
@@ -777,12 +780,66 @@ def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
     if ages is None:
         ages = _index(state.book)
         state.invoice_ages = ages
-    if now != ages.aged_at:
+    if now != ages.aged_at and not ages.aged_at < now < ages.valid_until:
         if ages.dues is None:
             _age(ages, state.book, now)
         else:
             _age_indexed(ages, state.book, now)
+        ages.valid_until = _valid_until(ages, state.book, now)
     return ages
+
+
+#: Ages are compared in ways that round differently from ``due + offset``, by far
+#: less than this: sums are reused only this far from any age that moves them.
+_AGING_MARGIN = 1.0
+#: Ages after its due date at which any invoice moves ``fell_due`` (enters and leaves
+#: the 90 days).
+_FELL_DUE_SECONDS = (0.0, 90 * DAY)
+#: Ages after its due date at which a closed invoice moves the sums, by how many
+#: delinquency levels it reached: ``fell_due``, and each level reached, entering
+#: the 6- and 12-month counts and leaving them.
+_CLOSED_SECONDS = tuple(
+    tuple(
+        sorted(
+            set(_FELL_DUE_SECONDS)
+            | {
+                (level + months) * DAY
+                for level in DELINQUENCY_LEVELS[:n]
+                for months in (0, 182, 365)
+            }
+        )
+    )
+    for n in range(len(DELINQUENCY_LEVELS) + 1)
+)
+
+
+def _valid_until(ages: InvoiceAges, book: Any, now: float) -> float:
+    """Until when the sums aged at ``now`` hold: the margin before the first age after
+    ``now`` at which an invoice moves them. Every comparison the sums make changes
+    only once as time goes on, at one of these ages."""
+    after = now - _AGING_MARGIN
+    until = math.inf
+    if ages.dues is None:
+        for amount, _, due, _ in book["inv"].values():
+            offsets = _CROSSING_SECONDS if amount > 0 else _FELL_DUE_SECONDS
+            until = min(until, _first_age_after(due, offsets, after))
+    else:
+        for dues, offsets in ((ages.dues, _FELL_DUE_SECONDS), (ages.open_dues, _CROSSING_SECONDS)):
+            for offset in offsets:
+                # The oldest invoice still short of ``offset`` reaches it first.
+                k = bisect.bisect_right(dues, after - offset)
+                if k < len(dues):
+                    until = min(until, dues[k] + offset)
+    for closed in book["closed"]:
+        reached = sum(closed[3] >= level for level in DELINQUENCY_LEVELS)
+        until = min(until, _first_age_after(closed[1], _CLOSED_SECONDS[reached], after))
+    return until - _AGING_MARGIN
+
+
+def _first_age_after(due: float, offsets: tuple[float, ...], after: float) -> float:
+    """The first of ``due + offset`` (ascending ``offsets``) later than ``after``."""
+    k = bisect.bisect_right(offsets, after - due)
+    return due + offsets[k] if k < len(offsets) else math.inf
 
 
 def _index(book: Any) -> InvoiceAges:
