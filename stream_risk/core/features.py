@@ -768,6 +768,9 @@ class InvoiceAges:
     #: Before this event time no invoice, open or closed, reaches an age that moves
     #: the sums above: they hold from ``aged_at`` on (see :func:`_valid_until`).
     valid_until: float = -math.inf
+    #: The ages (as event times, ascending) at which the closed invoices, and the open
+    #: ones when not indexed, move the sums: found once per book.
+    turns: list[float] | None = None
 
 
 #: Below this many invoices a loop over the book is cheaper than the index.
@@ -818,28 +821,36 @@ def _valid_until(ages: InvoiceAges, book: Any, now: float) -> float:
     ``now`` at which an invoice moves them. Every comparison the sums make changes
     only once as time goes on, at one of these ages."""
     after = now - _AGING_MARGIN
-    until = math.inf
-    if ages.dues is None:
-        for amount, _, due, _ in book["inv"].values():
-            offsets = _CROSSING_SECONDS if amount > 0 else _FELL_DUE_SECONDS
-            until = min(until, _first_age_after(due, offsets, after))
-    else:
+    turns = ages.turns
+    if turns is None:
+        turns = ages.turns = _turns(ages, book)
+    k = bisect.bisect_right(turns, after)
+    until = turns[k] if k < len(turns) else math.inf
+    if ages.dues is not None:
         for dues, offsets in ((ages.dues, _FELL_DUE_SECONDS), (ages.open_dues, _CROSSING_SECONDS)):
             for offset in offsets:
                 # The oldest invoice still short of ``offset`` reaches it first.
                 k = bisect.bisect_right(dues, after - offset)
                 if k < len(dues):
                     until = min(until, dues[k] + offset)
-    for closed in book["closed"]:
-        reached = sum(closed[3] >= level for level in DELINQUENCY_LEVELS)
-        until = min(until, _first_age_after(closed[1], _CLOSED_SECONDS[reached], after))
     return until - _AGING_MARGIN
 
 
-def _first_age_after(due: float, offsets: tuple[float, ...], after: float) -> float:
-    """The first of ``due + offset`` (ascending ``offsets``) later than ``after``."""
-    k = bisect.bisect_right(offsets, after - due)
-    return due + offsets[k] if k < len(offsets) else math.inf
+def _turns(ages: InvoiceAges, book: Any) -> list[float]:
+    """The times at which the closed invoices, and the open ones unless indexed, move
+    the sums, ascending."""
+    turns = [
+        closed[1] + offset
+        for closed in book["closed"]
+        for offset in _CLOSED_SECONDS[bisect.bisect_right(DELINQUENCY_LEVELS, closed[3])]
+    ]
+    if ages.dues is None:
+        for amount, _, due, _ in book["inv"].values():
+            turns += [
+                due + offset for offset in (_CROSSING_SECONDS if amount > 0 else _FELL_DUE_SECONDS)
+            ]
+    turns.sort()
+    return turns
 
 
 def _index(book: Any) -> InvoiceAges:
