@@ -138,7 +138,7 @@ def exposure_at(state: CustomerState, t: float) -> float | None:
 
 
 def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float | None]:
-    """:func:`exposure_at` for each of ``times`` (ascending), in one walk of the ledger."""
+    """:func:`exposure_at` for each of ``times`` (ascending), from the ledger's daily totals."""
     if not state.invoiced:
         out: list[float | None] = []
         for t in times:
@@ -146,15 +146,17 @@ def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float |
             out.append(None if stmt is None else float(stmt[STMT_BALANCE]))
         return out
     ledger = state.ledger
-    total = state.ledger_base
+    totals = state.ledger_totals
+    if totals is None:
+        # Day by day from the oldest, as the receivable accrued; kept until the
+        # ledger changes.
+        totals = list(itertools.accumulate(map(_change, ledger), initial=state.ledger_base))
+        state.ledger_totals = totals
     values: list[float | None] = []
     i = 0
     for t in times:
-        j = bisect.bisect_right(ledger, int(t // DAY), i, key=_day)
-        # Day by day from the oldest, as the receivable accrued.
-        total = functools.reduce(operator.add, map(_change, ledger[i:j]), total)
-        i = j
-        values.append(total)
+        i = bisect.bisect_right(ledger, int(t // DAY), i, key=_day)
+        values.append(totals[i])
     return values
 
 

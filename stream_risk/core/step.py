@@ -583,6 +583,7 @@ def _receivable(state: CustomerState, entry: list[Any]) -> None:
 def _ledger(state: CustomerState, ts: float, delta: float) -> None:
     day = int(ts // feats.DAY)
     ledger = state.ledger
+    state.ledger_totals = None  # derived from the ledger
     for rec in reversed(ledger):
         if rec[0] == day:
             rec[1] += delta
@@ -676,3 +677,4 @@ def _expire(state: CustomerState, now: float, ctx: Context) -> None:
     first_day = int(now // feats.DAY) - feats.LEDGER_DAYS
     while ledger and ledger[0][0] < first_day:
         state.ledger_base += ledger.pop(0)[1]
+        state.ledger_totals = None
