@@ -138,7 +138,7 @@ def exposure_at(state: CustomerState, t: float) -> float | None:
 
 
 def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float | None]:
-    """:func:`exposure_at` for each of ``times`` (ascending), in one walk of the ledger."""
+    """:func:`exposure_at` for each of ``times`` (ascending), from the ledger's daily totals."""
     if not state.invoiced:
         out: list[float | None] = []
         for t in times:
@@ -146,15 +146,17 @@ def exposures_at(state: CustomerState, times: tuple[float, ...]) -> list[float |
             out.append(None if stmt is None else float(stmt[STMT_BALANCE]))
         return out
     ledger = state.ledger
-    total = state.ledger_base
+    totals = state.ledger_totals
+    if totals is None:
+        # Day by day from the oldest, as the receivable accrued; kept until the
+        # ledger changes.
+        totals = list(itertools.accumulate(map(_change, ledger), initial=state.ledger_base))
+        state.ledger_totals = totals
     values: list[float | None] = []
     i = 0
     for t in times:
-        j = bisect.bisect_right(ledger, int(t // DAY), i, key=_day)
-        # Day by day from the oldest, as the receivable accrued.
-        total = functools.reduce(operator.add, map(_change, ledger[i:j]), total)
-        i = j
-        values.append(total)
+        i = bisect.bisect_right(ledger, int(t // DAY), i, key=_day)
+        values.append(totals[i])
     return values
 
 
@@ -765,6 +767,12 @@ class InvoiceAges:
     #: The first time after ``aged_at`` at which an invoice with something open
     #: crosses an age of :data:`INVOICE_CROSSINGS` (``None``: never).
     next_crossing: float | None = None
+    #: Before this event time no invoice, open or closed, reaches an age that moves
+    #: the sums above: they hold from ``aged_at`` on (see :func:`_valid_until`).
+    valid_until: float = -math.inf
+    #: The ages (as event times, ascending) at which the closed invoices, and the open
+    #: ones when not indexed, move the sums: found once per book.
+    turns: list[float] | None = None
 
 
 #: Below this many invoices a loop over the book is cheaper than the index.
@@ -777,12 +785,74 @@ def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
     if ages is None:
         ages = _index(state.book)
         state.invoice_ages = ages
-    if now != ages.aged_at:
+    if now != ages.aged_at and not ages.aged_at < now < ages.valid_until:
         if ages.dues is None:
             _age(ages, state.book, now)
         else:
             _age_indexed(ages, state.book, now)
+        ages.valid_until = _valid_until(ages, state.book, now)
     return ages
+
+
+#: Ages are compared in ways that round differently from ``due + offset``, by far
+#: less than this: sums are reused only this far from any age that moves them.
+_AGING_MARGIN = 1.0
+#: Ages after its due date at which any invoice moves ``fell_due`` (enters and leaves
+#: the 90 days).
+_FELL_DUE_SECONDS = (0.0, 90 * DAY)
+#: Ages after its due date at which a closed invoice moves the sums, by how many
+#: delinquency levels it reached: ``fell_due``, and each level reached, entering
+#: the 6- and 12-month counts and leaving them.
+_CLOSED_SECONDS = tuple(
+    tuple(
+        sorted(
+            set(_FELL_DUE_SECONDS)
+            | {
+                (level + months) * DAY
+                for level in DELINQUENCY_LEVELS[:n]
+                for months in (0, 182, 365)
+            }
+        )
+    )
+    for n in range(len(DELINQUENCY_LEVELS) + 1)
+)
+
+
+def _valid_until(ages: InvoiceAges, book: Any, now: float) -> float:
+    """Until when the sums aged at ``now`` hold: the margin before the first age after
+    ``now`` at which an invoice moves them. Every comparison the sums make changes
+    only once as time goes on, at one of these ages."""
+    after = now - _AGING_MARGIN
+    turns = ages.turns
+    if turns is None:
+        turns = ages.turns = _turns(ages, book)
+    k = bisect.bisect_right(turns, after)
+    until = turns[k] if k < len(turns) else math.inf
+    if ages.dues is not None:
+        for dues, offsets in ((ages.dues, _FELL_DUE_SECONDS), (ages.open_dues, _CROSSING_SECONDS)):
+            for offset in offsets:
+                # The oldest invoice still short of ``offset`` reaches it first.
+                k = bisect.bisect_right(dues, after - offset)
+                if k < len(dues):
+                    until = min(until, dues[k] + offset)
+    return until - _AGING_MARGIN
+
+
+def _turns(ages: InvoiceAges, book: Any) -> list[float]:
+    """The times at which the closed invoices, and the open ones unless indexed, move
+    the sums, ascending."""
+    turns = [
+        closed[1] + offset
+        for closed in book["closed"]
+        for offset in _CLOSED_SECONDS[bisect.bisect_right(DELINQUENCY_LEVELS, closed[3])]
+    ]
+    if ages.dues is None:
+        for amount, _, due, _ in book["inv"].values():
+            turns += [
+                due + offset for offset in (_CROSSING_SECONDS if amount > 0 else _FELL_DUE_SECONDS)
+            ]
+    turns.sort()
+    return turns
 
 
 def _index(book: Any) -> InvoiceAges:

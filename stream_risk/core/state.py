@@ -113,18 +113,32 @@ class CustomerState:
     #: :func:`stream_risk.core.features.invoice_ages`): derived from ``book``, dropped
     #: whenever ``step`` changes the book. Not encoded.
     invoice_ages: Any = field(default=None, compare=False, repr=False)
+    #: The net receivable at the end of each ledger day, ``ledger_base`` first (see
+    #: :func:`stream_risk.core.features.exposures_at`): derived from ``ledger``,
+    #: dropped whenever ``step`` or expiry changes it. Not encoded.
+    ledger_totals: list[float] | None = field(default=None, compare=False, repr=False)
 
 
 #: Fields in the encoding: all but the encoded parts kept beside the state.
 _FIELDS = tuple(
     name
     for name in CustomerState.__slots__  # type: ignore[attr-defined]
-    if name not in ("encoded_parts", "unchanged", "invoice_ages")
+    if name not in ("encoded_parts", "unchanged", "invoice_ages", "ledger_totals")
 )
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
 KEPT_ENCODED = frozenset(
-    {"seen", "book", "journal", "orders", "cancelled", "ledger", "statements", "promises"}
+    {
+        "seen",
+        "book",
+        "journal",
+        "orders",
+        "cancelled",
+        "ledger",
+        "statements",
+        "promises",
+        "snapshots",
+    }
 )
 #: Fields left out of the encoding while they hold their (empty) default.
 _EMPTY_BY_DEFAULT = frozenset(

@@ -77,9 +77,11 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
     taken = len(state.snapshots)
-    _take_snapshots(state, ts, ctx)
+    took = _take_snapshots(state, ts, ctx)
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
     unchanged = state.unchanged - _CHANGED_BY.get(type(event), KEPT_ENCODED)
+    if took:
+        unchanged -= _SNAPSHOTS
     # The segment detector learns the customer once per period, at its first event of
     # the period: when timers wake the customer cannot change what it learns.
     period = ctx.snapshot_every
@@ -99,7 +101,8 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
     now = max(state.updated_at, state.clock or state.updated_at)
     state.clock = now
     state.unchanged = unchanged - _forget(state, now, ctx)
-    _prune_snapshots(state, now, ctx)
+    if _prune_snapshots(state, now, ctx):
+        state.unchanged -= _SNAPSHOTS
     out = _evaluate(state, now, event.event_id, ts, ctx, learn)
     if example is not None:
         out.training_examples.append(example)
@@ -111,11 +114,12 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     if state.clock is not None and now <= state.clock:
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
-    _take_snapshots(state, now, ctx)
+    took = _take_snapshots(state, now, ctx)
     since = _evaluated_as_of(state)
     state.clock = now
     state.unchanged = state.unchanged - _forget(state, now, ctx)
-    _prune_snapshots(state, now, ctx)
+    if _prune_snapshots(state, now, ctx) or took:
+        state.unchanged -= _SNAPSHOTS
     return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
 
 
@@ -357,30 +361,37 @@ def _segment_key(state: CustomerState) -> str:
     return str(segment.get("industry") or "all")
 
 
-def _take_snapshots(state: CustomerState, until: float, ctx: Context) -> None:
+#: The field :func:`_take_snapshots` and :func:`_prune_snapshots` change.
+_SNAPSHOTS = frozenset({"snapshots"})
+
+
+def _take_snapshots(state: CustomerState, until: float, ctx: Context) -> bool:
     """Keep the model inputs at each period boundary the clock passes on its way to ``until``.
 
     A boundary's inputs are those of the state as it is when the boundary comes
     (before any event at or after it), so they do not depend on when the customer
     was evaluated. Only the boundaries that :func:`_prune_snapshots` would keep
     are computed: a customer woken after a long quiet spell pays for a few.
+    Returns whether it took any.
     """
     clock = state.clock
     if clock is None or until <= clock:
-        return
+        return False
     period = ctx.snapshot_every
     first = math.floor(clock / period) + 1
     last = math.floor(until / period)
     snapshots = state.snapshots
+    taken = len(snapshots)
     for n in range(max(first, last - _snapshots_kept(ctx) + 1), last + 1):
         boundary = n * period
         if boundary <= clock:
             continue  # ``clock / period`` rounded up to the boundary
         features = feats.compute(state, boundary, _MODEL_GROUPS)
         snapshots.append([boundary, [_model_value(features.get(name)) for name in MODEL_FEATURES]])
+    return len(snapshots) > taken
 
 
-def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> None:
+def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> bool:
     """Drop the snapshots no outcome still to come can choose.
 
     An older snapshot is useless once a later one is already old enough for any
@@ -388,8 +399,10 @@ def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> None:
     the customer's latest event, however far timers moved its clock on the
     partition's newer events (a review wake-up of a customer whose own events are
     still arriving): the earliest such outcome, not the clock, sets the cutoff.
+    Returns whether it dropped any.
     """
     snapshots = state.snapshots
+    before = len(snapshots)
     latest = now if state.updated_at is None else min(now, state.updated_at)
     cutoff = latest - ctx.allowed_lateness - ctx.outcome_horizon
     while len(snapshots) > 1 and snapshots[1][0] <= cutoff:
@@ -404,6 +417,7 @@ def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> None:
                 break
         else:
             break
+    return len(snapshots) < before
 
 
 def _model_value(value: Any) -> Any:
@@ -569,6 +583,7 @@ def _receivable(state: CustomerState, entry: list[Any]) -> None:
 def _ledger(state: CustomerState, ts: float, delta: float) -> None:
     day = int(ts // feats.DAY)
     ledger = state.ledger
+    state.ledger_totals = None  # derived from the ledger
     for rec in reversed(ledger):
         if rec[0] == day:
             rec[1] += delta
@@ -662,3 +677,4 @@ def _expire(state: CustomerState, now: float, ctx: Context) -> None:
     first_day = int(now // feats.DAY) - feats.LEDGER_DAYS
     while ledger and ledger[0][0] < first_day:
         state.ledger_base += ledger.pop(0)[1]
+        state.ledger_totals = None
