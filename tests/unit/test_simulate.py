@@ -359,6 +359,35 @@ def test_produce_routes_keys_and_paces(fake_kafka: type[_FakeProducer]) -> None:
     assert time.monotonic() - started >= 0.09
 
 
+def test_produce_waits_while_held_back_and_shifts_its_schedule(
+    fake_kafka: type[_FakeProducer],
+) -> None:
+    event = next(iter(generate(customers=1, days=5, seed=2)))
+    hour = [
+        {**event, "occurred_at": "2026-01-01T00:00:00+00:00"},
+        {**event, "occurred_at": "2026-01-01T01:00:00+00:00"},  # due 0.1 s after the first
+    ]
+    sent_while_held: list[int] = []
+    held_until: list[float] = []
+
+    def worker_behind() -> bool:
+        # Behind for 0.3 s once the first event is out.
+        sent = len(fake_kafka.instances[0].sent)
+        if sent == 1 and not held_until:
+            held_until.append(time.monotonic() + 0.3)
+        behind = bool(held_until) and time.monotonic() < held_until[0]
+        if behind:
+            sent_while_held.append(sent)
+        return behind
+
+    started = time.monotonic()
+    assert produce(hour, "broker:9092", TOPICS, speed=36_000.0, hold_back=worker_behind) == 2
+    # Nothing went out while held, and the second event kept its 0.1 s after the wait
+    # instead of following at once (no burst to make up for the wait).
+    assert sent_while_held and set(sent_while_held) == {1}
+    assert time.monotonic() - started >= 0.39
+
+
 def test_produce_interrupted_flushes_and_counts(
     fake_kafka: type[_FakeProducer], monkeypatch: pytest.MonkeyPatch
 ) -> None:

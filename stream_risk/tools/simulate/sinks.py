@@ -23,6 +23,8 @@ from stream_risk.kafka_security import KafkaSecurity
 from stream_risk.tools.simulate.model import Event
 
 _PROGRESS_EVERY_S = 2.0
+#: How often a held-back sender asks again whether it may go on.
+_HOLD_POLL_S = 0.1
 
 
 # --- pacing and progress --------------------------------------------------------------------------
@@ -134,15 +136,24 @@ def check_pacing(rate: float | None, speed: float | None) -> None:
 
 
 class _Pacer:
-    """Holds events back to a wall-clock schedule and reports progress while doing so."""
+    """Holds events back to a wall-clock schedule and reports progress while doing so.
+
+    While ``hold_back()`` is true (a reader that cannot keep up), sending waits, and the
+    schedule resumes where it paused instead of making up for the wait in a burst.
+    """
 
     def __init__(
-        self, rate: float | None, speed: float | None, progress: ProgressCallback | None
+        self,
+        rate: float | None,
+        speed: float | None,
+        progress: ProgressCallback | None,
+        hold_back: Callable[[], bool] | None = None,
     ) -> None:
         check_pacing(rate, speed)
         self.rate = rate
         self.speed = speed
         self.progress = progress
+        self.hold_back = hold_back
         self.sent = 0
         self.event_time: str | None = None
         # The clock starts with the first event, not while connecting to the broker.
@@ -153,6 +164,12 @@ class _Pacer:
         """Sleep until ``event`` is due."""
         if not self.started:
             self.started = self.last_report = time.monotonic()
+        if self.hold_back is not None and self.hold_back():
+            held = time.monotonic()
+            while self.hold_back():
+                time.sleep(_HOLD_POLL_S)
+                self.maybe_report()
+            self.started += time.monotonic() - held
         if self.rate is not None:
             self._sleep_until(self.started + self.sent / self.rate)
         elif self.speed is not None:
@@ -200,6 +217,7 @@ def produce(
     progress: ProgressCallback | None = None,
     *,
     connect_timeout: float = 10.0,
+    hold_back: Callable[[], bool] | None = None,
 ) -> int:
     """Send events to Kafka, one topic per event type.
 
@@ -225,6 +243,10 @@ def produce(
         (:func:`stderr_progress` prints it).
     connect_timeout : float
         Seconds to wait for the broker before giving up.
+    hold_back : callable, optional
+        Asked before each event; while it returns True nothing is sent, and the
+        pacing schedule is shifted by the wait (the demo holds back while its
+        worker's lag is too large).
 
     Returns
     -------
@@ -243,7 +265,7 @@ def produce(
         On Ctrl-C, after flushing what was sent; ``.sent`` says how many the broker
         acknowledged.
     """
-    pacer = _Pacer(rate, speed, progress)
+    pacer = _Pacer(rate, speed, progress, hold_back)
     servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
     try:
         producer = KafkaProducer(
