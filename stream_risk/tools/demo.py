@@ -268,7 +268,9 @@ def _print_warnings(
             now = time.monotonic()
             if ends is not None and now > ends:
                 return
-            if now >= next_lag:
+            report = now >= next_report
+            # One reading of the lag serves the simulator's pacing and the progress line.
+            if now >= next_lag or report:
                 next_lag = now + LAG_EVERY
                 # Read by the simulator, which waits while the worker is too far behind.
                 lag = committed_lag(settings.kafka_bootstrap, settings.app_id, inputs)
@@ -282,12 +284,11 @@ def _print_warnings(
                         f"whenever it is more than {LAG_LIMIT:,} behind (simulated time slows "
                         "down; a lower --speed avoids this)"
                     )
-            if now < next_report:
+            if not report:
                 continue
             next_report = now + PROGRESS_EVERY
             # Progress from the broker: what the simulator sent, what the worker committed.
             produced = records_written(settings.kafka_bootstrap, *inputs)
-            lag = committed_lag(settings.kafka_bootstrap, settings.app_id, inputs)
             dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
             processed = produced - lag
             day = (sent or {}).get("event_time") or "-"
