@@ -1,0 +1,121 @@
+"""The receivables book's kept settlement order, against direct computations.
+
+- The settlement order kept beside a book equals the invoices sorted by due date,
+  issue time and id after EVERY arrival: new invoices, re-sent ones with another
+  due date, payments closing invoices, bounces re-opening them, and late arrivals
+  that undo and re-apply the journal.
+- Every payment settles the invoice it names, then the oldest open invoices, as
+  sorting the open invoices at that moment gives, and stops only when its money
+  runs out.
+- A decoded book keeps its order too and encodes as the plain dict it was.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from risk_factory import T0S, late_arrival_order
+from test_receivables_bounded import DELAYS, LATENESS, entries
+
+from stream_risk.core import CustomerState
+from stream_risk.core import receivables as rb
+from stream_risk.core.receivables import INV_DUE, INV_ISSUED, INV_OPEN, Book, apply, fold, record
+from stream_risk.core.state import decode, encode
+
+DAY = 86_400.0
+
+
+def sorted_keys(book: dict[str, Any]) -> list[tuple[float, float, str]]:
+    """The settlement order by a sort of all the invoices (the direct computation)."""
+    return sorted((inv[INV_DUE], inv[INV_ISSUED], k) for k, inv in book["inv"].items())
+
+
+def oldest_open(book: dict[str, Any], named: str | None) -> list[str]:
+    """The invoices a payment naming ``named`` settles, in order, by sorting the open ones."""
+    invoices = book["inv"]
+    ids = [k for k, inv in invoices.items() if inv[INV_OPEN] > 0]
+    ids.sort(key=lambda k: (invoices[k][INV_DUE], invoices[k][INV_ISSUED], k))
+    if named in ids:
+        ids.remove(named)
+        ids.insert(0, named)
+    return ids
+
+
+def _plain(book: dict[str, Any]) -> Any:
+    return orjson.loads(orjson.dumps({**book, "pay": list(book["pay"].items())}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries(resent=True, most=40), st.data())
+def test_the_kept_order_is_the_sorted_order_after_every_arrival(
+    timeline: list[list[Any]], data: st.DataObject
+) -> None:
+    delays = data.draw(st.lists(DELAYS, min_size=len(timeline), max_size=len(timeline)))
+    arrival = late_arrival_order([e[0] for e in timeline], delays, LATENESS)
+    book = rb.new_book()
+    plain: dict[str, Any] = dict(rb.new_book())  # no order kept: sorted afresh
+    journal: list[list[Any]] = []
+    plain_journal: list[list[Any]] = []
+    latest = -math.inf
+    for i in arrival:
+        entry = timeline[i]
+        record(book, journal, orjson.loads(orjson.dumps(entry)))
+        record(plain, plain_journal, orjson.loads(orjson.dumps(entry)))  # type: ignore[arg-type]
+        latest = max(latest, entry[0])
+        fold(journal, latest - LATENESS)
+        fold(plain_journal, latest - LATENESS)
+        assert rb.due_order(book) is book.due_order  # kept, not rebuilt
+        assert book.due_order == sorted_keys(book)
+        assert _plain(book) == _plain(plain)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries(resent=True, most=40))
+def test_a_payment_settles_the_oldest_open_invoices_as_sorting_them_gives(
+    timeline: list[list[Any]],
+) -> None:
+    book = rb.new_book()
+    for entry in timeline:
+        if entry[1] != "p":
+            apply(book, entry)
+            continue
+        _, _, payment_id, amount, named = entry
+        expected = oldest_open(book, named)
+        opens = {k: book["inv"][k][INV_OPEN] for k in expected}
+        apply(book, entry)
+        _, unapplied, allocations = book["pay"][payment_id]
+        settled = [a[0] for a in allocations]
+        assert settled == expected[: len(settled)]
+        # Each invoice reached gets what is open or what is left of the payment ...
+        left = amount
+        for invoice_id, paid, *_ in allocations:
+            assert paid == min(opens[invoice_id], left)
+            left -= paid
+        # ... and it stops only when the money runs out or nothing is open.
+        assert unapplied == left
+        assert left <= 0 or settled == expected
+        assert book.due_order == sorted_keys(book)
+
+
+def test_a_decoded_book_keeps_its_order_and_encodes_as_before() -> None:
+    state = CustomerState("c1")
+    t = T0S
+    for entry in (
+        [t, "i", "i1", 100.0, t + 30 * DAY],
+        [t + 1, "i", "i2", 100.0, t + 10 * DAY],
+        [t + 2, "i", "i3", 100.0, t + 20 * DAY],
+    ):
+        record(state.book, state.journal, entry)
+    raw = encode(state)
+    again = decode(raw)
+    assert type(again.book) is Book
+    assert encode(again) == raw
+    record(again.book, again.journal, [t + 3, "p", "p1", 150.0, None])
+    # The payment went to the invoice due first, then the next one due.
+    assert {k: v[INV_OPEN] for k, v in again.book["inv"].items()} == {"i1": 100.0, "i3": 50.0}
+    assert again.book.due_order == sorted_keys(again.book)
+    assert b"due_order" not in encode(again)
