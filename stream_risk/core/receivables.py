@@ -425,6 +425,10 @@ def _undo(book: Book, payment_id: str, ts: float, undo: list[list[Any]] | None) 
             inv[INV_OPEN] += paid_amount
 
 
+def _occurred(record: list[Any]) -> Any:
+    return record[0]
+
+
 def expire(book: Book, earliest: float, payments_from: float | None = None) -> None:
     """Forget closed invoices, payments and bounces no feature can read any more.
 
@@ -443,20 +447,23 @@ def expire(book: Book, earliest: float, payments_from: float | None = None) -> N
     paid = book["paid"]
     if paid and paid[0][0] <= paid_horizon:
         # A payment that can still bounce (remembered for the undo) stays: its bounce
-        # must take it out of the time since the last payment.
+        # must take it out of the time since the last payment. Only the payments up to
+        # the horizon (in time order: bisected) are looked at, and of those only the
+        # remembered ones stay: what is visited is bounded, not the whole window.
+        old = bisect.bisect_right(paid, paid_horizon, key=_occurred)
         remembered = book["pay"]
-        expired = [p[0] for p in paid if p[0] <= paid_horizon and p[3] not in remembered]
+        expired = [p[0] for p in paid[:old] if p[3] not in remembered]
         if expired:
             latest = max(expired)
             book["last_paid"] = max(book.get("last_paid") or latest, latest)
-            book["paid"] = [p for p in paid if p[0] > paid_horizon or p[3] in remembered]
+            book["paid"] = [p for p in paid[:old] if p[3] in remembered] + paid[old:]
     windows.expire(book["bounced"], horizon)
     closed = book["closed"]
     trend_horizon = earliest - TREND_WINDOW
     if closed and closed[0][0] <= trend_horizon:
+        # Those closed after the trend horizon stay: only the older ones are looked at.
+        old = bisect.bisect_right(closed, trend_horizon, key=_occurred)
         year = earliest - HISTORY
-        book["closed"] = [
-            c
-            for c in closed
-            if c[0] > trend_horizon or c[1] > horizon or (c[3] >= 30 and c[0] > year)
-        ]
+        kept = [c for c in closed[:old] if c[1] > horizon or (c[3] >= 30 and c[0] > year)]
+        if len(kept) < old:
+            book["closed"] = kept + closed[old:]

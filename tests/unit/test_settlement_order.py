@@ -1,4 +1,4 @@
-"""The receivables book's kept settlement order, against direct computations.
+"""The receivables book's kept settlement order and bounded expiry, against direct computations.
 
 - The settlement order kept beside a book equals the invoices sorted by due date,
   issue time and id after EVERY arrival: new invoices, re-sent ones with another
@@ -7,6 +7,8 @@
 - Every payment settles the invoice it names, then the oldest open invoices, as
   sorting the open invoices at that moment gives, and stops only when its money
   runs out.
+- Expiry looks only at what is old enough to go and keeps exactly what a filter
+  over the whole lists keeps.
 - A decoded book keeps its order too and encodes as the plain dict it was.
 """
 
@@ -119,3 +121,62 @@ def test_a_decoded_book_keeps_its_order_and_encodes_as_before() -> None:
     assert {k: v[INV_OPEN] for k, v in again.book["inv"].items()} == {"i1": 100.0, "i3": 50.0}
     assert again.book.due_order == sorted_keys(again.book)
     assert b"due_order" not in encode(again)
+
+
+# ------------------------------------------------------------------ expiry
+
+
+def expire_directly(book: dict[str, Any], earliest: float, payments_from: float | None) -> None:
+    """:func:`receivables.expire` as filters over the whole lists."""
+    horizon = earliest - rb.WINDOW
+    paid_horizon = horizon
+    if payments_from is not None and payments_from <= horizon:
+        paid_horizon = math.nextafter(payments_from, -math.inf)
+    paid = book["paid"]
+    remembered = book["pay"]
+    expired = [p[0] for p in paid if p[0] <= paid_horizon and p[3] not in remembered]
+    if expired:
+        latest = max(expired)
+        book["last_paid"] = max(book.get("last_paid") or latest, latest)
+        book["paid"] = [p for p in paid if p[0] > paid_horizon or p[3] in remembered]
+    book["bounced"] = [b for b in book["bounced"] if b[0] > horizon]
+    trend_horizon = earliest - rb.TREND_WINDOW
+    year = earliest - rb.HISTORY
+    book["closed"] = [
+        c
+        for c in book["closed"]
+        if c[0] > trend_horizon or c[1] > horizon or (c[3] >= 30 and c[0] > year)
+    ]
+
+
+#: Days on a coarse grid, so that records fall exactly on the horizons often.
+DAYS = st.integers(0, 50).map(lambda n: 10 * n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(DAYS, st.booleans()), max_size=40),
+    st.lists(st.tuples(DAYS, st.sampled_from([-30, -10, 0, 10, 30]), st.sampled_from([0, 30, 90]))),
+    DAYS,
+    st.none() | DAYS,
+)
+def test_expiry_keeps_what_filtering_the_whole_lists_keeps(
+    payments: list[tuple[int, bool]],
+    closings: list[tuple[int, int, int]],
+    at_day: int,
+    promise_day: int | None,
+) -> None:
+    book = rb.new_book()
+    for n, (day, remembered) in enumerate(sorted(payments)):
+        book["paid"].append([T0S + day * DAY, 10.0, 0, f"p{n}"])
+        if remembered:
+            book["pay"][f"p{n}"] = [T0S + day * DAY, 0.0, []]
+    for n, (day, due_offset, late) in enumerate(sorted(closings)):
+        closed_at = T0S + day * DAY
+        book["closed"].append([closed_at, closed_at - due_offset * DAY, 5.0, late, f"i{n}"])
+    expected: dict[str, Any] = orjson.loads(orjson.dumps(book))
+    earliest = T0S + at_day * DAY
+    payments_from = None if promise_day is None else T0S + promise_day * DAY
+    rb.expire(book, earliest, payments_from)
+    expire_directly(expected, earliest, payments_from)
+    assert orjson.loads(orjson.dumps(book)) == expected
