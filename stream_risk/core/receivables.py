@@ -11,7 +11,8 @@ within the allowed lateness is kept in event-time order on top of a base
 snapshot; one that arrives out of order is inserted and the journal re-applied
 to the base. Entries older than the lateness horizon are folded into the base.
 
-The book is a plain dict (JSON-ready):
+The book is a dict (JSON-ready; a :class:`Book` keeps the invoices' settlement
+order beside it, not encoded, so a payment does not sort the open invoices):
 
 ``inv``
     invoice_id -> [open amount, amount, due_at, issued_at]
@@ -36,6 +37,7 @@ The book is a plain dict (JSON-ready):
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -57,11 +59,60 @@ CLOSED_REMEMBERED = 64
 
 INV_OPEN, INV_AMOUNT, INV_DUE, INV_ISSUED = 0, 1, 2, 3
 
-Book = dict[str, Any]
+#: An invoice's place in the settlement order: (due_at, issued_at, invoice_id).
+DueKey = tuple[float, float, str]
+
+
+class Book(dict[str, Any]):
+    """The book: a plain dict as far as the encoding goes (a subclass encodes as one).
+
+    Beside it, not encoded, the settlement order of its invoices: their
+    :data:`DueKey`, ascending, built from the invoices when first needed and kept
+    in step with every change, so a payment finds the oldest open invoices
+    without sorting them all. A plain dict works as a book too; its order is then
+    sorted afresh for every payment.
+    """
+
+    __slots__ = ("due_order",)
+
+    due_order: list[DueKey] | None
 
 
 def new_book() -> Book:
-    return {"inv": {}, "pay": {}, "credit": 0.0, "closed": [], "paid": [], "bounced": []}
+    return Book(inv={}, pay={}, credit=0.0, closed=[], paid=[], bounced=[])
+
+
+def due_key(invoice_id: str, inv: list[Any]) -> DueKey:
+    """The place of invoice ``inv`` in the settlement order: earliest due, then issued."""
+    return (inv[INV_DUE], inv[INV_ISSUED], invoice_id)
+
+
+def due_order(book: dict[str, Any]) -> list[DueKey]:
+    """The :func:`due_key` of every invoice of ``book`` (open or not), ascending."""
+    order: list[DueKey] | None = getattr(book, "due_order", None)
+    if order is None:
+        order = sorted(due_key(k, inv) for k, inv in book["inv"].items())
+        if isinstance(book, Book):
+            book.due_order = order
+    return order
+
+
+def _listed(book: dict[str, Any], key: DueKey) -> None:
+    """Note that the invoice of ``key`` was added to ``book`` (no-op without a kept order)."""
+    order: list[DueKey] | None = getattr(book, "due_order", None)
+    if order is not None:
+        bisect.insort(order, key)
+
+
+def _unlisted(book: dict[str, Any], key: DueKey) -> None:
+    """Note that the invoice of ``key`` left ``book`` (no-op without a kept order)."""
+    order: list[DueKey] | None = getattr(book, "due_order", None)
+    if order is not None:
+        i = bisect.bisect_left(order, key)
+        if i < len(order) and order[i] == key:
+            del order[i]
+        else:  # pragma: no cover - every change goes through here: rebuild rather than guess
+            book.due_order = None  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------- journal
@@ -154,10 +205,7 @@ def _undo_changes(book: Book, undo: list[list[Any]]) -> None:
         if what == "c":
             book["credit"] = change[1]
         elif what == "i":
-            if change[2] is None:
-                book["inv"].pop(change[1], None)
-            else:
-                book["inv"][change[1]] = change[2]
+            _restore_invoice(book, change[1], change[2])
         elif what == "p":
             _restore_payment(book, change[1], change[2], change[3])
         elif what == "+":
@@ -169,6 +217,30 @@ def _undo_changes(book: Book, undo: list[list[Any]]) -> None:
                     break
         else:
             windows.insert(book[change[1]], change[2])
+
+
+def _restore_invoice(book: Book, invoice_id: str, before: list[Any] | None) -> None:
+    invoices = book["inv"]
+    current = invoices.get(invoice_id)
+    if before is None:
+        invoices.pop(invoice_id, None)
+    else:
+        invoices[invoice_id] = before  # in its place: the invoices' order is part of the book
+    _moved(
+        book,
+        None if current is None else due_key(invoice_id, current),
+        None if before is None else due_key(invoice_id, before),
+    )
+
+
+def _moved(book: Book, old: DueKey | None, new: DueKey | None) -> None:
+    """Keep the settlement order as an invoice's key goes from ``old`` to ``new``."""
+    if old == new:
+        return
+    if old is not None:
+        _unlisted(book, old)
+    if new is not None:
+        _listed(book, new)
 
 
 def _restore_payment(book: Book, payment_id: str, before: list[Any] | None, at: int) -> None:
@@ -210,9 +282,12 @@ def _invoice(
         # A re-sent invoice corrects the amount or the due date; payments already made stay.
         existing[INV_OPEN] = max(existing[INV_OPEN] + amount - existing[INV_AMOUNT], 0.0)
         existing[INV_AMOUNT] = amount
+        before = due_key(invoice_id, existing)
         existing[INV_DUE] = due
+        _moved(book, before, due_key(invoice_id, existing))
         return
-    invoices[invoice_id] = [amount, amount, due, ts]
+    invoices[invoice_id] = inv = [amount, amount, due, ts]
+    _listed(book, due_key(invoice_id, inv))
     if book["credit"] > 0:
         _apply_credit(book, invoice_id, ts, undo)
 
@@ -252,16 +327,33 @@ def _apply_credit(book: Book, invoice_id: str, ts: float, undo: list[list[Any]] 
         _close(book, invoice_id, ts, undo)
 
 
-def oldest_open(book: Book) -> list[str]:
+def _targets(book: Book, amount: float, first: str | None) -> list[str]:
+    """The open invoices a payment of ``amount`` reaches, in the order it settles them.
+
+    ``first`` (open, or ``None``), then the oldest open ones by :func:`due_key`: the
+    settlement order is walked only as far as the amount goes, subtracting as
+    :func:`_settle` does, so a payment costs what it settles, not the whole book.
+    """
     invoices = book["inv"]
-    ids = [k for k, inv in invoices.items() if inv[INV_OPEN] > 0]
-    ids.sort(key=lambda k: (invoices[k][INV_DUE], invoices[k][INV_ISSUED], k))
-    return ids
+    targets: list[str] = []
+    remaining = amount
+    if first is not None:
+        targets.append(first)
+        remaining -= min(invoices[first][INV_OPEN], remaining)
+    for _, _, invoice_id in due_order(book):
+        if remaining <= 0:
+            break
+        open_amount = invoices[invoice_id][INV_OPEN]
+        if open_amount > 0 and invoice_id != first:
+            targets.append(invoice_id)
+            remaining -= min(open_amount, remaining)
+    return targets
 
 
 def _close(book: Book, invoice_id: str, ts: float, undo: list[list[Any]] | None) -> None:
     # The callers noted the invoice before changing it in this entry: undo restores that.
     inv = book["inv"].pop(invoice_id)
+    _unlisted(book, due_key(invoice_id, inv))
     days_late = max((ts - inv[INV_DUE]) // DAY, 0.0)
     _insert(book, "closed", [ts, inv[INV_DUE], inv[INV_AMOUNT], days_late, invoice_id], undo)
     if len(book["closed"]) > CLOSED_REMEMBERED:
@@ -278,11 +370,9 @@ def _settle(
 ) -> None:
     allocations: list[list[Any]] = []
     remaining = amount
-    targets = oldest_open(book)
-    if invoice_id is not None and invoice_id in targets:
-        targets.remove(invoice_id)
-        targets.insert(0, invoice_id)
-    for inv_id in targets:
+    named = book["inv"].get(invoice_id) if invoice_id is not None else None
+    first = invoice_id if named is not None and named[INV_OPEN] > 0 else None
+    for inv_id in _targets(book, amount, first):
         if remaining <= 0:
             break
         _touch_invoice(book, inv_id, undo)
@@ -325,13 +415,18 @@ def _undo(book: Book, payment_id: str, ts: float, undo: list[list[Any]] | None) 
         _touch_invoice(book, inv_id, undo)
         inv = book["inv"].get(inv_id)
         if inv is None:
-            book["inv"][inv_id] = [paid_amount, original, due, issued]
+            book["inv"][inv_id] = inv = [paid_amount, original, due, issued]
+            _listed(book, due_key(inv_id, inv))
             closed = book["closed"]
             for i in range(len(closed) - 1, -1, -1):
                 if closed[i][4] == inv_id:
                     _remove(book, "closed", i, undo)
         else:
             inv[INV_OPEN] += paid_amount
+
+
+def _occurred(record: list[Any]) -> Any:
+    return record[0]
 
 
 def expire(book: Book, earliest: float, payments_from: float | None = None) -> None:
@@ -352,20 +447,23 @@ def expire(book: Book, earliest: float, payments_from: float | None = None) -> N
     paid = book["paid"]
     if paid and paid[0][0] <= paid_horizon:
         # A payment that can still bounce (remembered for the undo) stays: its bounce
-        # must take it out of the time since the last payment.
+        # must take it out of the time since the last payment. Only the payments up to
+        # the horizon (in time order: bisected) are looked at, and of those only the
+        # remembered ones stay: what is visited is bounded, not the whole window.
+        old = bisect.bisect_right(paid, paid_horizon, key=_occurred)
         remembered = book["pay"]
-        expired = [p[0] for p in paid if p[0] <= paid_horizon and p[3] not in remembered]
+        expired = [p[0] for p in paid[:old] if p[3] not in remembered]
         if expired:
             latest = max(expired)
             book["last_paid"] = max(book.get("last_paid") or latest, latest)
-            book["paid"] = [p for p in paid if p[0] > paid_horizon or p[3] in remembered]
+            book["paid"] = [p for p in paid[:old] if p[3] in remembered] + paid[old:]
     windows.expire(book["bounced"], horizon)
     closed = book["closed"]
     trend_horizon = earliest - TREND_WINDOW
     if closed and closed[0][0] <= trend_horizon:
+        # Those closed after the trend horizon stay: only the older ones are looked at.
+        old = bisect.bisect_right(closed, trend_horizon, key=_occurred)
         year = earliest - HISTORY
-        book["closed"] = [
-            c
-            for c in closed
-            if c[0] > trend_horizon or c[1] > horizon or (c[3] >= 30 and c[0] > year)
-        ]
+        kept = [c for c in closed[:old] if c[1] > horizon or (c[3] >= 30 and c[0] > year)]
+        if len(kept) < old:
+            book["closed"] = kept + closed[old:]

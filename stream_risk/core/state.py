@@ -240,6 +240,8 @@ def decode(raw: bytes | str) -> CustomerState:
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"malformed version {version} customer state: {exc!r}") from None
     seen = data.pop("seen", [])
+    if isinstance(data.get("book"), dict):
+        data["book"] = Book(data["book"])  # keeps its settlement order beside it
     unknown = set(data) - set(_FIELDS)
     if unknown:
         raise ValueError(f"unknown customer state fields: {sorted(unknown)}")
@@ -317,8 +319,9 @@ def _upgrade_v2(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(base, dict):
         raise TypeError("book_base must be an object")
     journal: list[list[Any]] = []
+    book = Book(base)
     for entry in entries:
-        receivables.record(base, journal, list(entry))
-    data["book"] = base
+        receivables.record(book, journal, list(entry))
+    data["book"] = book
     data["journal"] = journal
     return data

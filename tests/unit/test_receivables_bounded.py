@@ -39,16 +39,21 @@ DELAYS = st.sampled_from([0, 0, 0, 1, 3600, DAY, 3 * DAY, LATENESS - 1, LATENESS
 
 
 @st.composite
-def entries(draw: st.DrawFn) -> list[list[Any]]:
-    """Receivables entries ``[ts, kind, ...]`` at distinct, increasing times."""
-    n = draw(st.integers(1, 30))
+def entries(draw: st.DrawFn, resent: bool = False, most: int = 30) -> list[list[Any]]:
+    """Receivables entries ``[ts, kind, ...]`` at distinct, increasing times; with
+    ``resent``, invoices re-sent with another amount and due date among them."""
+    n = draw(st.integers(1, most))
     t = T0S
     out: list[list[Any]] = []
     invoices = payments = 0
     for _ in range(n):
         t += draw(st.sampled_from([60, 3600, DAY, 3 * DAY, 8 * DAY]))
-        kind = draw(st.sampled_from("iiippb"))
-        if kind == "i":
+        kind = draw(st.sampled_from("iiirppb" if resent else "iiippb"))
+        if kind == "r" and invoices:
+            invoice_id = f"i{draw(st.integers(0, invoices - 1))}"
+            due = t + draw(st.sampled_from([-5, 0, 10, 30])) * DAY
+            out.append([t, "i", invoice_id, draw(AMOUNTS | st.just(0.001)), due])
+        elif kind in "ir":
             due = t + draw(st.sampled_from([-5, 0, 10, 30])) * DAY
             out.append([t, "i", f"i{invoices}", draw(AMOUNTS), due])
             invoices += 1
