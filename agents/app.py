@@ -48,8 +48,10 @@ PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.01
 #: Records one input partition may hold back for alignment before it is paused.
 ALIGN_BUFFERED = 5000
-#: How often held-back groups are re-examined when no new record arrives.
-ALIGN_TICK = 0.02
+#: How often held-back groups are re-examined when no new record arrives. A record
+#: waits for the next fetch answer of its group's empty inputs (a few ms under load);
+#: without the tick it would then wait for the monitor's next batch (a whole window).
+ALIGN_TICK = 0.005
 #: How long the monitor waits at start for the latest model snapshot.
 MODEL_WAIT = 30.0
 #: The one key of the compacted models topic.
