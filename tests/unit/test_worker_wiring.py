@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from stream_risk.agents.app import StartGate, TrainerRole, freeze_start_up_heap
+from stream_risk.agents.app import StartGate, TrainerRole, tune_garbage_collection
 from stream_risk.agents.monitor import BatchResult
 from stream_risk.agents.state_store import CustomerStates
 from stream_risk.agents.topology import MonitorPublisher, Sender
@@ -72,12 +72,15 @@ def test_the_gate_says_once_that_the_worker_is_set_up_after_the_first_rebuild() 
 
 
 def test_the_start_up_heap_is_left_out_of_later_collections() -> None:
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     try:
-        freeze_start_up_heap()
+        tune_garbage_collection()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_the_gate_holds_batches_until_the_rule_set_is_read() -> None:
