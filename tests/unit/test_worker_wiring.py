@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import orjson
 
-from stream_risk.agents.app import StartGate, TrainerRole
+from stream_risk.agents.app import StartGate, TrainerRole, tune_garbage_collection
 from stream_risk.agents.monitor import BatchResult
 from stream_risk.agents.state_store import CustomerStates
 from stream_risk.agents.topology import MonitorPublisher, Sender
@@ -52,6 +53,34 @@ def test_the_gate_waits_for_a_model_once_then_scores_without_one() -> None:
 
     asyncio.run(scenario())
     assert gate.model_waited
+
+
+def test_the_gate_says_once_that_the_worker_is_set_up_after_the_first_rebuild() -> None:
+    said: list[int] = []
+    rebuilt: list[int] = []
+    gate = _gate(rebuilt, model_ready=True)
+    gate.started = lambda: said.append(len(rebuilt))
+
+    async def scenario() -> None:
+        await gate.pass_through()
+        await gate.pass_through()
+        gate.rebalanced()
+        await gate.pass_through()
+
+    asyncio.run(scenario())
+    assert said == [1]  # once, with the timers rebuilt
+
+
+def test_the_start_up_heap_is_left_out_of_later_collections() -> None:
+    thresholds = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        tune_garbage_collection()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] > thresholds[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_the_gate_holds_batches_until_the_rule_set_is_read() -> None:
