@@ -227,10 +227,10 @@ class Topology:
 class WorkerApp(faust.App):  # type: ignore[misc]
     """A Faust app that lets the worker give up held-back records before a rebalance.
 
-    Faust waits, before it commits on revocation, until every message handed to a
-    stream is acknowledged; records the alignment still holds back are never
-    applied by this owner, so they are released unacknowledged first (their
-    offsets stay uncommitted and the next owner reads them again).
+    Faust waits, before it commits on revocation and when it stops, until every
+    message handed to a stream is acknowledged; records the alignment still holds
+    back are never applied by this owner, so they are released unacknowledged first
+    (their offsets stay uncommitted and the next owner reads them again).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -247,6 +247,13 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         for hook in self.before_revoke:
             hook(revoked)
         await super()._on_partitions_revoked(revoked)
+
+    async def _stop_consumer(self) -> None:
+        # Stopping waits for unacknowledged messages as a revocation does: without
+        # giving up the held records first, a stopping worker spun until killed.
+        for hook in self.before_revoke:
+            hook(set())
+        await super()._stop_consumer()
 
 
 def partition_for(customer_id: str, partitions: int) -> int:

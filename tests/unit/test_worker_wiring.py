@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from stream_risk.agents.app import StartGate, TrainerRole, tune_garbage_collection
+from stream_risk.agents.app import StartGate, TrainerRole, WorkerApp, tune_garbage_collection
 from stream_risk.agents.monitor import BatchResult
 from stream_risk.agents.state_store import CustomerStates
 from stream_risk.agents.topology import MonitorPublisher, Sender
@@ -81,6 +81,16 @@ def test_the_start_up_heap_is_left_out_of_later_collections() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_a_stopping_worker_gives_up_its_held_records_before_waiting_for_acks() -> None:
+    """Faust's stop waits until every message handed to a stream is acknowledged, as a
+    revocation does: the records the alignment holds back are given up first."""
+    app = WorkerApp("wiring-test", broker="kafka://127.0.0.1:1")
+    given_up: list[set[Any]] = []
+    app.before_revoke.append(given_up.append)
+    asyncio.run(app._stop_consumer())
+    assert given_up == [set()]
 
 
 def test_the_gate_holds_batches_until_the_rule_set_is_read() -> None:
