@@ -240,8 +240,10 @@ def decode(raw: bytes | str) -> CustomerState:
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"malformed version {version} customer state: {exc!r}") from None
     seen = data.pop("seen", [])
-    if isinstance(data.get("book"), dict):
-        data["book"] = Book(data["book"])  # keeps its settlement order beside it
+    book = data.get("book")
+    if isinstance(book, dict) and not isinstance(book, Book):
+        # A Book keeps its settlement order beside it; one an upgrade built keeps its own.
+        data["book"] = Book(book)
     unknown = set(data) - set(_FIELDS)
     if unknown:
         raise ValueError(f"unknown customer state fields: {sorted(unknown)}")
