@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_risk.core import windows
+from stream_risk.core.receivables import Book
 from stream_risk.core.state import (
     ORD_AMOUNT,
     ORD_TS,
@@ -430,11 +431,14 @@ LATE_HISTORY = 365 * DAY
 
 
 def _days_late_observations(state: CustomerState, now: float) -> list[tuple[float, float]]:
-    # Both lists are in event-time order: the year is found by bisection.
-    obs = [
-        (float(c[0]), float(c[3]))
-        for c in windows.in_window(state.book["closed"], now, LATE_HISTORY)
-    ]
+    # Both lists are in event-time order: the year is found by bisection (the closed
+    # invoices' observations are made once, while they are the same invoices).
+    closed = closed_ages(state.book)
+    times = closed.times
+    hi = len(times)
+    if hi and times[-1] > now:
+        hi = bisect.bisect_right(times, now)
+    obs = closed.observations[bisect.bisect_right(times, now - LATE_HISTORY, 0, hi) : hi]
     obs += [
         (float(s[STMT_TS]), float(s[STMT_DPD]))
         for s in windows.in_window(state.statements, now, LATE_HISTORY)
@@ -752,6 +756,13 @@ class InvoiceAges:
     #: ``i`` invoices have something open.
     open_dues: list[float] = field(default_factory=list)
     open_before: list[int] = field(default_factory=list)
+    #: Due dates of all the invoices and of those with something open, ascending
+    #: (the index's own lists when indexed): when an invoice next moves the sums.
+    due_times: list[float] = field(default_factory=list)
+    open_due_times: list[float] = field(default_factory=list)
+    #: What the closed invoices of the book give (the book's closed invoices do not
+    #: change while these sums are kept).
+    closed: ClosedAges | None = None
     #: The event time the sums below are of.
     aged_at: float = -math.inf
     #: Open amounts past their due date; open amounts per aging bucket; open invoices past due.
@@ -770,9 +781,36 @@ class InvoiceAges:
     #: Before this event time no invoice, open or closed, reaches an age that moves
     #: the sums above: they hold from ``aged_at`` on (see :func:`_valid_until`).
     valid_until: float = -math.inf
-    #: The ages (as event times, ascending) at which the closed invoices, and the open
-    #: ones when not indexed, move the sums: found once per book.
-    turns: list[float] | None = None
+
+
+@dataclass(slots=True)
+class ClosedAges:
+    """What the closed invoices of a book give the features at an event time.
+
+    Built when the closed invoices change (a payment closes one, a bounce reopens
+    one, expiry forgets old ones), not when only the open ones do, and kept beside
+    the book (:attr:`stream_risk.core.receivables.Book.closed_ages`); aged only when
+    event time reaches an age at which a closed invoice moves a sum.
+    """
+
+    #: The closed records it was built from, in the book's (closing) order. A record
+    #: is written once and never changed in place: an equal list is the same invoices.
+    records: list[list[Any]]
+    #: Closing times, and ``(closing time, days late)`` observations, in that order.
+    times: list[float]
+    observations: list[tuple[float, float]]
+    #: ``(-due date, days late)`` of those 30 or more days late (see :func:`_count_reached`).
+    reached: list[tuple[float, float]]
+    #: The event times at which a closed invoice moves the sums, ascending.
+    turns: list[float]
+    #: The event time the sums below are of, and until when they hold.
+    aged_at: float = -math.inf
+    valid_until: float = -math.inf
+    #: Amounts of the closed invoices that fell due in the last 90 days, in the
+    #: book's order (added after the open ones, one by one, as a loop adds them).
+    fell_due: list[float] = field(default_factory=list)
+    #: Per delinquency level: closed invoices that reached it in the last 6 and 12 months.
+    delinquent: tuple[tuple[int, int], ...] = ()
 
 
 #: Below this many invoices a loop over the book is cheaper than the index.
@@ -790,8 +828,48 @@ def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
             _age(ages, state.book, now)
         else:
             _age_indexed(ages, state.book, now)
-        ages.valid_until = _valid_until(ages, state.book, now)
+        ages.valid_until = _valid_until(ages, now)
     return ages
+
+
+def closed_ages(book: dict[str, Any]) -> ClosedAges:
+    """What the closed invoices of ``book`` give, kept beside a :class:`Book` while
+    they are the same (compared record by record: records are never changed in place)."""
+    records = book["closed"]
+    kept: ClosedAges | None = getattr(book, "closed_ages", None)
+    if kept is not None and kept.records == records:
+        return kept
+    built = ClosedAges(
+        list(records),
+        [c[0] for c in records],
+        [(float(c[0]), float(c[3])) for c in records],
+        [(-c[1], c[3]) for c in records if c[3] >= 30],
+        sorted(
+            closed[1] + offset
+            for closed in records
+            for offset in _CLOSED_SECONDS[bisect.bisect_right(DELINQUENCY_LEVELS, closed[3])]
+        ),
+    )
+    if isinstance(book, Book):
+        book.closed_ages = built
+    return built
+
+
+def _age_closed(closed: ClosedAges, now: float) -> ClosedAges:
+    """``closed`` aged at ``now``: kept from an earlier time while no closed invoice has
+    reached an age that moves its sums since."""
+    if now == closed.aged_at or closed.aged_at < now < closed.valid_until:
+        return closed
+    horizon = now - 90 * DAY
+    closed.fell_due = [c[2] for c in closed.records if horizon < c[1] <= now]
+    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
+    _count_reached(closed.reached, now, counts)
+    closed.delinquent = tuple((c[0], c[1]) for c in counts)
+    closed.aged_at = now
+    turns = closed.turns
+    k = bisect.bisect_right(turns, now - _AGING_MARGIN)
+    closed.valid_until = (turns[k] if k < len(turns) else math.inf) - _AGING_MARGIN
+    return closed
 
 
 #: Ages are compared in ways that round differently from ``due + offset``, by far
@@ -818,45 +896,34 @@ _CLOSED_SECONDS = tuple(
 )
 
 
-def _valid_until(ages: InvoiceAges, book: Any, now: float) -> float:
+def _valid_until(ages: InvoiceAges, now: float) -> float:
     """Until when the sums aged at ``now`` hold: the margin before the first age after
     ``now`` at which an invoice moves them. Every comparison the sums make changes
     only once as time goes on, at one of these ages."""
     after = now - _AGING_MARGIN
-    turns = ages.turns
-    if turns is None:
-        turns = ages.turns = _turns(ages, book)
-    k = bisect.bisect_right(turns, after)
-    until = turns[k] if k < len(turns) else math.inf
-    if ages.dues is not None:
-        for dues, offsets in ((ages.dues, _FELL_DUE_SECONDS), (ages.open_dues, _CROSSING_SECONDS)):
-            for offset in offsets:
-                # The oldest invoice still short of ``offset`` reaches it first.
-                k = bisect.bisect_right(dues, after - offset)
-                if k < len(dues):
-                    until = min(until, dues[k] + offset)
-    return until - _AGING_MARGIN
-
-
-def _turns(ages: InvoiceAges, book: Any) -> list[float]:
-    """The times at which the closed invoices, and the open ones unless indexed, move
-    the sums, ascending."""
-    turns = [
-        closed[1] + offset
-        for closed in book["closed"]
-        for offset in _CLOSED_SECONDS[bisect.bisect_right(DELINQUENCY_LEVELS, closed[3])]
-    ]
-    if ages.dues is None:
-        for amount, _, due, _ in book["inv"].values():
-            turns += [
-                due + offset for offset in (_CROSSING_SECONDS if amount > 0 else _FELL_DUE_SECONDS)
-            ]
-    turns.sort()
-    return turns
+    until = math.inf
+    for dues, offsets in (
+        (ages.due_times, _FELL_DUE_SECONDS),
+        (ages.open_due_times, _CROSSING_SECONDS),
+    ):
+        for offset in offsets:
+            # The oldest invoice still short of ``offset`` reaches it first.
+            k = bisect.bisect_right(dues, after - offset)
+            if k < len(dues):
+                until = min(until, dues[k] + offset)
+    # The closed invoices were aged at ``now`` or, with none of their ages in between,
+    # before: theirs hold until the margin before their first age after ``now``.
+    closed = math.inf if ages.closed is None else ages.closed.valid_until
+    return min(until - _AGING_MARGIN, closed)
 
 
 def _index(book: Any) -> InvoiceAges:
-    invoices = book["inv"]
+    ages = _indexed(book["inv"])
+    ages.closed = closed_ages(book)
+    return ages
+
+
+def _indexed(invoices: dict[str, list[Any]]) -> InvoiceAges:
     if len(invoices) < INDEXED_FROM:
         return _unindexed(invoices)
     open_balance = 0.0
@@ -884,18 +951,34 @@ def _index(book: Any) -> InvoiceAges:
     if not in_order:
         return _unindexed(invoices)
     return InvoiceAges(
-        open_balance, oldest_due, dues, opens, amounts, prefix, open_dues, open_before
+        open_balance,
+        oldest_due,
+        dues,
+        opens,
+        amounts,
+        prefix,
+        open_dues,
+        open_before,
+        due_times=dues,
+        open_due_times=open_dues,
     )
 
 
 def _unindexed(invoices: dict[str, list[Any]]) -> InvoiceAges:
     open_balance = 0.0
     oldest_due: float | None = None
+    dues: list[float] = []
+    open_dues: list[float] = []
     for amount, _, due, _ in invoices.values():
         open_balance += amount
-        if amount > 0 and (oldest_due is None or due < oldest_due):
-            oldest_due = due
-    return InvoiceAges(open_balance, oldest_due)
+        dues.append(due)
+        if amount > 0:
+            open_dues.append(due)
+            if oldest_due is None or due < oldest_due:
+                oldest_due = due
+    dues.sort()
+    open_dues.sort()
+    return InvoiceAges(open_balance, oldest_due, due_times=dues, open_due_times=open_dues)
 
 
 def _age(ages: InvoiceAges, book: Any, now: float) -> None:
@@ -926,34 +1009,32 @@ def _age(ages: InvoiceAges, book: Any, now: float) -> None:
                 next_crossing = tick
         if horizon < due <= now:
             fell_due += original
-    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
-    ages.fell_due = _closed_ages(book, now, fell_due, reached, counts)
+    ages.fell_due, ages.delinquent = _with_closed(ages, book, now, fell_due, reached)
     ages.aged_at = now
     ages.overdue = overdue
     ages.buckets = tuple(buckets)
     ages.overdue_count = overdue_count
     ages.past_30_count = past_30_count
-    ages.delinquent = tuple((c[0], c[1]) for c in counts)
     ages.next_crossing = next_crossing
 
 
-def _closed_ages(
+def _with_closed(
+    ages: InvoiceAges,
     book: Any,
     now: float,
     fell_due: float,
     reached: list[tuple[float, float]],
-    counts: list[list[int]],
-) -> float:
-    """Add the closed invoices to ``fell_due`` (returned) and count the delinquency
-    levels they and ``reached`` (open invoices) reached into ``counts``."""
-    horizon = now - 90 * DAY
-    for closed in book["closed"]:
-        if horizon < closed[1] <= now:
-            fell_due += closed[2]
-        if closed[3] >= 30:
-            reached.append((-closed[1], closed[3]))
+) -> tuple[float, tuple[tuple[int, int], ...]]:
+    """``fell_due`` of the open invoices with the closed ones added, in the book's order,
+    and the delinquency counts of the closed invoices and of ``reached`` (open ones)."""
+    closed = ages.closed
+    if closed is None:
+        closed = ages.closed = closed_ages(book)
+    _age_closed(closed, now)
+    counts = [[c[0], c[1]] for c in closed.delinquent]
     _count_reached(reached, now, counts)
-    return fell_due
+    fell_due = functools.reduce(operator.add, closed.fell_due, fell_due)
+    return fell_due, tuple((c[0], c[1]) for c in counts)
 
 
 def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
@@ -974,8 +1055,8 @@ def _age_indexed(ages: InvoiceAges, book: Any, now: float) -> None:
     fell_due = _added(
         ages.amounts, bisect.bisect_right(dues, now - 90 * DAY), bisect.bisect_right(dues, now)
     )
-    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
-    fell_due = _closed_ages(book, now, fell_due, [], counts)
+    fell_due, delinquent = _with_closed(ages, book, now, fell_due, [])
+    counts = [[c[0], c[1]] for c in delinquent]
     open_dues = ages.open_dues
     past_30_count = 0
     for i, level in enumerate(DELINQUENCY_LEVELS):

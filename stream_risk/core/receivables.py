@@ -71,11 +71,15 @@ class Book(dict[str, Any]):
     in step with every change, so a payment finds the oldest open invoices
     without sorting them all. A plain dict works as a book too; its order is then
     sorted afresh for every payment.
+
+    Also beside it, not encoded: what the features derive from its closed invoices
+    (:class:`stream_risk.core.features.ClosedAges`), kept while they are the same.
     """
 
-    __slots__ = ("due_order",)
+    __slots__ = ("closed_ages", "due_order")
 
     due_order: list[DueKey] | None
+    closed_ages: Any
 
 
 def new_book() -> Book:

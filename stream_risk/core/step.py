@@ -642,8 +642,8 @@ def _forget(state: CustomerState, now: float, ctx: Context) -> frozenset[str]:
     after = _sizes(state)
     if before == after:
         return frozenset()
-    if before[0] != after[0]:
-        state.invoice_ages = None  # closed invoices were forgotten
+    if before[0][1] != after[0][1]:
+        state.invoice_ages = None  # closed invoices were forgotten (it reads no others)
     return frozenset(name for name, a, b in zip(_SIZED, before, after, strict=True) if a != b)
 
 

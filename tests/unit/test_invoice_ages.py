@@ -5,7 +5,10 @@ levels and their 6- and 12-month windows), both by the index (any number of invo
 and by the loop, and whatever the order of arrival within the allowed lateness.
 
 The reference below is the direct computation the features made before the sums were
-kept: one loop over the open invoices and one over the closed ones per feature.
+kept: one loop over the open invoices and one over the closed ones per feature. What the
+closed invoices give is kept beside the book while they are the same (across steps that
+change only the open invoices): it is checked against a loop over the closed invoices,
+after a round trip through the encoding (which does not carry it) too.
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ from risk_factory import T0S, iso_ts, late_arrival_order, parse
 
 from stream_risk.core import Context, CustomerState, step
 from stream_risk.core import features as feats
-from stream_risk.core.features import DELINQUENCY_LEVELS, INVOICE_CROSSINGS, invoice_ages
+from stream_risk.core.features import (
+    DELINQUENCY_LEVELS,
+    INVOICE_CROSSINGS,
+    LATE_HISTORY,
+    closed_ages,
+    invoice_ages,
+)
 from stream_risk.core.receivables import INV_DUE, INV_OPEN
+from stream_risk.core.state import decode, encode
 
 DAY = 86_400.0
 LATENESS = Context().allowed_lateness
@@ -236,3 +246,61 @@ def test_the_index_is_used_for_many_invoices_in_due_order() -> None:
     assert ages.dues is not None
     assert kept(state, now) == reference(state.book, now)
     assert ages.buckets[4] > 0 and ages.delinquent[2][1] > 0
+
+
+def closed_reference(closed: list[list[Any]], now: float) -> dict[str, Any]:
+    """What the closed invoices give at ``now``, by loops over them."""
+    horizon = now - 90 * DAY
+    counts = [[0, 0] for _ in DELINQUENCY_LEVELS]
+    for c in closed:
+        for level, count in zip(DELINQUENCY_LEVELS, counts, strict=True):
+            if c[3] < 30 or c[3] < level:
+                break
+            t = c[1] + level * DAY
+            if t <= now:
+                count[0] += now - t < 182 * DAY
+                count[1] += now - t < 365 * DAY
+    return {
+        "fell_due": [c[2] for c in closed if horizon < c[1] <= now],
+        "delinquent": tuple((c[0], c[1]) for c in counts),
+        # The latest 24 of the year (with no statements), by time and then days late.
+        "observations": sorted(
+            (float(c[0]), float(c[3])) for c in closed if now - LATE_HISTORY < c[0] <= now
+        )[-24:],
+    }
+
+
+def closed_kept(state: CustomerState, now: float) -> dict[str, Any]:
+    closed = feats._age_closed(closed_ages(state.book), now)
+    observations = feats._days_late_observations(state, now)
+    return {
+        "fell_due": closed.fell_due,
+        "delinquent": closed.delinquent,
+        "observations": observations,
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=scripts())
+def test_what_closed_invoices_give_is_kept_while_they_are_the_same(
+    events: list[dict[str, Any]],
+) -> None:
+    ctx = Context()
+    state = CustomerState("c1")
+    for event in events:
+        before = getattr(state.book, "closed_ages", None)
+        closed_before = list(state.book["closed"])
+        state, _ = step(state, parse(event), ctx)
+        if before is not None and state.book["closed"] == closed_before:
+            assert closed_ages(state.book) is before  # kept, not rebuilt
+        for now in probe_times(state):
+            # Twice: aged, then kept from that same time.
+            assert closed_kept(state, now) == closed_reference(state.book["closed"], now)
+            assert closed_kept(state, now) == closed_reference(state.book["closed"], now)
+        # The encoding does not carry it: a decoded state builds its own, the same.
+        raw = encode(state)
+        again = decode(raw)
+        assert getattr(again.book, "closed_ages", None) is None
+        assert encode(again) == raw
+        for now in probe_times(again)[::7]:
+            assert kept(again, now) == reference(again.book, now) == kept(state, now)
