@@ -369,8 +369,8 @@ def delinquency(state: CustomerState, now: float, out: Features) -> None:
         if promised_at > now:
             pending += 1
         elif promised_at > now - PROMISE_WINDOW:
-            lo = bisect.bisect_left(paid, made, key=_time)
-            hi = bisect.bisect_right(paid, promised_at, lo, key=_time)
+            lo = bisect.bisect_left(paid, made, key=windows.time_of)
+            hi = bisect.bisect_right(paid, promised_at, lo, key=windows.time_of)
             kept = sum(paid[i][1] for i in range(lo, hi))
             broken += kept < amount - 0.005
     out["broken_promises_90d"] = broken
@@ -530,10 +530,10 @@ def _orders_validity(state: CustomerState, now: float) -> tuple[Any, float]:
         return inputs, now  # records ahead of ``now``: nothing to reuse
     until = math.inf
     for width in _ORDER_AGES:
-        i = bisect.bisect_right(recs, now - width, key=_time)
+        i = bisect.bisect_right(recs, now - width, key=windows.time_of)
         if i < len(recs):
             until = min(until, recs[i][ORD_TS] + width)
-    i = bisect.bisect_right(cancelled, now - 90 * DAY, key=_time)
+    i = bisect.bisect_right(cancelled, now - 90 * DAY, key=windows.time_of)
     if i < len(cancelled):
         until = min(until, cancelled[i][0] + 90 * DAY)
     return inputs, until
@@ -561,13 +561,15 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
     current = len(recs)
     if current and recs[-1][ORD_TS] > now:
-        current = bisect.bisect_right(recs, now, key=_time)
+        current = bisect.bisect_right(recs, now, key=windows.time_of)
     if current < 4:
         return None
     latest = recs[current - 1]
     if latest[ORD_TS] <= now - 90 * DAY:
         return None  # no order in the last 90 days: nothing new to compare
-    first = bisect.bisect_right(recs, latest[ORD_TS] - 90 * DAY, 0, current - 1, key=_time)
+    first = bisect.bisect_right(
+        recs, latest[ORD_TS] - 90 * DAY, 0, current - 1, key=windows.time_of
+    )
     baseline = [recs[i][ORD_AMOUNT] for i in range(first, current - 1)]
     if len(baseline) < 3:
         return None
@@ -1172,7 +1174,7 @@ def next_check(
         if groups is not None and group_name not in groups:
             continue
         # The oldest record still in the window leaves it first.
-        i = bisect.bisect_right(records, now - width, key=_time)
+        i = bisect.bisect_right(records, now - width, key=windows.time_of)
         if i < len(records):
             leaves = records[i][0] + width
             if coarse is None or leaves < coarse:
@@ -1185,10 +1187,6 @@ def next_check(
         if best is None or coarse < best:
             best = coarse
     return best
-
-
-def _time(record: list[Any]) -> float:
-    return float(record[0])
 
 
 def next_threshold(

@@ -429,10 +429,6 @@ def _undo(book: Book, payment_id: str, ts: float, undo: list[list[Any]] | None) 
             inv[INV_OPEN] += paid_amount
 
 
-def _occurred(record: list[Any]) -> Any:
-    return record[0]
-
-
 def expire(book: Book, earliest: float, payments_from: float | None = None) -> None:
     """Forget closed invoices, payments and bounces no feature can read any more.
 
@@ -454,7 +450,7 @@ def expire(book: Book, earliest: float, payments_from: float | None = None) -> N
         # must take it out of the time since the last payment. Only the payments up to
         # the horizon (in time order: bisected) are looked at, and of those only the
         # remembered ones stay: what is visited is bounded, not the whole window.
-        old = bisect.bisect_right(paid, paid_horizon, key=_occurred)
+        old = bisect.bisect_right(paid, paid_horizon, key=windows.time_of)
         remembered = book["pay"]
         expired = [p[0] for p in paid[:old] if p[3] not in remembered]
         if expired:
@@ -466,7 +462,7 @@ def expire(book: Book, earliest: float, payments_from: float | None = None) -> N
     trend_horizon = earliest - TREND_WINDOW
     if closed and closed[0][0] <= trend_horizon:
         # Those closed after the trend horizon stay: only the older ones are looked at.
-        old = bisect.bisect_right(closed, trend_horizon, key=_occurred)
+        old = bisect.bisect_right(closed, trend_horizon, key=windows.time_of)
         year = earliest - HISTORY
         kept = [c for c in closed[:old] if c[1] > horizon or (c[3] >= 30 and c[0] > year)]
         if len(kept) < old:

@@ -25,6 +25,9 @@ import functools
 import operator
 from typing import Any
 
+#: The event time of a record (its first field): the key time-ordered records are bisected on.
+time_of = operator.itemgetter(0)
+
 
 def insert(records: list[list[Any]], record: list[Any]) -> None:
     """Insert ``record`` keeping ``records`` sorted by time; ties keep arrival order."""
@@ -32,26 +35,22 @@ def insert(records: list[list[Any]], record: list[Any]) -> None:
     if not records or records[-1][0] <= ts:
         records.append(record)
         return
-    records.insert(bisect.bisect_right(records, ts, key=_time), record)
+    records.insert(bisect.bisect_right(records, ts, key=time_of), record)
 
 
 def expire(records: list[list[Any]], horizon: float) -> None:
     """Drop every record at or before ``horizon``."""
     if records and records[0][0] <= horizon:
-        cut = bisect.bisect_right(records, horizon, key=_time)
+        cut = bisect.bisect_right(records, horizon, key=time_of)
         del records[:cut]
-
-
-def _time(record: list[Any]) -> Any:
-    return record[0]
 
 
 def _bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:
     """Index range of the records with ``now - width < time <= now`` (by bisection)."""
     hi = len(records)
     if hi and records[-1][0] > now:
-        hi = bisect.bisect_right(records, now, key=_time)
-    lo = bisect.bisect_right(records, now - width, 0, hi, key=_time)
+        hi = bisect.bisect_right(records, now, key=time_of)
+    lo = bisect.bisect_right(records, now - width, 0, hi, key=time_of)
     return lo, hi
 
 
@@ -86,13 +85,13 @@ def counts_and_sums(
     """
     hi = len(records)
     if hi and records[-1][0] > now:
-        hi = bisect.bisect_right(records, now, key=_time)
-    first = bisect.bisect_right(records, now - max(widths), 0, hi, key=_time)
+        hi = bisect.bisect_right(records, now, key=time_of)
+    first = bisect.bisect_right(records, now - max(widths), 0, hi, key=time_of)
     counts: list[int] = []
     sums: list[float] = []
     for width in widths:
         # The age only grows towards older records: the window is a suffix.
-        lo = bisect.bisect_right(records, now - width, first, hi, key=_time)
+        lo = bisect.bisect_right(records, now - width, first, hi, key=time_of)
         while lo > first and now - records[lo - 1][0] < width:
             lo -= 1
         while lo < hi and not now - records[lo][0] < width:
