@@ -6,9 +6,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from river import drift, stats
+from river import stats
 
 from stream_risk.core.detectors.base import Explanation
+
+
+def _page_hinkley(**params: Any) -> Any:
+    """river's PageHinkley, imported when first needed: ``river.drift`` pulls in SciPy,
+    a second or more of start-up for every command that never scores days late."""
+    from river.drift import PageHinkley
+
+    return PageHinkley(**params)  # type: ignore[no-untyped-call]
 
 
 class DaysLateShift:
@@ -41,7 +49,7 @@ class DaysLateShift:
         self.min_instances = min_instances
         self.delta = delta
         self.threshold = threshold
-        self._detector = drift.PageHinkley(
+        self._detector = _page_hinkley(
             min_instances=min_instances, delta=delta, threshold=threshold, mode="up"
         )
         if state:

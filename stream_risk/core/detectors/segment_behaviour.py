@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from river import anomaly
-from river.tree.padded import PaddedBranch, PaddedLeaf
 
 from stream_risk.core.detectors.base import Explanation
+
+if TYPE_CHECKING:
+    from river.anomaly import HalfSpaceTrees
 
 #: The shared segment of every segment beyond the cap.
 OTHER = "other"
@@ -96,11 +97,15 @@ class SegmentBehaviour:
         self.warm_up = warm_up
         self.confirm = confirm
         self.seed = seed
-        self.forests: dict[str, anomaly.HalfSpaceTrees] = {}
+        self.forests: dict[str, HalfSpaceTrees] = {}
         self.seen: dict[str, int] = {}
 
-    def _new_forest(self) -> anomaly.HalfSpaceTrees:
-        return anomaly.HalfSpaceTrees(
+    def _new_forest(self) -> HalfSpaceTrees:
+        # Imported when first needed: river's trees pull in SciPy, a second or more of
+        # start-up for every command that never scores behaviour.
+        from river.anomaly import HalfSpaceTrees
+
+        return HalfSpaceTrees(
             n_trees=self.n_trees,
             height=self.height,
             window_size=self.window_size,
@@ -115,7 +120,7 @@ class SegmentBehaviour:
         named = len(self.forests) - (OTHER in self.forests)
         return segment if named < self.max_segments else OTHER
 
-    def _forest(self, segment: str) -> anomaly.HalfSpaceTrees:
+    def _forest(self, segment: str) -> HalfSpaceTrees:
         forest = self.forests.get(segment)
         if forest is None:
             forest = self.forests[segment] = self._new_forest()
@@ -217,6 +222,8 @@ class SegmentBehaviour:
 
 
 def _tree_data(node: Any) -> list[Any]:
+    from river.tree.padded import PaddedBranch
+
     if isinstance(node, PaddedBranch):
         return [
             node.feature,
@@ -230,6 +237,8 @@ def _tree_data(node: Any) -> list[Any]:
 
 
 def _tree(data: list[Any]) -> Any:
+    from river.tree.padded import PaddedBranch, PaddedLeaf
+
     if len(data) == 2:
         return PaddedLeaf(l_mass=data[0], r_mass=data[1])  # type: ignore[no-untyped-call]
     feature, threshold, l_mass, r_mass, left, right = data
