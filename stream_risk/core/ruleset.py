@@ -21,7 +21,6 @@ import functools
 import hashlib
 import importlib.resources
 import math
-import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -98,26 +97,6 @@ def cel_value(value: Any) -> Any:
     return None
 
 
-def bucket(value: Any, kind: type | None, tests: tuple[tuple[Any, Any], ...]) -> Any:
-    """What a rule can tell of a CEL value: whether each comparison holds when the
-    value is of the constants' ``kind``, else the value itself.
-
-    >>> import operator
-    >>> bucket(12.0, float, ((operator.ge, 30.0), (operator.ge, 60.0)))
-    (False, False)
-    >>> bucket(True, float, ((operator.ge, 1.0),)), bucket("x", float, ())
-    (('bool', True), 'x')
-    """
-    if value is None:
-        return None
-    if type(value) is bool:
-        # Booleans equal 1.0 and 0.0 as keys: keep their type apart.
-        return ("bool", value)
-    if type(value) is kind:
-        return tuple([test(value, literal) for test, literal in tests])
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Condition:
     """A compiled CEL expression and what it reads."""
@@ -165,11 +144,6 @@ class Rule:
     thresholds: tuple[tuple[tuple[str, float | str], ...] | None, ...] = field(
         init=False, compare=False, repr=False
     )
-    #: Per name of ``reads``: the type of its constants (``None``: compared with
-    #: none, or with constants of several types) and the comparisons as functions.
-    plan: tuple[tuple[str, type | None, tuple[tuple[Any, Any], ...]], ...] = field(
-        init=False, compare=False, repr=False
-    )
     #: The digest group the rule's warnings are merged into, if any (see
     #: :func:`stream_risk.core.alerting.digest_of`).
     digest_group: str | None = field(init=False, compare=False, repr=False)
@@ -187,27 +161,6 @@ class Rule:
             self,
             "thresholds",
             tuple(_comparisons_only(name, conditions) for name in self.reads),
-        )
-        plan: list[tuple[str, type | None, tuple[tuple[Any, Any], ...]]] = []
-        for name, comparisons in zip(self.reads, self.thresholds, strict=True):
-            kinds = {type(literal) for _, literal in comparisons or ()}
-            kind = kinds.pop() if len(kinds) == 1 else None
-            tests = tuple((_OPERATORS[op], literal) for op, literal in comparisons or ())
-            plan.append((name, kind, tests))
-        object.__setattr__(self, "plan", tuple(plan))
-
-    def signature(self, features: Mapping[str, Any], tier: str) -> tuple[Any, ...]:
-        """What the rule's result depends on: per name read, its value, or for a name
-        the rule only compares with constants, whether each comparison holds.
-
-        Two inputs with the same signature give the same result: a rule on
-        ``days_since_last_payment >= 60`` sees no change from day 10 to day 11.
-        """
-        return tuple(
-            [
-                bucket(tier if name == "tier" else cel_value(features.get(name)), kind, tests)
-                for name, kind, tests in self.plan
-            ]
         )
 
     def applies_to(self, segment: Mapping[str, Any] | None, tier: str) -> bool:
@@ -338,7 +291,24 @@ class RuleSet:
         The context holds only the names the rule reads: its result does not depend on
         any other.
         """
-        return self._level_of(rule, features, tier, rule.signature(features, tier))
+        inputs = self.inputs
+        positions = {
+            name: position(features.get(name), inputs[name])
+            for name in rule.reads
+            if name != "tier"
+        }
+        return self._level_of(rule, features, tier, self.signature(rule, positions, tier))
+
+    def signature(self, rule: Rule, positions: Mapping[str, Any], tier: str) -> tuple[Any, ...]:
+        """What ``rule``'s result depends on: per name it reads, its :func:`position`
+        among the constants of all the rules (``positions``), and the tier if it reads it.
+
+        Two inputs with the same signature give the same result. A position tells apart
+        at least what the rule's own comparisons do (a rule on
+        ``days_since_last_payment >= 60`` sees no change from day 10 to day 11), and a
+        name the rule uses other than in comparisons is its value.
+        """
+        return tuple([tier if name == "tier" else positions[name] for name in rule.reads])
 
     def results(
         self, features: Mapping[str, Any], tier: str, segment: Mapping[str, Any] | None
@@ -402,7 +372,7 @@ class RuleSet:
         for n, rule in enumerate(self.rules):
             if not out.applies[n]:
                 continue
-            signature = rule.signature(features, tier)
+            signature = self.signature(rule, out.inputs, tier)
             if before is not None and before.signatures[n] == signature:
                 kept += 1
             held = self._level_of(rule, features, tier, signature)
@@ -445,7 +415,7 @@ class RuleSet:
             if not applies[n]:
                 continue
             rule = rules[n]
-            signature = rule.signature(features, tier)
+            signature = self.signature(rule, buckets, tier)
             if signature == signatures[n]:
                 continue
             evaluated += 1
@@ -562,14 +532,6 @@ def position(value: Any, cuts: Cuts | None) -> Any:
     )
 
 
-_OPERATORS: dict[str, Any] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 #: What may stand right before a compared name and right after its constant for the
 #: comparison to be a whole operand of ``&&``, ``||``, ``?:`` or parentheses
 #: (``2.0 * x >= 60`` or ``x >= 60 + y`` compare something else).
