@@ -421,8 +421,18 @@ def _prune_snapshots(state: CustomerState, now: float, ctx: Context) -> bool:
 
 
 def _model_value(value: Any) -> Any:
-    """A model input as a snapshot keeps it: 4 significant digits, numbers only."""
+    """A model input as a snapshot keeps it: 4 significant digits, numbers only.
+
+    >>> _model_value(1234.5678), _model_value(0.000123456), _model_value(30.0)
+    (1235.0, 0.0001235, 30.0)
+    >>> _model_value(3), _model_value(True), _model_value("x"), _model_value(None)
+    (3, None, None, None)
+    """
     if type(value) is float:
+        # A whole number of up to 4 digits is what the rounding gives (most inputs are
+        # days and counts): only the others pay for formatting and parsing.
+        if -1e4 < value < 1e4 and value.is_integer():
+            return value
         return float(f"{value:.4g}")
     return value if type(value) is int else None
 

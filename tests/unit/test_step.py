@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from risk_factory import (
     DAY,
     at,
@@ -25,6 +28,7 @@ from risk_factory import (
 
 from stream_risk.core import BadEvent, Context, CustomerState, advance, profile_of, step
 from stream_risk.core.state import encode
+from stream_risk.core.step import _model_value
 from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 
@@ -639,3 +643,20 @@ def test_a_customer_with_no_limit_but_invoices_is_scored() -> None:
     follow(state, ts(1) + 200 * DAY)
     check_outputs(state, [])
     assert state.risk_score > 0.5
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(min_value=-10_001, max_value=10_001).map(float),
+        st.sampled_from([-0.0, 0.0, 9999.0, 9999.5, 10_000.0, -9999.0, -10_000.0, 12_345.0]),
+    )
+)
+def test_snapshot_values_keep_four_significant_digits(value: float) -> None:
+    kept = _model_value(value)
+    expected = float(f"{value:.4g}")
+    if math.isnan(expected):
+        assert math.isnan(kept)
+    else:
+        assert kept == expected and math.copysign(1.0, kept) == math.copysign(1.0, expected)
