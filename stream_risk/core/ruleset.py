@@ -428,6 +428,28 @@ class RuleSet:
         counts.rules_evaluated += evaluated
         counts.rules_kept += last.applicable - evaluated
 
+    def same_levels(
+        self,
+        last: RuleResults,
+        features: Mapping[str, Any],
+        moved: Mapping[str, Any],
+        tier: str,
+    ) -> bool:
+        """Whether every rule that reads a name of ``moved`` (name -> its new
+        :func:`position`; every other name at its position in ``last``) holds at the
+        level it held in ``last``, at ``tier`` and with ``features``.
+        """
+        positions = {**last.inputs, **moved}
+        rules, readers, applies, levels = self.rules, self.readers, last.applies, last.levels
+        for n in {n for name in moved for n in readers[name]}:
+            if not applies[n]:
+                continue
+            rule = rules[n]
+            signature = self.signature(rule, positions, tier)
+            if self._level_of(rule, features, tier, signature) != levels[n]:
+                return False
+        return True
+
     def _level_of(
         self, rule: Rule, features: Mapping[str, Any], tier: str, signature: tuple[Any, ...]
     ) -> Held:

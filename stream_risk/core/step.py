@@ -213,10 +213,11 @@ def _unseen(
 
     It may when the memory holds the evaluation the customer's history stood at
     before the wake-up (``since``), no held rule, tier hold, cooldown end or review is
-    due, every value a rule reads
-    is where it was among the rule's constants at the previous evaluation (as its
-    rule results keep them), and the score's tier and the credit policy's view
-    (:func:`_policy_view`) are those of the previous evaluation.
+    due, every rule holds at the level it held at the previous evaluation (a rule
+    none of whose values moved among the rules' constants is not looked at; one
+    whose values moved is answered from the rules' memo), and the score's tier and
+    the credit policy's view (:func:`_policy_view`) are those of the previous
+    evaluation. The rule lifecycles then see what they saw: nothing can move.
     """
     previous = ctx.memory.of(state.customer_id)
     last, results = previous.view, previous.rules
@@ -240,11 +241,18 @@ def _unseen(
     score, learned = scorer.score_and_weight(features, seasoned)
     derived = _derived(state, score, learned, ctx)
     positions = results.inputs
+    moved: dict[str, Any] = {}
     for name, cuts in ctx.rules.inputs.items():
         value = derived[name] if name in derived else features.get(name)
-        if position(value, cuts) != positions.get(name):
-            return None
-    if _policy_view(state, now, {**features, **derived}, ctx) != last[1]:
+        at = position(value, cuts)
+        if at != positions.get(name):
+            moved[name] = at
+    seen = {**features, **derived}
+    if moved and (
+        state.tier != results.tier or not ctx.rules.same_levels(results, seen, moved, state.tier)
+    ):
+        return None
+    if _policy_view(state, now, seen, ctx) != last[1]:
         return None
     return score
 
