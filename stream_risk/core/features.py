@@ -85,28 +85,29 @@ def compute(
 ) -> Features:
     """The features of ``state`` as of event time ``now``: all, or those of ``groups``.
 
-    ``kept`` is where a group with a known validity (:data:`VALIDITY`) keeps what it
-    computed: while its inputs are the same and event time has not reached the
-    next change, it is reused and only its clock-driven features are recomputed.
+    ``kept`` is where a reusable group (:data:`REUSABLE`) keeps what it computed:
+    while what it reads is the same and event time has not reached the next
+    change, it is reused and only its clock-driven features are recomputed.
     """
     out: Features = {}
     for name, fn in _GROUPS:
         if groups is not None and name not in groups:
             continue
-        validity = VALIDITY.get(name) if kept is not None else None
-        if validity is None or kept is None:
+        reuse = REUSABLE.get(name) if kept is not None else None
+        if reuse is None or kept is None:
             fn(state, now, out)
             continue
-        inputs, until = validity(state, now)
+        reads = reuse.reads(state)
         previous = kept.get(name)
-        if previous is not None and previous[0] == inputs and previous[1] <= now < previous[2]:
+        if previous is not None and previous[1] <= now < previous[2] and previous[0] == reads:
             out.update(previous[3])
-            _CLOCK_DRIVEN[name](state, now, out)
+            if reuse.clock is not None:
+                reuse.clock(state, now, out)
             continue
         values: Features = {}
         fn(state, now, values)
         out.update(values)
-        kept[name] = (inputs, now, until, values)
+        kept[name] = (reads, now, reuse.until(state, now), values)
     return out
 
 
@@ -333,8 +334,7 @@ def repayment(state: CustomerState, now: float, out: Features) -> None:
     out["paid_to_due_ratio_90d"] = _ratio(out["payment_amount_90d"], due)
     out["partial_payment_share_90d"] = _partial_share(state, now)
     out["bounced_payments_90d"] = windows.window_count(state.book["bounced"], now, 90 * DAY)
-    last = _clock_feature_start(state, "days_since_last_payment", now)
-    out["days_since_last_payment"] = (now - last) / DAY if last is not None else None
+    _days_since_last_payment(state, now, out)
 
 
 @group(
@@ -512,22 +512,24 @@ def _days_since_last_order(state: CustomerState, now: float, out: Features) -> N
 _ORDER_AGES = (7 * DAY, 30 * DAY, 90 * DAY, 120 * DAY)
 
 
-def _orders_validity(state: CustomerState, now: float) -> tuple[Any, float]:
-    """What the orders group reads, and until when (event time) its values hold.
-
-    Orders change only by events and by expiry from the front, and every event is
-    followed by an evaluation: the count and the first and last records identify them.
-    """
+def _orders_read(state: CustomerState) -> tuple[Any, ...]:
+    # Orders change only by events and by expiry from the front, and records are
+    # never changed in place: the count and the first and last records identify them.
     recs, cancelled = state.orders, state.cancelled
-    inputs = (
+    return (
         len(recs),
         recs[0] if recs else None,
         recs[-1] if recs else None,
         len(cancelled),
         cancelled[-1] if cancelled else None,
     )
+
+
+def _orders_until(state: CustomerState, now: float) -> float:
+    """Until when (event time) the orders group's values at ``now`` hold."""
+    recs, cancelled = state.orders, state.cancelled
     if (recs and recs[-1][ORD_TS] > now) or (cancelled and cancelled[-1][0] > now):
-        return inputs, now  # records ahead of ``now``: nothing to reuse
+        return now  # records ahead of ``now``: nothing to reuse
     until = math.inf
     for width in _ORDER_AGES:
         i = bisect.bisect_right(recs, now - width, key=windows.time_of)
@@ -536,15 +538,7 @@ def _orders_validity(state: CustomerState, now: float) -> tuple[Any, float]:
     i = bisect.bisect_right(cancelled, now - 90 * DAY, key=windows.time_of)
     if i < len(cancelled):
         until = min(until, cancelled[i][0] + 90 * DAY)
-    return inputs, until
-
-
-#: Groups that may be reused between evaluations: group -> what it reads and until
-#: when its values hold; :data:`_CLOCK_DRIVEN` recomputes what moves with time alone.
-VALIDITY: dict[str, Callable[[CustomerState, float], tuple[Any, float]]] = {
-    "orders": _orders_validity,
-}
-_CLOCK_DRIVEN: dict[str, GroupFn] = {"orders": _days_since_last_order}
+    return until
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -640,6 +634,144 @@ def statements(state: CustomerState, now: float, out: Features) -> None:
                 break
             streak += 1
         out[f"{status}_streak"] = streak
+
+
+# ------------------------------------------------------------------ reuse
+
+
+def _next_change(times: list[float], now: float, offsets: tuple[float, ...]) -> float:
+    """The first time after ``now`` at which one of ``times`` (ascending) is ``offset``
+    old, for any of ``offsets``: when a record enters (0) or leaves a window."""
+    until = math.inf
+    for offset in offsets:
+        k = bisect.bisect_right(times, now - offset)
+        if k < len(times):
+            until = min(until, times[k] + offset)
+    return until
+
+
+def _record_times(records: list[list[Any]]) -> list[float]:
+    return [r[0] for r in records]
+
+
+def _invoices_until(
+    ages: InvoiceAges, now: float, offsets: tuple[float, ...], all_invoices: bool
+) -> float:
+    """Until when what the invoices give a group holds, when the open invoices (or
+    ``all_invoices``) move it only at ``offsets`` after their due date: a margin
+    before the first such age after ``now``, and the closed invoices' validity."""
+    dues = ages.due_times if all_invoices else ages.open_due_times
+    until = _next_change(dues, now, offsets) - _AGING_MARGIN
+    return until if ages.closed is None else min(until, ages.closed.valid_until)
+
+
+#: Ages after its due date at which an open invoice moves a delinquency count.
+_LEVEL_SECONDS = tuple(
+    sorted({(level + months) * DAY for level in DELINQUENCY_LEVELS for months in (0, 182, 365)})
+)
+
+
+def _book_ages(state: CustomerState) -> InvoiceAges:
+    """The state's :class:`InvoiceAges`, built when the book changed, not aged: one
+    object while the book is the same."""
+    ages: InvoiceAges | None = state.invoice_ages
+    if ages is None:
+        ages = _index(state.book)
+        state.invoice_ages = ages
+    return ages
+
+
+def _repayment_read(state: CustomerState) -> tuple[Any, ...]:
+    book = state.book
+    return (
+        _book_ages(state),
+        tuple(book["paid"]),
+        tuple(book["bounced"]),
+        book.get("last_paid"),
+        tuple(state.statements),
+        state.invoiced,
+    )
+
+
+def _repayment_until(state: CustomerState, now: float) -> float:
+    """Payments and bounces enter and leave their windows, statements their 90 days,
+    invoices fall due and leave the 90 days (their ages' validity)."""
+    book = state.book
+    return min(
+        _next_change(_record_times(book["paid"]), now, (0.0, 30 * DAY, 90 * DAY)),
+        _next_change(_record_times(book["bounced"]), now, (0.0, 90 * DAY)),
+        _next_change(_record_times(state.statements), now, (0.0, 90 * DAY)),
+        _invoices_until(invoice_ages(state, now), now, _FELL_DUE_SECONDS, all_invoices=True),
+    )
+
+
+def _days_since_last_payment(state: CustomerState, now: float, out: Features) -> None:
+    last = _clock_feature_start(state, "days_since_last_payment", now)
+    out["days_since_last_payment"] = (now - last) / DAY if last is not None else None
+
+
+def _delinquency_read(state: CustomerState) -> tuple[Any, ...]:
+    promises = tuple(state.promises)
+    return (
+        _book_ages(state),
+        tuple(state.statements),
+        promises,
+        tuple(state.book["paid"]) if promises else None,
+    )
+
+
+#: Ages at which a statement or a settled invoice moves the delinquency group: it
+#: enters, leaves the 180 days of the trend, the 6- and 12-month counts, the year
+#: of observations.
+_DELINQUENCY_AGES = (0.0, 180 * DAY, 182 * DAY, LATE_HISTORY)
+
+
+def _delinquency_until(state: CustomerState, now: float) -> float:
+    """Statements and settled invoices age through the counts and the trend, open
+    invoices reach levels (their ages' validity), promises fall due and expire."""
+    ages = invoice_ages(state, now)
+    until = min(
+        _next_change(_record_times(state.statements), now, _DELINQUENCY_AGES),
+        _invoices_until(ages, now, _LEVEL_SECONDS, all_invoices=False),
+    )
+    if ages.closed is not None:
+        until = min(until, _next_change(ages.closed.times, now, _DELINQUENCY_AGES))
+    for promise in state.promises:
+        for t in (promise[PROMISE_DUE], promise[PROMISE_DUE] + PROMISE_WINDOW):
+            if now < t < until:
+                until = t
+    return until
+
+
+def _statements_read(state: CustomerState) -> tuple[Any, ...]:
+    return tuple(state.statements), state.credit_limit
+
+
+def _statements_until(state: CustomerState, now: float) -> float:
+    """Statements count once they are issued: only one ahead of ``now`` moves them."""
+    return _next_change(_record_times(state.statements), now, (0.0,))
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """How a group's values are reused (see :func:`compute`)."""
+
+    #: What the group reads, compared by value (records are never changed in place,
+    #: so a tuple of them compares element by element, mostly by identity).
+    reads: Callable[[CustomerState], Any]
+    #: Until when (event time) the values computed at ``now`` hold while it reads the same.
+    until: Callable[[CustomerState, float], float]
+    #: Recomputes the features that move with the clock alone, if any.
+    clock: GroupFn | None = None
+
+
+#: Groups whose values may be reused between computations of one customer.
+REUSABLE: dict[str, Reuse] = {
+    "orders": Reuse(_orders_read, _orders_until, _days_since_last_order),
+    "repayment": Reuse(_repayment_read, _repayment_until, _days_since_last_payment),
+    "delinquency": Reuse(_delinquency_read, _delinquency_until),
+    "statements": Reuse(_statements_read, _statements_until),
+}
 
 
 # ------------------------------------------------------------------ timers
@@ -821,10 +953,7 @@ INDEXED_FROM = 32
 
 def invoice_ages(state: CustomerState, now: float) -> InvoiceAges:
     """The invoices' contributions to the features at ``now``, kept in ``state``."""
-    ages: InvoiceAges | None = state.invoice_ages
-    if ages is None:
-        ages = _index(state.book)
-        state.invoice_ages = ages
+    ages = _book_ages(state)
     if now != ages.aged_at and not ages.aged_at < now < ages.valid_until:
         if ages.dues is None:
             _age(ages, state.book, now)

@@ -390,11 +390,13 @@ def _take_snapshots(state: CustomerState, until: float, ctx: Context) -> bool:
     last = math.floor(until / period)
     snapshots = state.snapshots
     taken = len(snapshots)
+    # Between events only the clock moves: most groups hold from one boundary to the next.
+    kept = ctx.memory.of(state.customer_id).groups
     for n in range(max(first, last - _snapshots_kept(ctx) + 1), last + 1):
         boundary = n * period
         if boundary <= clock:
             continue  # ``clock / period`` rounded up to the boundary
-        features = feats.compute(state, boundary, _MODEL_GROUPS)
+        features = feats.compute(state, boundary, _MODEL_GROUPS, kept)
         snapshots.append([boundary, [_model_value(features.get(name)) for name in MODEL_FEATURES]])
     return len(snapshots) > taken
 
