@@ -61,6 +61,8 @@ class Feature:
 
 REGISTRY: dict[str, Feature] = {}
 _GROUPS: list[tuple[str, GroupFn]] = []
+#: The features each group fills, by group.
+_FEATURES_OF: dict[str, tuple[str, ...]] = {}
 
 
 def group(name: str, *features: tuple[str, str, str]) -> Callable[[GroupFn], GroupFn]:
@@ -71,6 +73,7 @@ def group(name: str, *features: tuple[str, str, str]) -> Callable[[GroupFn], Gro
             if feature in REGISTRY:
                 raise ValueError(f"feature {feature!r} registered twice")
             REGISTRY[feature] = Feature(feature, unit, name, description)
+        _FEATURES_OF[name] = tuple(feature for feature, _, _ in features)
         _GROUPS.append((name, fn))
         return fn
 
@@ -104,9 +107,8 @@ def compute(
             if reuse.clock is not None:
                 reuse.clock(state, now, out)
             continue
-        values: Features = {}
-        fn(state, now, values)
-        out.update(values)
+        fn(state, now, out)  # a group may read what an earlier one wrote
+        values = {feature: out[feature] for feature in _FEATURES_OF[name]}
         kept[name] = (reads, now, reuse.until(state, now), values)
     return out
 
@@ -639,19 +641,22 @@ def statements(state: CustomerState, now: float, out: Features) -> None:
 # ------------------------------------------------------------------ reuse
 
 
-def _next_change(times: list[float], now: float, offsets: tuple[float, ...]) -> float:
-    """The first time after ``now`` at which one of ``times`` (ascending) is ``offset``
-    old, for any of ``offsets``: when a record enters (0) or leaves a window."""
+def _next_change(
+    records: list[Any],
+    now: float,
+    offsets: tuple[float, ...],
+    time_of: Callable[[Any], float] | None = windows.time_of,
+) -> float:
+    """The first time after ``now`` at which one of ``records`` (ascending in time) is
+    ``offset`` old, for any of ``offsets``: when a record enters (0) or leaves a
+    window. ``time_of`` None: ``records`` are the times themselves."""
     until = math.inf
     for offset in offsets:
-        k = bisect.bisect_right(times, now - offset)
-        if k < len(times):
-            until = min(until, times[k] + offset)
+        k = bisect.bisect_right(records, now - offset, key=time_of)
+        if k < len(records):
+            t = records[k] if time_of is None else time_of(records[k])
+            until = min(until, t + offset)
     return until
-
-
-def _record_times(records: list[list[Any]]) -> list[float]:
-    return [r[0] for r in records]
 
 
 def _invoices_until(
@@ -661,7 +666,9 @@ def _invoices_until(
     ``all_invoices``) move it only at ``offsets`` after their due date: a margin
     before the first such age after ``now``, and the closed invoices' validity."""
     dues = ages.due_times if all_invoices else ages.open_due_times
-    until = _next_change(dues, now, offsets) - _AGING_MARGIN
+    # As :func:`_valid_until`: an age just reached may still be crossed (falling due
+    # is ``due < now``), so the search starts a margin before ``now``.
+    until = _next_change(dues, now - _AGING_MARGIN, offsets, None) - _AGING_MARGIN
     return until if ages.closed is None else min(until, ages.closed.valid_until)
 
 
@@ -673,7 +680,13 @@ _LEVEL_SECONDS = tuple(
 
 def _book_ages(state: CustomerState) -> InvoiceAges:
     """The state's :class:`InvoiceAges`, built when the book changed, not aged: one
-    object while the book is the same."""
+    object while the book is the same.
+
+    What groups read of the book (invoices, payments, bounces, closed invoices) and
+    of the ledger is this object: every event that changes either (an invoice, a
+    payment, a bounce) drops it, and so does expiry that forgets closed invoices.
+    Expiry forgets only payments, bounces and ledger days no window reaches.
+    """
     ages: InvoiceAges | None = state.invoice_ages
     if ages is None:
         ages = _index(state.book)
@@ -682,15 +695,7 @@ def _book_ages(state: CustomerState) -> InvoiceAges:
 
 
 def _repayment_read(state: CustomerState) -> tuple[Any, ...]:
-    book = state.book
-    return (
-        _book_ages(state),
-        tuple(book["paid"]),
-        tuple(book["bounced"]),
-        book.get("last_paid"),
-        tuple(state.statements),
-        state.invoiced,
-    )
+    return _book_ages(state), tuple(state.statements)
 
 
 def _repayment_until(state: CustomerState, now: float) -> float:
@@ -698,9 +703,9 @@ def _repayment_until(state: CustomerState, now: float) -> float:
     invoices fall due and leave the 90 days (their ages' validity)."""
     book = state.book
     return min(
-        _next_change(_record_times(book["paid"]), now, (0.0, 30 * DAY, 90 * DAY)),
-        _next_change(_record_times(book["bounced"]), now, (0.0, 90 * DAY)),
-        _next_change(_record_times(state.statements), now, (0.0, 90 * DAY)),
+        _next_change(book["paid"], now, (0.0, 30 * DAY, 90 * DAY)),
+        _next_change(book["bounced"], now, (0.0, 90 * DAY)),
+        _next_change(state.statements, now, (0.0, 90 * DAY)),
         _invoices_until(invoice_ages(state, now), now, _FELL_DUE_SECONDS, all_invoices=True),
     )
 
@@ -711,13 +716,7 @@ def _days_since_last_payment(state: CustomerState, now: float, out: Features) ->
 
 
 def _delinquency_read(state: CustomerState) -> tuple[Any, ...]:
-    promises = tuple(state.promises)
-    return (
-        _book_ages(state),
-        tuple(state.statements),
-        promises,
-        tuple(state.book["paid"]) if promises else None,
-    )
+    return _book_ages(state), tuple(state.statements), tuple(state.promises)
 
 
 #: Ages at which a statement or a settled invoice moves the delinquency group: it
@@ -731,11 +730,11 @@ def _delinquency_until(state: CustomerState, now: float) -> float:
     invoices reach levels (their ages' validity), promises fall due and expire."""
     ages = invoice_ages(state, now)
     until = min(
-        _next_change(_record_times(state.statements), now, _DELINQUENCY_AGES),
+        _next_change(state.statements, now, _DELINQUENCY_AGES),
         _invoices_until(ages, now, _LEVEL_SECONDS, all_invoices=False),
     )
     if ages.closed is not None:
-        until = min(until, _next_change(ages.closed.times, now, _DELINQUENCY_AGES))
+        until = min(until, _next_change(ages.closed.times, now, _DELINQUENCY_AGES, None))
     for promise in state.promises:
         for t in (promise[PROMISE_DUE], promise[PROMISE_DUE] + PROMISE_WINDOW):
             if now < t < until:
@@ -749,7 +748,53 @@ def _statements_read(state: CustomerState) -> tuple[Any, ...]:
 
 def _statements_until(state: CustomerState, now: float) -> float:
     """Statements count once they are issued: only one ahead of ``now`` moves them."""
-    return _next_change(_record_times(state.statements), now, (0.0,))
+    return _next_change(state.statements, now, (0.0,))
+
+
+def _exposure_read(state: CustomerState) -> tuple[Any, ...]:
+    return _book_ages(state), tuple(state.statements), state.credit_limit
+
+
+def _exposure_until(state: CustomerState, now: float) -> float:
+    """Invoices fall due, and the receivable of 30 and 90 days ago moves on to the
+    next statement or ledger day."""
+    ages = invoice_ages(state, now)
+    until = min(
+        _invoices_until(ages, now, (0.0,), all_invoices=True),
+        _next_change(state.statements, now, (0.0, 30 * DAY, 90 * DAY)),
+    )
+    ledger = state.ledger
+    if state.invoiced and ledger:
+        for offset in (0.0, 30 * DAY, 90 * DAY):
+            # The first ledger day after the one of ``now - offset`` is reached then.
+            k = bisect.bisect_right(ledger, int((now - offset) // DAY), key=_day)
+            if k < len(ledger):
+                until = min(until, ledger[k][0] * DAY + offset - _AGING_MARGIN)
+    return until
+
+
+def _aging_read(state: CustomerState) -> tuple[Any, ...]:
+    # The open balance it reads comes from the exposure group, from the same inputs.
+    return _book_ages(state), tuple(state.statements), _orders_read(state)
+
+
+def _aging_until(state: CustomerState, now: float) -> float:
+    """Open invoices cross an age (days past due itself is recomputed: :func:`_past_due`),
+    settled invoices and orders enter and leave their 90 days."""
+    return min(
+        _invoices_until(invoice_ages(state, now), now, _CROSSING_SECONDS, all_invoices=False),
+        _next_change(state.statements, now, (0.0,)),
+        _next_change(state.book["closed"], now, (0.0, 90 * DAY)),
+        _next_change(state.orders, now, (0.0, 90 * DAY)),
+    )
+
+
+def _past_due(state: CustomerState, now: float, out: Features) -> None:
+    """The days past due of the oldest open invoice, which grow with the clock alone."""
+    oldest = _book_ages(state).oldest_due
+    invoice_dpd = int((now - oldest) // DAY) if oldest is not None and oldest < now else 0
+    out["days_past_due"] = max(invoice_dpd, out["statement_days_past_due"])
+    out["invoice_days_past_due"] = invoice_dpd
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,7 +802,8 @@ class Reuse:
     """How a group's values are reused (see :func:`compute`)."""
 
     #: What the group reads, compared by value (records are never changed in place,
-    #: so a tuple of them compares element by element, mostly by identity).
+    #: so a tuple of them compares element by element, mostly by identity); the
+    #: book and the ledger by their invoice ages (:func:`_book_ages`).
     reads: Callable[[CustomerState], Any]
     #: Until when (event time) the values computed at ``now`` hold while it reads the same.
     until: Callable[[CustomerState, float], float]
@@ -767,6 +813,8 @@ class Reuse:
 
 #: Groups whose values may be reused between computations of one customer.
 REUSABLE: dict[str, Reuse] = {
+    "exposure": Reuse(_exposure_read, _exposure_until),
+    "aging": Reuse(_aging_read, _aging_until, _past_due),
     "orders": Reuse(_orders_read, _orders_until, _days_since_last_order),
     "repayment": Reuse(_repayment_read, _repayment_until, _days_since_last_payment),
     "delinquency": Reuse(_delinquency_read, _delinquency_until),
@@ -863,7 +911,7 @@ def _invoice_crossing(due: float, now: float) -> float | None:
     return due + offsets[k] if k < len(offsets) else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one per book: a changed book gets a new one
 class InvoiceAges:
     """What the invoices of the book give the features at an event time.
 

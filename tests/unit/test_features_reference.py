@@ -638,7 +638,14 @@ def _later_times(seed: int, events: list[dict[str, Any]], clock: float) -> list[
             for edge in (t + days * DAY, t + days * DAY - 1):
                 if edge > clock:
                     bounds.add(edge)
-    picked = rng.sample(sorted(bounds), min(10, len(bounds)))
+        if "due_at" in e:
+            # An invoice falls due, changes aging bucket and reaches delinquency levels.
+            due = _ts(e["due_at"])
+            for days in (0, 1, 30, 31, 60, 61, 90, 91, 212, 395):
+                for edge in (due + days * DAY, due + days * DAY + 1):
+                    if edge > clock:
+                        bounds.add(edge)
+    picked = rng.sample(sorted(bounds), min(16, len(bounds)))
     spread = [clock + d for d in (1, 3600, DAY, 6 * DAY, 45 * DAY, 95 * DAY, 150 * DAY, 400 * DAY)]
     return sorted(set(picked) | set(spread))
 
