@@ -10,8 +10,9 @@ import orjson
 from golden import FIXTURES, golden_rules
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from risk_factory import event_lists, parse, strategy_context
 
-from stream_risk.core import Context, CustomerState
+from stream_risk.core import BadEvent, Context, CustomerState, advance, step
 from stream_risk.core import features as feats
 from stream_risk.core.previous import EvaluationMemory, PreviousEvaluation
 from stream_risk.core.step import _order
@@ -110,3 +111,32 @@ def test_a_reused_orders_group_is_the_group_computed_afresh(
         for gap in [0.0, *gaps]:
             now += gap * 30 * DAY
             assert feats.compute(state, now, groups, kept) == feats.compute(state, now, groups)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    event_lists(max_size=40),
+    st.lists(st.floats(min_value=0, max_value=120, allow_nan=False), min_size=1, max_size=4),
+)
+def test_reused_groups_are_the_groups_computed_afresh_for_any_events(
+    events: list[dict[str, Any]], gaps: list[float]
+) -> None:
+    """Whatever the events (invoices re-sent, payments bounced or reversed, statements,
+    in or out of order) and however far the clock moves without them, every group kept
+    from the customer's earlier computations gives what its state gives (promises are
+    in the feature reference's scripts)."""
+    ctx = strategy_context()
+    state = CustomerState("c1")
+    kept: dict[str, Any] = {}
+    for raw in events:
+        try:
+            state, _ = step(state, parse(raw), ctx)
+        except BadEvent:
+            continue
+        assert state.clock is not None
+        now = state.clock
+        assert feats.compute(state, now, None, kept) == feats.compute(state, now)
+        for gap in gaps[: 1 + len(state.seen) % len(gaps)]:
+            now += gap * DAY
+            state, _ = advance(state, now, ctx)
+            assert feats.compute(state, now, None, kept) == feats.compute(state, now)
