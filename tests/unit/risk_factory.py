@@ -8,7 +8,7 @@ the drivers.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -333,6 +333,27 @@ def _event_strategy(cid: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, 
     )
     collections = st.builds(lambda d, c: collection(d, cid=c), _days, cid)
     return st.one_of(customers, orders, invoices, payments, statements, outcomes, collections)
+
+
+def steps_and_wake_ups(
+    events: Iterable[dict[str, Any]], gaps: list[float], ctx: Context
+) -> Iterator[CustomerState]:
+    """One customer's state after each of ``events`` the core accepts (rejected ones are
+    skipped), and after each of the wake-ups that follow it, ``gaps`` days apart (as
+    many of them as the events applied so far pick)."""
+    state = CustomerState("c1")
+    for raw in events:
+        try:
+            state, _ = step(state, parse(raw), ctx)
+        except BadEvent:
+            continue
+        yield state
+        assert state.clock is not None
+        now = state.clock
+        for gap in gaps[: 1 + len(state.seen) % len(gaps)]:
+            now += gap * DAY
+            state, _ = advance(state, now, ctx)
+            yield state
 
 
 def _number(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
