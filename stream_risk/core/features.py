@@ -532,15 +532,7 @@ def _orders_until(state: CustomerState, now: float) -> float:
     recs, cancelled = state.orders, state.cancelled
     if (recs and recs[-1][ORD_TS] > now) or (cancelled and cancelled[-1][0] > now):
         return now  # records ahead of ``now``: nothing to reuse
-    until = math.inf
-    for width in _ORDER_AGES:
-        i = bisect.bisect_right(recs, now - width, key=windows.time_of)
-        if i < len(recs):
-            until = min(until, recs[i][ORD_TS] + width)
-    i = bisect.bisect_right(cancelled, now - 90 * DAY, key=windows.time_of)
-    if i < len(cancelled):
-        until = min(until, cancelled[i][0] + 90 * DAY)
-    return until
+    return min(_next_change(recs, now, _ORDER_AGES), _next_change(cancelled, now, (90 * DAY,)))
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -666,9 +658,12 @@ def _invoices_until(
     ``all_invoices``) move it only at ``offsets`` after their due date: a margin
     before the first such age after ``now``, and the closed invoices' validity."""
     dues = ages.due_times if all_invoices else ages.open_due_times
-    # As :func:`_valid_until`: an age just reached may still be crossed (falling due
-    # is ``due < now``), so the search starts a margin before ``now``.
+    # Ages are compared in ways that round differently from ``due + offset``, and an
+    # age just reached may still be crossed (falling due is ``due < now``): the search
+    # starts a margin before ``now``, and the values hold until a margin before.
     until = _next_change(dues, now - _AGING_MARGIN, offsets, None) - _AGING_MARGIN
+    # The closed invoices were aged at ``now`` or, with none of their ages in between,
+    # before: theirs hold until the margin before their first age after ``now``.
     return until if ages.closed is None else min(until, ages.closed.valid_until)
 
 
@@ -1079,21 +1074,10 @@ def _valid_until(ages: InvoiceAges, now: float) -> float:
     """Until when the sums aged at ``now`` hold: the margin before the first age after
     ``now`` at which an invoice moves them. Every comparison the sums make changes
     only once as time goes on, at one of these ages."""
-    after = now - _AGING_MARGIN
-    until = math.inf
-    for dues, offsets in (
-        (ages.due_times, _FELL_DUE_SECONDS),
-        (ages.open_due_times, _CROSSING_SECONDS),
-    ):
-        for offset in offsets:
-            # The oldest invoice still short of ``offset`` reaches it first.
-            k = bisect.bisect_right(dues, after - offset)
-            if k < len(dues):
-                until = min(until, dues[k] + offset)
-    # The closed invoices were aged at ``now`` or, with none of their ages in between,
-    # before: theirs hold until the margin before their first age after ``now``.
-    closed = math.inf if ages.closed is None else ages.closed.valid_until
-    return min(until - _AGING_MARGIN, closed)
+    return min(
+        _invoices_until(ages, now, _FELL_DUE_SECONDS, all_invoices=True),
+        _invoices_until(ages, now, _CROSSING_SECONDS, all_invoices=False),
+    )
 
 
 def _index(book: Any) -> InvoiceAges:
@@ -1340,22 +1324,16 @@ def next_check(
             if best is None or tick < best:
                 best = tick
     coarse: float | None = None
-    for group_name, records, width in (
-        ("orders", state.orders, 7 * DAY),
-        ("orders", state.orders, 30 * DAY),
-        ("orders", state.orders, 90 * DAY),
-        ("repayment", state.book["paid"], 30 * DAY),
-        ("repayment", state.book["paid"], 90 * DAY),
-        ("repayment", state.book["bounced"], 90 * DAY),
+    for group_name, records, widths in (
+        ("orders", state.orders, (7 * DAY, 30 * DAY, 90 * DAY)),
+        ("repayment", state.book["paid"], (30 * DAY, 90 * DAY)),
+        ("repayment", state.book["bounced"], (90 * DAY,)),
     ):
         if groups is not None and group_name not in groups:
             continue
-        # The oldest record still in the window leaves it first.
-        i = bisect.bisect_right(records, now - width, key=windows.time_of)
-        if i < len(records):
-            leaves = records[i][0] + width
-            if coarse is None or leaves < coarse:
-                coarse = leaves
+        leaves = _next_change(records, now, widths)
+        if leaves < math.inf and (coarse is None or leaves < coarse):
+            coarse = leaves
     for promise in state.promises if groups is None or "delinquency" in groups else ():
         if promise[PROMISE_DUE] > now and (coarse is None or promise[PROMISE_DUE] < coarse):
             coarse = promise[PROMISE_DUE]
