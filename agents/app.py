@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,6 +33,7 @@ from stream_risk.core.trainer import Trainer
 from stream_risk.kafka_security import KafkaSecurity
 from stream_risk.message_auth import sign_headers
 from stream_risk.metrics import WorkerMetrics
+from stream_risk.runtime import tune_garbage_collection
 from stream_risk.sinks.redis import RedisSink
 
 log = logging.getLogger(__name__)
@@ -65,27 +65,6 @@ def _learn(trainer: Trainer, raw: bytes) -> dict[str, Any] | None:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.error("skipping a malformed training example: %s", exc)
         return None
-
-
-#: Garbage collection thresholds of a running worker (Python's: 700, 10, 10). Young
-#: collections every 10,000 new objects instead of 700: a batch's short-lived objects
-#: die before they are promoted, so the full collections (one pause of the event loop
-#: each) are rare.
-GC_THRESHOLDS = (10_000, 20, 50)
-
-
-def tune_garbage_collection() -> None:
-    """Leave the objects alive now out of every later collection; collect young ones less often.
-
-    The start-up heap (Faust, aiokafka, the detectors, the rule set, the model) lives
-    as long as the process; every full collection walked it all, pausing the event
-    loop for 100-200 ms every few seconds under load (the latency's worst tail).
-    Frozen objects are still freed by reference counting; only a cycle among them
-    would never be collected.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class StartGate:

@@ -6,6 +6,6 @@ module verbs), :mod:`~stream_risk.cli.verbs` the verbs that drive services,
 what they share. Settings come from one loader, :func:`stream_risk.config.load_settings`.
 """
 
-from stream_risk.cli.command import build_parser, main
+from stream_risk.cli.command import build_parser, main, run
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]

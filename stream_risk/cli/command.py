@@ -11,6 +11,7 @@ from stream_risk import __version__
 from stream_risk.cli.common import output, parse_rate, rules_or_exit
 from stream_risk.config import ConfigurationError, load_settings
 from stream_risk.core.units import DAY
+from stream_risk.runtime import tune_garbage_collection
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -250,5 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The installed ``stream-risk`` command: :func:`main` in a process tuned for long runs.
+
+    Kept apart from :func:`main`, which tests and embedders call in their own
+    process, whose collector they may not want changed.
+    """
+    tune_garbage_collection()
     raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 import orjson
 
-from stream_risk.agents.app import StartGate, TrainerRole, WorkerApp, tune_garbage_collection
+from stream_risk.agents.app import StartGate, TrainerRole, WorkerApp
 from stream_risk.agents.monitor import BatchResult
 from stream_risk.agents.state_store import CustomerStates
 from stream_risk.agents.topology import MonitorPublisher, Sender
@@ -69,18 +68,6 @@ def test_the_gate_says_once_that_the_worker_is_set_up_after_the_first_rebuild() 
 
     asyncio.run(scenario())
     assert said == [1]  # once, with the timers rebuilt
-
-
-def test_the_start_up_heap_is_left_out_of_later_collections() -> None:
-    thresholds = gc.get_threshold()
-    gc.unfreeze()
-    try:
-        tune_garbage_collection()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold()[0] > thresholds[0]
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 def test_a_stopping_worker_gives_up_its_held_records_before_waiting_for_acks() -> None:
