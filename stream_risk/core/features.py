@@ -107,8 +107,13 @@ def compute(
             if reuse.clock is not None:
                 reuse.clock(state, now, out)
             continue
+        start = len(out)
         fn(state, now, out)  # a group may read what an earlier one wrote
-        values = {feature: out[feature] for feature in _FEATURES_OF[name]}
+        # Kept in the order the group wrote them: a reused group gives the same dict.
+        written = list(itertools.islice(reversed(out.items()), len(out) - start))
+        values = dict(reversed(written))
+        if len(values) != len(_FEATURES_OF[name]):  # it rewrote an earlier group's value
+            values = {feature: out[feature] for feature in _FEATURES_OF[name]}
         kept[name] = (reads, now, reuse.until(state, now), values)
     return out
 
