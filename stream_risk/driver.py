@@ -335,7 +335,9 @@ class MonitorDriver:
         for customer_id, (partition, _) in result.states.items():
             result.states[customer_id] = (partition, self._encoded[customer_id])
             try:
-                profile = profile_of(self.cache[customer_id])
+                # Most groups were just computed by the customer's evaluation: reused.
+                kept = self.ctx.memory.of(customer_id).groups
+                profile = profile_of(self.cache[customer_id], kept)
                 too_big = len(orjson.dumps(profile)) > limit
             except Exception:  # the state is written; only its profile is missing
                 log.exception("no profile for customer %s", customer_id)

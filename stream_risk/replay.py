@@ -297,7 +297,8 @@ class Replayer:
 
     def profiles(self) -> Iterator[dict[str, Any]]:
         for customer_id in sorted(self.states):
-            yield profile_of(self.states[customer_id])
+            kept = self.ctx.memory.of(customer_id).groups
+            yield profile_of(self.states[customer_id], kept)
 
 
 #: Replay runs every customer on one partition: one timer queue, one event-time order.

@@ -123,14 +123,19 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
 
 
-def profile_of(state: CustomerState) -> dict[str, Any]:
-    """The customer's risk profile (EVENTS.md) as of its own clock."""
+def profile_of(state: CustomerState, kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The customer's risk profile (EVENTS.md) as of its own clock.
+
+    ``kept`` is where the customer's evaluations keep their feature groups (its
+    :class:`~stream_risk.core.previous.PreviousEvaluation` ``groups``): those still
+    valid are reused, as an evaluation reuses them.
+    """
     now = state.clock if state.clock is not None else 0.0
     return {
         "customer_id": state.customer_id,
         "risk_score": state.risk_score,
         "tier": state.tier,
-        "features": feats.compute(state, now),
+        "features": feats.compute(state, now, None, kept),
         # The rules of a low digest group share one warning: listed once.
         "active_warnings": list(dict.fromkeys(alert[0] for alert in state.alerts.values())),
         "updated_at": iso(state.updated_at if state.updated_at is not None else now),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from risk_factory import (
     DAY,
@@ -20,7 +21,7 @@ from risk_factory import (
     utilisation_context,
 )
 
-from stream_risk.core import Context
+from stream_risk.core import Context, profile_of
 from stream_risk.core.state import decode, encode
 from stream_risk.driver import BatchResult, Message, MonitorDriver
 from stream_risk.schemas.events import EVENT_TYPES
@@ -69,8 +70,11 @@ class Harness:
         self.dead += result.dead_letters
         for _, w in result.warnings:
             RiskWarning.model_validate(w)
-        for _, (_, p) in result.profiles.items():
+        for cid, (_, p) in result.profiles.items():
             RiskProfile.model_validate(p)
+            # Published with the groups the evaluations kept: what the state alone
+            # gives, to the order of the features.
+            assert orjson.dumps(p) == orjson.dumps(profile_of(decode(result.states[cid][1])))
         for _, d in result.dead_letters:
             DeadLetter.model_validate(d)
         return result
