@@ -30,6 +30,14 @@ def _input_topics(env: Env) -> list[str]:
     return [env.topic(t) for t in EVENT_TYPES]
 
 
+def _input_partitions(env: Env, consumer: KafkaConsumer) -> list[TopicPartition]:
+    return [
+        TopicPartition(topic, p)
+        for topic in _input_topics(env)
+        for p in consumer.partitions_for_topic(topic) or ()
+    ]
+
+
 def _committed(env: Env) -> dict[tuple[str, int], int]:
     """The group's committed offsets on the input topics (read without joining the group)."""
     consumer = KafkaConsumer(
@@ -49,15 +57,23 @@ def _committed(env: Env) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
+def _all_committed(env: Env) -> bool:
+    """Whether the group has committed every input partition up to its end offset."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    try:
+        parts = _input_partitions(env, consumer)
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    committed = _committed(env)
+    return all(committed.get((tp.topic, tp.partition), 0) >= end for tp, end in ends.items())
+
+
 def _inputs_with_offsets(env: Env) -> list[tuple[str, int, int, dict[str, Any]]]:
     """Every input record as (topic, partition, offset, event)."""
     consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in _input_topics(env)
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
+        parts = _input_partitions(env, consumer)
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
@@ -115,8 +131,13 @@ def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
     for kill in range(3):
         worker.start(timeout=300)
         # One profile per customer per batch: a quiet machine's large batches write as
-        # few as three per customer for the whole stream, so kill early.
-        env.consume("profiles", lambda rs, n=kill: len(rs) >= 20 * (n + 1), timeout=300)
+        # few as two per customer for the whole stream, so kill early, or once the
+        # worker has committed every input (later kills then check the finished state).
+        wait_for(
+            lambda n=kill: len(read_all(env, "profiles")) >= 20 * (n + 1) or _all_committed(env),
+            timeout=300,
+            what=f"progress before kill {kill + 1}",
+        )
         # Only a live worker commits (every second): killed before its first commit,
         # it would leave nothing to check, for good. Later starts find one already.
         wait_for(lambda: _committed(env), timeout=120, what="the worker's first commit")
