@@ -34,6 +34,7 @@ The bookkeeping lives in ``state.credit_review``, a fixed set of scalars:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -191,6 +192,28 @@ def increase_clocks(state: CustomerState, now: float, rules: Increases) -> tuple
         at = record.get(name)
         clocks.append(at is None or not now - float(at) < rules.cooldown)
     return tuple(clocks)
+
+
+def next_increase_clock(state: CustomerState, now: float, rules: Increases) -> float | None:
+    """When the next of :func:`increase_clocks` passes after ``now`` (``None``: none is running).
+
+    The customer is woken then: an earned increase may become due without any event.
+    """
+    record = state.credit_review or {}
+    waits = [(record.get("on_time_since"), rules.on_time_for)]
+    waits += [(record.get(name), rules.cooldown) for name in CLOCKS.values()]
+    best: float | None = None
+    for start, wait in waits:
+        if start is None:
+            continue
+        since = float(start)
+        passes = since + wait
+        # The first representable time :func:`increase_clocks` sees as passed.
+        while passes - since < wait:
+            passes = math.nextafter(passes, math.inf)
+        if passes > now and (best is None or passes < best):
+            best = passes
+    return best
 
 
 def blocking_warnings(state: CustomerState) -> list[str]:

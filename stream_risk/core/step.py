@@ -344,13 +344,18 @@ def _score(
 
 
 def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None:
-    """The earliest event time a feature, a held rule or the tier changes without input."""
+    """The earliest event time a feature, a held rule, the tier or the credit policy's
+    waiting times change without input."""
     times = [
         feats.next_check(state, now, ctx.feature_groups),
         feats.next_threshold(state, now, ctx.clock_thresholds),
         alerting.next_due(state, ctx),
         review.next_due(state),  # the periodic credit review, also for quiet customers
     ]
+    credit = creditpolicy.policy_of(ctx.rules)
+    if credit is not None and credit.increases is not None:
+        # Paid on time long enough, or out of a cooldown: an earned increase may be due.
+        times.append(review.next_increase_clock(state, now, credit.increases))
     future = [t for t in times if t is not None and t > now]
     return min(future, default=None)
 

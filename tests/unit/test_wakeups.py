@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from risk_factory import customer, invoice, order, run, ts
 
 from stream_risk.core import Context, CustomerState, advance, review
 from stream_risk.core import features as feats
+from stream_risk.core.creditpolicy import Increases, policy_of
 from stream_risk.core.features import DAY
 
 
@@ -91,3 +93,37 @@ def test_no_open_invoices_and_no_windows_means_no_wake_up_but_the_review() -> No
     state, _ = run([customer(0, 1e6)], ctx)
     # The credit policy's periodic review (90 days after the assessment) is all.
     assert state.next_wakeup == review.next_due(state) == ts(0) + 90 * DAY
+
+
+def test_the_on_time_period_of_an_earned_increase_wakes_the_customer_when_it_ends() -> None:
+    ctx = Context()
+    credit = policy_of(ctx.rules)
+    assert credit is not None and credit.increases is not None
+    # Reassessed a day later, so that no review falls on the day the period ends.
+    events = [customer(0, 1e4, rating="A"), customer(1.3, 1e4, eid="again", rating="A-")]
+    state, _ = run(events, ctx)
+    assert state.credit_review is not None
+    since = state.credit_review["on_time_since"]
+    assert since == ts(0)
+    fired = wakeups(state, ts(400), ctx)
+    assert since + credit.increases.on_time_for in fired
+
+
+@pytest.mark.parametrize(
+    ("record", "now_day", "expected_day"),
+    [
+        (None, 10, None),
+        ({"on_time_since": ts(0)}, 10, 180),
+        ({"on_time_since": ts(0)}, 180, None),  # passed: nothing left to wait for
+        ({"on_time_since": ts(0), "increased_at": ts(50)}, 10, 140),
+        ({"on_time_since": ts(0), "increased_at": ts(50)}, 140, 180),
+        ({"on_time_since": None, "extended_at": ts(100)}, 10, 190),
+    ],
+)
+def test_next_increase_clock(
+    record: dict[str, Any] | None, now_day: float, expected_day: float | None
+) -> None:
+    increases = Increases(on_time_for=180 * DAY, cooldown=90 * DAY)
+    state = CustomerState("c1", credit_review=record)
+    got = review.next_increase_clock(state, ts(now_day), increases)
+    assert got == (None if expected_day is None else ts(expected_day))
