@@ -9,7 +9,7 @@ from typing import Protocol, Self
 
 from stream_risk.core.detectors import SegmentBehaviour
 from stream_risk.core.detectors.segment_behaviour import BEHAVIOUR_SCALE
-from stream_risk.core.features import CLOCK_FEATURES, REGISTRY, groups_of
+from stream_risk.core.features import CLOCK_FEATURES, REGISTRY, ExpiryWatch, expiry_watch, groups_of
 from stream_risk.core.previous import EvaluationMemory
 from stream_risk.core.ruleset import RuleSet, default_rules
 from stream_risk.core.scoring import SCORE_FEATURES, RiskScorer
@@ -79,6 +79,8 @@ class Context:
     #: Feature groups a step evaluates (what the rules and the score read);
     #: profiles always carry every feature.
     feature_groups: frozenset[str] = field(init=False)
+    #: The windows whose expiries wake a customer: those of the features read.
+    expiry_watch: ExpiryWatch = field(init=False)
     #: Features that grow with the clock alone -> the ``(op, threshold)`` comparisons
     #: the rules make on them: the customer is woken exactly when one starts to hold.
     clock_thresholds: dict[str, tuple[tuple[str, float], ...]] = field(init=False)
@@ -89,12 +91,17 @@ class Context:
     def __post_init__(self) -> None:
         if self.snapshot_every > self.outcome_horizon:
             raise ValueError("snapshot_every must not exceed outcome_horizon")
-        self.feature_groups = self.rules.feature_groups() | groups_of(
-            list(SCORE_FEATURES)
+        # What a customer is judged on: the credit policy's own inputs (lateness,
+        # 90-day payments and sales) are among these or in groups it computes itself.
+        read = frozenset(
+            [v for v in self.rules.variables if v in REGISTRY]
+            + list(SCORE_FEATURES)
             + list(MODEL_FEATURES)
             + list(BEHAVIOUR_SCALE)
             + [name for name, f in REGISTRY.items() if f.group == "detectors"]
         )
+        self.feature_groups = groups_of(read)
+        self.expiry_watch = expiry_watch(self.feature_groups, read)
         self.clock_thresholds = clock_thresholds(self.rules)
 
     @classmethod

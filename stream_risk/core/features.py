@@ -15,7 +15,7 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1304,9 +1304,61 @@ def _reached_before(now: float, level: int, width: float, due: float) -> bool:
     return not now - (due + level * DAY) < width
 
 
-def next_check(
-    state: CustomerState, now: float, groups: frozenset[str] | None = None
-) -> float | None:
+#: The windows of records a wake-up watches: per kind of record, the feature group
+#: its windows feed and each width with the features that width alone moves (``None``:
+#: others of the group too, so it is watched whenever the group is read).
+_EXPIRIES: dict[str, tuple[str, tuple[tuple[float, frozenset[str] | None], ...]]] = {
+    "orders": (
+        "orders",
+        (
+            (7 * DAY, frozenset({"order_count_7d", "order_amount_7d"})),
+            (
+                30 * DAY,
+                frozenset({"order_count_30d", "order_amount_30d", "order_frequency_change"}),
+            ),
+            (90 * DAY, None),
+        ),
+    ),
+    "paid": (
+        "repayment",
+        (
+            (30 * DAY, frozenset({"payment_count_30d", "payment_amount_30d"})),
+            (90 * DAY, None),
+        ),
+    ),
+    "bounced": ("repayment", ((90 * DAY, None),)),
+    # Promises are watched at their due time (a width of zero), for the delinquency group.
+    "promises": ("delinquency", ((0.0, None),)),
+}
+
+#: Per kind of record, the window widths whose expiries wake a customer.
+ExpiryWatch = Mapping[str, tuple[float, ...]]
+
+
+def expiry_watch(groups: frozenset[str] | None, read: frozenset[str] | None) -> ExpiryWatch:
+    """The windows :func:`next_check` watches when ``groups`` are computed and the
+    features ``read`` are all anything judges a customer on (``None``: every one).
+
+    A width whose features nobody reads is left out: its expiries would change only
+    the profile, which shows the features as of the customer's clock anyway.
+
+    >>> expiry_watch(frozenset({"orders"}), frozenset({"order_count_30d"}))
+    {'orders': (2592000.0, 7776000.0)}
+    """
+    watch: dict[str, tuple[float, ...]] = {}
+    for kind, (group_name, widths) in _EXPIRIES.items():
+        if groups is not None and group_name not in groups:
+            continue
+        watched = tuple(w for w, only in widths if read is None or only is None or only & read)
+        if watched:
+            watch[kind] = watched
+    return watch
+
+
+_EVERY_EXPIRY = expiry_watch(None, None)
+
+
+def next_check(state: CustomerState, now: float, watch: ExpiryWatch | None = None) -> float | None:
     """The next event time at which a feature changes without a new event.
 
     Days past due comes from the oldest overdue open invoice: it ticks over one
@@ -1316,8 +1368,9 @@ def next_check(
     invoices is still woken at most about once a day, not once per invoice.
     Windowed records expire and promises fall due; those checks are coarsened to
     at most one a day, so a busy customer does not cost an evaluation per
-    expiring order. Only what ``groups`` (the features rules and the score read)
-    depend on schedules a check.
+    expiring order. Only the windows ``watch`` names (:func:`expiry_watch`: those of
+    the features the rules, the score and the detectors read) schedule a check;
+    ``None`` watches every window.
     """
     ages = invoice_ages(state, now)
     best = ages.next_crossing
@@ -1328,18 +1381,21 @@ def next_check(
             tick = oldest_due + days * DAY
             if best is None or tick < best:
                 best = tick
+    if watch is None:
+        watch = _EVERY_EXPIRY
     coarse: float | None = None
-    for group_name, records, widths in (
-        ("orders", state.orders, (7 * DAY, 30 * DAY, 90 * DAY)),
-        ("repayment", state.book["paid"], (30 * DAY, 90 * DAY)),
-        ("repayment", state.book["bounced"], (90 * DAY,)),
+    for kind, records in (
+        ("orders", state.orders),
+        ("paid", state.book["paid"]),
+        ("bounced", state.book["bounced"]),
     ):
-        if groups is not None and group_name not in groups:
+        widths = watch.get(kind)
+        if widths is None:
             continue
         leaves = _next_change(records, now, widths)
         if leaves < math.inf and (coarse is None or leaves < coarse):
             coarse = leaves
-    for promise in state.promises if groups is None or "delinquency" in groups else ():
+    for promise in state.promises if "promises" in watch else ():
         if promise[PROMISE_DUE] > now and (coarse is None or promise[PROMISE_DUE] < coarse):
             coarse = promise[PROMISE_DUE]
     if coarse is not None:

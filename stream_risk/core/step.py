@@ -347,7 +347,7 @@ def _next_wakeup(state: CustomerState, now: float, ctx: Context) -> float | None
     """The earliest event time a feature, a held rule, the tier or the credit policy's
     waiting times change without input."""
     times = [
-        feats.next_check(state, now, ctx.feature_groups),
+        feats.next_check(state, now, ctx.expiry_watch),
         feats.next_threshold(state, now, ctx.clock_thresholds),
         alerting.next_due(state, ctx),
         review.next_due(state),  # the periodic credit review, also for quiet customers

@@ -12,6 +12,7 @@ from stream_risk.core import Context, CustomerState, advance, review
 from stream_risk.core import features as feats
 from stream_risk.core.creditpolicy import Increases, policy_of
 from stream_risk.core.features import DAY
+from stream_risk.core.ruleset import load_files
 
 
 def wakeups(state: CustomerState, until: float, ctx: Context) -> list[float]:
@@ -93,6 +94,25 @@ def test_no_open_invoices_and_no_windows_means_no_wake_up_but_the_review() -> No
     state, _ = run([customer(0, 1e6)], ctx)
     # The credit policy's periodic review (90 days after the assessment) is all.
     assert state.next_wakeup == review.next_due(state) == ts(0) + 90 * DAY
+
+
+def test_a_window_no_rule_or_score_reads_wakes_no_one() -> None:
+    # Nothing in the default pack, the score or the detectors reads the 7-day order window.
+    default = Context()
+    assert 7 * DAY not in default.expiry_watch["orders"]
+    events = [customer(0, 1e6), order(1.5, "o1", 100.0)]
+    state, _ = run(events, default)
+    fired = wakeups(state, ts(1.5 + 100), default)
+    assert ts(1.5 + 7) not in fired
+    assert ts(1.5 + 30) in fired and ts(1.5 + 90) in fired
+    # A pack with a rule on it watches it.
+    rule = "{name: r, expr: 'order_count_7d > 3', level: low}"
+    rules, errors = load_files({"r.yaml": f"groups: [{{name: g, rules: [{rule}]}}]"})
+    assert rules is not None and not errors
+    ctx = Context(rules=rules)
+    assert 7 * DAY in ctx.expiry_watch["orders"]
+    state, _ = run(events, ctx)
+    assert ts(1.5 + 7) in wakeups(state, ts(1.5 + 100), ctx)
 
 
 def test_the_on_time_period_of_an_earned_increase_wakes_the_customer_when_it_ends() -> None:
