@@ -30,7 +30,7 @@ from typing import Any
 import cel
 
 from stream_risk.core import creditpolicy
-from stream_risk.core.features import REGISTRY, groups_of
+from stream_risk.core.features import REGISTRY
 from stream_risk.core.previous import Evaluated, Reuse
 from stream_risk.core.rulefmt import (
     LEVELS,
@@ -280,10 +280,6 @@ class RuleSet:
 
     def names(self) -> frozenset[str]:
         return self.rule_names
-
-    def feature_groups(self) -> frozenset[str]:
-        """The feature groups the rules read."""
-        return groups_of(v for v in self.variables if v in REGISTRY)
 
     def level_of(self, rule: Rule, features: Mapping[str, Any], tier: str) -> Held:
         """``rule.level_in`` the CEL context of ``features``, evaluated once per distinct input.
