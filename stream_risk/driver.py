@@ -376,7 +376,9 @@ class MonitorDriver:
             if customer_id not in self._encoded:
                 self._encoded[customer_id] = raw if raw is not None else encode(state)
         elif customer_id not in self._encoded:
-            self._encoded[customer_id] = encode(state)
+            # A cached state changed only through step and advance, each followed by
+            # encode_after: its large fields' parts from then are still current.
+            self._encoded[customer_id] = encode_after(state)
         return state
 
     def _restore(self, customer_id: str, partition: int) -> None:

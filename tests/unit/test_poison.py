@@ -241,6 +241,37 @@ def test_a_crash_in_the_step_leaves_the_state_as_before_and_the_batch_goes_on(
     assert clean.table["c1"] == encode(state)
 
 
+def test_a_crash_on_a_cached_state_first_touched_in_a_batch_restores_the_stored_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    h.process(h.msg(customer(0, 1000.0)), h.msg(invoice(1, "i1", 100.0, 30)))
+    h.process(h.msg(order(2, "o1", 10.0)))
+    before = h.table["c1"]
+    real_step = monitor.step
+
+    def crashing(state: Any, event: Any, ctx: Context) -> Any:
+        if event.event_id == "boom":
+            # The large fields, whose encoded parts the driver keeps between batches.
+            state.orders.append([0.0, 1.0, "half"])
+            state.book["inv"].clear()
+            raise KeyError("half way")
+        return real_step(state, event, ctx)
+
+    monkeypatch.setattr(monitor, "step", crashing)
+    # The cached state's first touch in this batch is the crash: what it is put back
+    # to is the snapshot taken then, which must be the state the table holds.
+    h.process(h.msg(order(3, "o2", 20.0, eid="boom")), h.msg(order(4, "o3", 1.0, cid="c2")))
+    assert h.dead[0]["reason"].startswith("internal error: KeyError")
+    assert "c1" not in h.process().states
+    assert encode(h.driver.cache["c1"]) == before
+    monkeypatch.setattr(monitor, "step", real_step)
+    h.process(h.msg(order(5, "o4", 30.0)))
+    state = decode(h.table["c1"])
+    assert [o[2] for o in state.orders] == ["o1", "o4"]
+    assert list(state.book["inv"]) == ["i1"]
+
+
 def test_a_crash_drops_the_outputs_of_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(ctx=utilisation_context())
     h.process(h.msg(customer(0, 1000.0)))
