@@ -13,7 +13,7 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
-from stream_risk.agents.alignment import Aligner, event_time, lag_seen
+from stream_risk.agents.alignment import Aligner, CaughtUp, event_time, lag_seen
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.offsets import read_from_earliest
@@ -326,7 +326,7 @@ class AlignedInput:
         async with self.applying:
             self.last_apply = time.monotonic()
             # Bounded batches: a group released after a long wait never stalls the loop.
-            events = self.aligner.release(self.last_apply, self.caught_up, limit=MONITOR_BATCH)
+            events = self.aligner.release(self.last_apply, self.caught_up(), limit=MONITOR_BATCH)
             if events:
                 try:
                     await self.apply(events)
@@ -352,21 +352,38 @@ class AlignedInput:
                 if start is not None:
                     await self.app.consumer.seek(tp, start)
 
-    def caught_up(
-        self, topic_name: str, partition: int, next_offset: int | None, since: float
-    ) -> bool | None:
-        """Whether an input partition has nothing more to fetch (``None``: not known)."""
+    def caught_up(self) -> CaughtUp:
+        """Whether an input partition has nothing more to fetch (``None``: not known),
+        for one release: each input's end offset and last fetch answer are read once,
+        though the release asks again for every record it hands on."""
         consumer: Any = self.app.consumer
-        tp = faust.types.TP(topic_name, partition)
+        positions: dict[tuple[str, int], tuple[int | None, float | None] | None] = {}
+
+        def caught_up(
+            topic_name: str, partition: int, next_offset: int | None, since: float
+        ) -> bool | None:
+            key = (topic_name, partition)
+            if key not in positions:
+                positions[key] = self._position(topic_name, partition)
+            position = positions[key]
+            if position is None:
+                return None
+            end, answered = position
+            if next_offset is None:
+                # Nothing fetched yet: where reading starts is the committed offset.
+                committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+                next_offset = committed.get(faust.types.TP(topic_name, partition)) or 0
+            return lag_seen(end, answered, next_offset, since)
+
+        return caught_up
+
+    def _position(self, topic_name: str, partition: int) -> tuple[int | None, float | None] | None:
+        """An input partition's end offset and last fetch answer (None: not assigned)."""
         try:
-            end = consumer.highwater(tp)
+            end = self.app.consumer.highwater(faust.types.TP(topic_name, partition))
         except Exception:  # not assigned (any more): not known
             return None
-        if next_offset is None:
-            # Nothing fetched yet: where reading starts is the committed offset.
-            committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
-            next_offset = committed.get(tp) or 0
-        return lag_seen(end, self.last_answer(topic_name, partition), next_offset, since)
+        return end, self.last_answer(topic_name, partition)
 
     def last_answer(self, topic_name: str, partition: int) -> float | None:
         """Wall-clock time of the last fetch answer for an input partition (None: none)."""
