@@ -29,6 +29,7 @@ from stream_risk.api.server import ApiServer
 from stream_risk.api.service import serve_api
 from stream_risk.config import Settings
 from stream_risk.core import Context
+from stream_risk.core.detectors import import_river
 from stream_risk.core.trainer import Trainer
 from stream_risk.kafka_security import KafkaSecurity
 from stream_risk.message_auth import sign_headers
@@ -467,6 +468,8 @@ def build(settings: Settings) -> Topology:
         return states.get(customer_id.encode())
 
     ctx = Context.from_settings(settings)
+    # Before the first batch, whose event loop it would block for a second or more.
+    import_river()
     behaviour_file = settings.data_dir / "segment-behaviour.json"
     if ctx.population is not None and ctx.population.load(behaviour_file):
         log.info("segment behaviour detector restored from %s", behaviour_file)

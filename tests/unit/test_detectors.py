@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -153,3 +155,16 @@ def test_a_detector_without_state_is_new() -> None:
     assert RobustZScore.from_dict(None, warm_up=3).warm_up == 3
     assert DaysLateShift.from_dict(None).seen == 0
     assert SegmentBehaviour.from_dict(None, max_segments=2).forests == {}
+
+
+def test_import_river_loads_the_libraries_the_first_event_would_wait_for() -> None:
+    # A fresh interpreter: this one may have imported them already.
+    code = (
+        "import sys\n"
+        "from stream_risk.core.detectors import import_river\n"
+        "lazy = ('river.anomaly', 'river.drift')\n"
+        "assert not any(m in sys.modules for m in lazy), 'imported with the detectors'\n"
+        "import_river()\n"
+        "assert all(m in sys.modules for m in lazy)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,6 +20,18 @@ from stream_risk.core.detectors.segment_behaviour import SegmentBehaviour, behav
 #: Every detector kind (mypy checks each against :class:`Detector`).
 DETECTORS: tuple[type[Detector], ...] = (RobustZScore, DaysLateShift, SegmentBehaviour)
 
+
+def import_river() -> None:
+    """Import river's trees and drift detectors now, not at the first event that needs them.
+
+    They pull in SciPy: a second or more that a short command is spared, but that a
+    long-running worker would otherwise spend inside its first batch, with its event
+    loop blocked (no heartbeat, no commit, no other partition's batch).
+    """
+    import river.anomaly
+    import river.drift  # noqa: F401
+
+
 __all__ = [
     "DETECTORS",
     "DaysLateShift",
@@ -28,4 +40,5 @@ __all__ = [
     "RobustZScore",
     "SegmentBehaviour",
     "behaviour_vector",
+    "import_river",
 ]
