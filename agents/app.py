@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -39,6 +39,8 @@ from stream_risk.sinks.redis import RedisSink
 
 log = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
+
 #: Largest batch the monitor applies at once, and how long it waits to fill one. Faust's
 #: take waits the whole window even when records are there, so every stage between
 #: produce and Redis adds half a window on average: kept short (under a backlog, records
@@ -47,6 +49,9 @@ MONITOR_BATCH = 1000
 MONITOR_WITHIN = 0.01
 PUBLISH_BATCH = 500
 PUBLISH_WITHIN = 0.01
+#: Seconds of events the monitor applies before it publishes them and lets the event
+#: loop run (heartbeats, fetches, the API): a batch of 1000 costs far more.
+MONITOR_SLICE = 0.05
 #: Records one input partition may hold back for alignment before it is paused.
 ALIGN_BUFFERED = 5000
 #: How often held-back groups are re-examined when no new record arrives. A record
@@ -234,6 +239,28 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         for hook in self.before_revoke:
             hook(set())
         await super()._stop_consumer()
+
+
+def within(
+    items: Sequence[Item],
+    seconds: float,
+    handed: list[int],
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[Item]:
+    """``items`` in order until ``seconds`` have passed since the first (which always goes);
+    ``handed[0]`` counts those handed out.
+
+    >>> ticks = iter([0.0, 0.02, 0.06, 0.07])
+    >>> handed = [0]
+    >>> list(within("abcd", 0.05, handed, lambda: next(ticks))), handed
+    (['a', 'b'], [2])
+    """
+    started = clock()
+    for item in items:
+        if handed[0] and clock() - started >= seconds:
+            return
+        handed[0] += 1
+        yield item
 
 
 def partition_for(customer_id: str, partitions: int) -> int:
@@ -529,22 +556,27 @@ def build(settings: Settings) -> Topology:
 
     async def apply_batch(events: list[Any]) -> None:
         await gate.pass_through()
-        started = time.perf_counter()
-        result = driver.process(
-            Message(
-                e.message.topic,
-                e.message.partition,
-                e.message.offset,
-                e.message.key,
-                e.message.value,
-                e.message.timestamp,
+        while events:
+            # In slices of at most MONITOR_SLICE seconds, each published before the
+            # next: a large batch under a backlog must not block the loop throughout.
+            started = time.perf_counter()
+            handed = [0]
+            result = driver.process(
+                Message(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                    e.message.timestamp,
+                )
+                for e in within(events, MONITOR_SLICE, handed)
             )
-            for e in events
-        )
-        await publisher_of_batches.publish(result)
-        metrics.observe_batch(
-            [e.message for e in events], time.perf_counter() - started, time.time()
-        )
+            await publisher_of_batches.publish(result)
+            done, events = events[: handed[0]], events[handed[0] :]
+            metrics.observe_batch(
+                [e.message for e in done], time.perf_counter() - started, time.time()
+            )
 
     aligned = AlignedInput(
         app=app,
