@@ -29,10 +29,12 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -395,8 +397,10 @@ def run(args: argparse.Namespace) -> int:
         STREAM_RISK_PARTITIONS=str(args.partitions),
         STREAM_RISK_REDIS_PREFIX=f"{prefix}:risk",
         STREAM_RISK_REDIS_ENABLED="true" if args.redis else "false",
-        # Serves its API as in production, on any free port: 6066 may be taken.
-        STREAM_RISK_WEB_PORT="0",
+        # Serves its API as in production, on a free port (6066 may be taken), without
+        # API keys on this loopback run: the bench reads its metrics.
+        STREAM_RISK_WEB_PORT=str(_free_port()),
+        STREAM_RISK_API_AUTH="false",
         # Static membership: a worker restarted after kill -9 takes its partitions back
         # without waiting for the group to drop the dead one.
         STREAM_RISK_GROUP_INSTANCE_ID=f"{prefix}-worker-1",
@@ -446,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             worker_s, peak_rss = done
             worker_cpu = CPU_AT_END[proc.pid] - cpu_ready
+            loop_lag = _loop_lag(int(env["STREAM_RISK_WEB_PORT"]))
             dead = records_written(settings.kafka_bootstrap, settings.topic("dead-letters"))
             if args.restart:
                 proc.kill()  # kill -9: no leave-group, no final commit
@@ -516,6 +521,7 @@ def run(args: argparse.Namespace) -> int:
         "restart_to_ready_seconds": round(restart_ready_s, 2),
         "restart_to_all_committed_seconds": round(restart_all_s, 2),
     }
+    result["worker_event_loop"] = loop_lag
     result["raw_aiokafka_json_events_per_cpu_s"] = _per(sent, raw_cpu)
     result["worker_events_per_cpu_s"] = _per(sent, worker_cpu)
     print(
@@ -532,6 +538,7 @@ def run(args: argparse.Namespace) -> int:
         f"  of which applied                : {result['worker_applied_events_per_s']:>9,} events/s "
         f"({sent - dead} applied, {dead} dead letters)"
     )
+    print(f"  its event loop                  : {_stalls(loop_lag)}")
     for engine, seconds in baselines.items():
         rate = None if seconds is None else round(total / seconds)
         result[f"{engine}_events_per_s"] = rate
@@ -598,6 +605,74 @@ RATIOS = [
     ("bare Faust", "raw aiokafka"),
     ("Quix job", "raw aiokafka"),
 ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _loop_lag(port: int) -> dict[str, Any] | None:
+    """The worker's event-loop lag histogram, read from its metrics (None: unreadable)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return loop_stalls(reply.read().decode())
+    except OSError as exc:
+        _say(f"could not read the worker's metrics: {exc}")
+        return None
+
+
+def loop_stalls(metrics: str, over: float = 0.1) -> dict[str, Any]:
+    """From Prometheus text: how many loop-lag probes ran, how many woke more than
+    ``over`` seconds late, and the bounds of the bucket the longest stall fell in.
+
+    >>> text = "\\n".join([
+    ...     'stream_risk_event_loop_lag_seconds_bucket{le="0.05"} 40.0',
+    ...     'stream_risk_event_loop_lag_seconds_bucket{le="0.1"} 42.0',
+    ...     'stream_risk_event_loop_lag_seconds_bucket{le="0.25"} 44.0',
+    ...     'stream_risk_event_loop_lag_seconds_bucket{le="0.5"} 44.0',
+    ...     'stream_risk_event_loop_lag_seconds_bucket{le="+Inf"} 44.0'])
+    >>> loop_stalls(text)
+    {'probes': 44, 'over_0.1_s': 2, 'worst_at_most_s': 0.25, 'worst_above_s': 0.1}
+    """
+    counts: list[tuple[float, int]] = []
+    for line in metrics.splitlines():
+        if line.startswith("stream_risk_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            counts.append((float(le), int(float(line.rsplit(" ", 1)[1]))))
+    counts.sort()
+    probes = counts[-1][1] if counts else 0
+    within = max((n for upper, n in counts if upper <= over), default=0)
+    worst, above = 0.0, 0.0
+    previous = (0.0, 0)
+    for upper, n in counts:
+        if n > previous[1]:
+            worst, above = upper, previous[0]
+        previous = (upper, n)
+    return {
+        "probes": probes,
+        f"over_{over:g}_s": probes - within,
+        # None: above the largest bucket
+        "worst_at_most_s": worst if worst != float("inf") else None,
+        "worst_above_s": above,
+    }
+
+
+def _stalls(lag: dict[str, Any] | None) -> str:
+    if lag is None:
+        return "not measured"
+    top = lag["worst_at_most_s"]
+    worst = (
+        f"above {lag['worst_above_s']:g} s"
+        if top is None
+        else f"{lag['worst_above_s']:g}-{top:g} s"
+    )
+    return (
+        f"{lag['probes']} probes every 0.25 s, {lag['over_0.1_s']} woke more than 0.1 s "
+        f"late; the longest stall {worst}"
+    )
 
 
 def _per(count: int, seconds: float) -> int | None:
