@@ -142,8 +142,8 @@ def read_from_earliest(consumer: Any) -> None:
 
     ``consumer`` is the app's ``faust.transport.consumer.Consumer``, not started
     yet; its ``perform_seek`` (run after every rebalance), ``_new_offset`` (the
-    offset each commit would write), ``getmany`` (each fetch) and ``callback``
-    (each record handed to the streams) are wrapped on the instance.
+    offset each commit would write), ``getmany`` (each fetch), ``callback``
+    (each record handed to the streams) and ``seek`` are wrapped on the instance.
     """
     starts: dict[Any, int] = {}
     new_offset: Callable[[Any], int | None] = consumer._new_offset
@@ -251,6 +251,20 @@ def read_from_earliest(consumer: Any) -> None:
         reading.sought_back.pop(tp, None)
         await callback(message)
 
+    seek = consumer.seek
+
+    async def seek_where_fetched(tp: Any, offset: int) -> None:
+        # Faust's seek moves the fetch position from the calling thread, while the
+        # consumer's own thread may be handing out fetched records: aiokafka's fetcher
+        # then fails on the partition (a KeyError) and the worker stops. On that thread
+        # the two never interleave.
+        thread = getattr(consumer, "_thread", None)
+        if thread is None:  # no fetcher thread of its own
+            await seek(tp, offset)
+            return
+        await thread.call_thread(seek, tp, offset)
+
+    consumer.seek = seek_where_fetched
     consumer.perform_seek = perform_seek
     consumer._new_offset = guarded_new_offset
     consumer.getmany = counted_getmany

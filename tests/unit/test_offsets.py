@@ -100,6 +100,31 @@ def test_a_committed_partition_is_read_from_its_commit() -> None:
     assert consumer._committed_offset[IN] == 500
 
 
+class FetcherThread:
+    """Faust's consumer thread: ``call_thread`` runs a call on it (here, records it)."""
+
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self.consumer = consumer
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        # Where it runs: the fake's position moves only through this thread.
+        self.calls.append(args)
+        return await fun(*args)
+
+
+def test_every_seek_runs_on_the_consumer_thread() -> None:
+    # Faust seeks from the calling thread; the fetcher, on its own thread, then
+    # fails on a partition whose records it was handing out.
+    consumer = FakeConsumer({IN: 500}, position=900, earliest=0)
+    thread = consumer._thread = FetcherThread(consumer)  # type: ignore[attr-defined]
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    asyncio.run(consumer.seek(IN, 42))
+    assert thread.calls == [(IN, 500), (IN, 42)]
+    assert consumer.positions[IN] == 42
+
+
 def test_no_commit_passes_a_record_that_was_not_applied() -> None:
     consumer = FakeConsumer({IN: None}, position=1022, earliest=0)
     read_from_earliest(consumer)
