@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from stream_risk.config import (
     COMPACTED_TOPICS,
@@ -150,3 +151,28 @@ def drop_run_topics(bootstrap: str, prefix: str, say: Callable[[str], None]) -> 
         say(f"could not delete the run's topics: {exc}")
         return
     say(f"deleted the run's {len(dropped)} topics")
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
+    """Every record of ``topic`` with a value, up to its end now (kafka-python's records:
+    key, value, timestamp in ms); ``TimeoutError`` when that takes over ``timeout`` s."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end")
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(m for m in batch if m.value is not None)
+        return out
+    finally:
+        consumer.close()

@@ -677,26 +677,9 @@ def _replay_truth(
 
 def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` up to its end now, as (key, value)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from stream_risk.kafka_admin import read_topic
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            return []
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[tuple[bytes | None, bytes]] = []
-        deadline = time.monotonic() + 120
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end")
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend((m.key, m.value) for m in batch if m.value is not None)
-        return out
-    finally:
-        consumer.close()
+    return [(m.key, m.value) for m in read_topic(bootstrap, topic)]
 
 
 def _latest_profiles(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:

@@ -386,31 +386,20 @@ def probe(
 def _sent_times(settings: Any, produced: Mapping[str, float]) -> dict[str, float]:
     """When the worker sent each trigger's firing warning: the warnings topic records'
     timestamps (the producer's send time), per customer."""
-    from kafka import KafkaConsumer, TopicPartition
+    from stream_risk.kafka_admin import read_topic
 
-    topic = settings.topic("warnings")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        sent: dict[str, float] = {}
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                break
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    warning = json.loads(record.value)
-                    customer = warning.get("customer_id")
-                    if customer in produced and warning.get("status") == "firing":
-                        sent.setdefault(customer, record.timestamp / 1000)
-        return sent
-    finally:
-        consumer.close()
+        records = read_topic(settings.kafka_bootstrap, settings.topic("warnings"), timeout=30)
+    except TimeoutError as exc:
+        _say(f"{exc}: no split at the warnings topic")
+        return {}
+    sent: dict[str, float] = {}
+    for record in records:
+        warning = json.loads(record.value)
+        customer = warning.get("customer_id")
+        if customer in produced and warning.get("status") == "firing":
+            sent.setdefault(customer, record.timestamp / 1000)
+    return sent
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
