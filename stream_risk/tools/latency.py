@@ -239,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
                     "measuring anyway"
                 )
             rate = args.rate
+            maximum: float | None = None
             if rate is None:
                 maximum = probe(drive, settle, watcher.seen, args.probe_events, args.warmup_timeout)
                 if maximum is None:
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "events": total,
         "rate_per_s": round(total / elapsed, 1),
-        "max_rate_per_s": None if args.rate is not None else round(rate / args.load, 1),
+        "max_rate_per_s": None if maximum is None else round(maximum, 1),
         "partitions": args.partitions,
         "warnings_expected": len(produced),
         "warnings_seen": len(latencies),
