@@ -1,7 +1,7 @@
 """Where a worker starts reading a partition, and how far it may commit.
 
-Two gaps in the Faust/aiokafka consumer let a committed offset pass records that
-were never applied:
+Gaps in the Faust/aiokafka consumer let a committed offset pass records that were
+never applied, or lose records handed on:
 
 - After a rebalance Faust seeks every partition back to its committed offset,
   but aiokafka's ``seek_to_committed`` does nothing for a partition without one
@@ -12,6 +12,8 @@ were never applied:
 - Faust commits the first run of consecutive acknowledged offsets without
   checking that it starts where reading started when nothing is committed yet
   (and it tolerates a gap of one record after a committed offset).
+- Faust empties the streams' queues when it resumes the flow after that seek:
+  a record the fetcher handed on while the seek ran is gone, though handed on.
 - Faust resumes the input partitions after a rebalance *before* it seeks them
   back to the committed offset, and a partition kept across the rebalance may
   still be fetched from where its held-back records were given up: records far
@@ -22,13 +24,14 @@ were never applied:
   gap to commit past.
 
 :func:`read_from_earliest` closes them on a live consumer: partitions without a
-committed offset are sought to their earliest offset; a commit is held back
-while the lowest acknowledged offset is above the next one to apply; and the
-records of each input partition reach the streams strictly in offset order from
-where reading starts (:func:`admit`): one ahead of the next expected offset is
-held back and the partition is sought back to that offset; only when a fetch
-made after that seek still begins beyond it are the offsets in between taken as
-holding no record (transaction markers, a truncated log) and passed over.
+committed offset are sought to their earliest offset; nothing is handed on while
+that seek runs; a commit is held back while the lowest acknowledged offset is
+above the next one to apply; and the records of each input partition reach the
+streams strictly in offset order from where reading starts (:func:`admit`): one
+ahead of the next expected offset is held back and the partition is sought back
+to that offset; only when a fetch made after that seek still begins beyond it are
+the offsets in between taken as holding no record (transaction markers, a
+truncated log) and passed over.
 """
 
 from __future__ import annotations
@@ -152,6 +155,11 @@ def read_from_earliest(consumer: Any) -> None:
     consumer._read_offset = _ReadOffsets(is_input)
 
     async def perform_seek() -> None:
+        # No record is handed on until Faust resumes the flow after this seek: that
+        # resume empties the streams' queues, and a record handed on before it (the
+        # fetcher runs on while the seeks below wait for the consumer's thread) would
+        # be lost there, yet counted as handed on.
+        consumer.stop_flow()
         committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
         acked = consumer.app.topics.acks_enabled_for
         # Changelog partitions are read by table recovery, never committed: left alone.

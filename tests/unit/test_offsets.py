@@ -47,6 +47,13 @@ class FakeConsumer:
         self._gap: defaultdict[Any, IntervalTree] = defaultdict(IntervalTree)
         self.fetches: list[list[int]] = []
         self.handed_on: list[tuple[str, int]] = []
+        self.flow_active = True
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
 
     async def callback(self, message: Any) -> None:
         self.handed_on.append((message.tp.topic, message.offset))
@@ -262,3 +269,31 @@ def test_records_fetched_while_the_seek_runs_are_read_again() -> None:
     assert consumer.positions[IN] == 43
     consumer.drain(list(range(43, 51)))
     assert [o for _, o in consumer.handed_on] == list(range(43, 51))
+
+
+class HandingOnDuringSeek(Fetching):
+    """Faust's recovery: the fetcher hands on records while each seek waits for the
+    consumer's thread (unless the flow is stopped); after ``perform_seek`` Faust resumes
+    the flow, which first empties the streams' queues."""
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        await super().seek(tp, offset)
+        if self.flow_active:
+            for fetched in range(offset, offset + 3):
+                await self.callback(FakeMessage(tp, fetched, self.app.consumer_generation_id))
+            self.positions[tp] = offset + 3
+
+    def resume(self) -> None:
+        self.handed_on.clear()  # flow_control.resume(): every stream queue emptied
+        self.resume_flow()
+
+
+def test_no_record_is_handed_on_while_the_seek_runs() -> None:
+    """A restarted worker lost records 43-45 of a partition: handed on while its seek
+    ran, emptied from the stream queue by Faust's resume, never read again."""
+    consumer = HandingOnDuringSeek({IN: 43}, position=0)
+    read_from_earliest(consumer)
+    asyncio.run(consumer.perform_seek())  # type: ignore[attr-defined]
+    consumer.resume()
+    consumer.drain(list(range(consumer.positions[IN], 50)))
+    assert [o for _, o in consumer.handed_on] == list(range(43, 50))
