@@ -2,13 +2,16 @@
 
 A partition without a committed offset is read from its earliest offset, also when
 the worker that read it first dies before its first commit and the partitions move
-while the group settles; the result is compared with ``stream-risk replay`` of the
-same input, not only counted.
+while the group settles; a worker killed again and again while it works through a
+backlog loses nothing either. The result is compared with ``stream-risk replay`` of
+the same input, not only counted.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from datetime import datetime
 from typing import Any
 
@@ -119,14 +122,21 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing(env: Env) -> None
     assert all(w.proc is not None and w.proc.poll() is None for w in (second, third))
 
 
-@pytest.mark.timeout(1200)
-def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
+def _backlog(env: Env) -> dict[str, Any]:
+    """Produce a stream of 40 customers over 120 days, every statement before the other
+    events (so the topics' orders disagree); return replay's latest profile of each."""
     events = list(generate(customers=40, days=120, seed=29))
     _, expected = replay_of(env, events)
     create_topics(env)
     for event in sorted(events, key=lambda e: e["type"] != "statement"):
         env.send(event)
     env.flush()
+    return expected
+
+
+@pytest.mark.timeout(1200)
+def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
+    expected = _backlog(env)
     worker = env.worker()
     for kill in range(3):
         worker.start(timeout=300)
@@ -159,5 +169,27 @@ def test_the_committed_offset_never_runs_ahead_of_the_outputs(env: Env) -> None:
                     f"{committed[(topic, partition)]} but no profile of "
                     f"{event['customer_id']} shows it"
                 )
+    worker.start(timeout=300)
+    assert_as_replay(env, expected, timeout=600)
+
+
+@pytest.mark.timeout(1200)
+def test_a_worker_killed_again_and_again_mid_stream_ends_as_replay(env: Env) -> None:
+    """Each start is killed within a second of its first new profile, while it works
+    through the backlog (a fast machine finishes the stream before the kills above).
+    Every restart reads the states back, seeks, and goes on: nothing may be lost."""
+    expected = _backlog(env)
+    worker = env.worker()
+    pauses = random.Random(30)
+    for kill in range(4):
+        worker.start(timeout=300)
+        before = len(read_all(env, "profiles"))
+        wait_for(
+            lambda n=before: len(read_all(env, "profiles")) > n or _all_committed(env),
+            timeout=300,
+            what=f"progress before kill {kill + 1}",
+        )
+        time.sleep(pauses.uniform(0.0, 1.0))
+        worker.kill9()
     worker.start(timeout=300)
     assert_as_replay(env, expected, timeout=600)
