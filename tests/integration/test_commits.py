@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from stream_risk.kafka_admin import read_topic
 from stream_risk.schemas.events import EVENT_TYPES
 from stream_risk.tools.simulate import generate
 
@@ -74,19 +75,11 @@ def _all_committed(env: Env) -> bool:
 
 def _inputs_with_offsets(env: Env) -> list[tuple[str, int, int, dict[str, Any]]]:
     """Every input record as (topic, partition, offset, event)."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
-    try:
-        parts = _input_partitions(env, consumer)
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[tuple[str, int, int, dict[str, Any]]] = []
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend((m.topic, m.partition, m.offset, json.loads(m.value)) for m in batch)
-        return out
-    finally:
-        consumer.close()
+    return [
+        (m.topic, m.partition, m.offset, json.loads(m.value))
+        for topic in _input_topics(env)
+        for m in read_topic(BOOTSTRAP, topic)
+    ]
 
 
 @pytest.mark.timeout(1200)
