@@ -8,6 +8,7 @@ every earlier version it knows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -18,13 +19,23 @@ from stream_risk.core.receivables import Book, new_book
 
 #: Bumped whenever the encoded layout changes; :func:`decode` upgrades older ones.
 #: Version 3 keeps, per recent receivables entry, the changes that undo it instead
-#: of a copy of the whole book from before the oldest one.
-STATE_VERSION = 3
+#: of a copy of the whole book from before the oldest one. Version 4 keeps each
+#: model-input snapshot after the first as the inputs that changed since the one
+#: before it (see :func:`snapshot_changes`).
+STATE_VERSION = 4
 
 # Positions inside the compact list records below (lists keep the encoding small).
 ORD_TS, ORD_AMOUNT, ORD_ID = 0, 1, 2
 STMT_TS, STMT_BALANCE, STMT_DPD, STMT_STATUS, STMT_ID = 0, 1, 2, 3, 4
 PROMISE_MADE, PROMISE_DUE, PROMISE_AMOUNT = 0, 1, 2
+
+
+class SnapshotPart(NamedTuple):
+    """How :func:`snapshot_changes` encoded one snapshot, and against which before it."""
+
+    snapshot: list[Any]
+    before: list[Any] | None
+    encoded: list[Any]
 
 
 @dataclass(slots=True)
@@ -109,6 +120,9 @@ class CustomerState:
     #: changed since. Not encoded.
     encoded_parts: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     unchanged: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: The encoding of each snapshot (see :func:`snapshot_changes`) from the latest
+    #: :func:`encode_after`: a snapshot, once taken, never changes. Not encoded.
+    snapshot_parts: dict[int, SnapshotPart] = field(default_factory=dict, compare=False, repr=False)
     #: What the invoices give the features at the latest time they were aged (see
     #: :func:`stream_risk.core.features.invoice_ages`): derived from ``book``, dropped
     #: whenever ``step`` changes the book. Not encoded.
@@ -123,7 +137,7 @@ class CustomerState:
 _FIELDS = tuple(
     name
     for name in CustomerState.__slots__  # type: ignore[attr-defined]
-    if name not in ("encoded_parts", "unchanged", "invoice_ages", "ledger_totals")
+    if name not in ("encoded_parts", "unchanged", "snapshot_parts", "invoice_ages", "ledger_totals")
 )
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
@@ -166,8 +180,99 @@ def encode(state: CustomerState) -> bytes:
         value = getattr(state, name)
         if _omitted(name, value):
             continue
-        data[name] = list(value) if name == "seen" else value
+        data[name] = _encodable(name, value)
     return orjson.dumps(data)
+
+
+def _encodable(name: str, value: Any) -> Any:
+    """Field ``name``'s value as the encoding holds it."""
+    if name == "seen":
+        return list(value)
+    if name == "snapshots":
+        return snapshot_changes(value)
+    return value
+
+
+def snapshot_changes(
+    snapshots: list[list[Any]], parts: dict[int, SnapshotPart] | None = None
+) -> list[list[Any]]:
+    """The snapshots as the encoding keeps them: the first whole, ``[taken_at, values]``,
+    each later one as ``[taken_at, {index: value}]`` of the values that differ from
+    the one before it (in value or in type: ``0`` is not ``0.0``) when fewer than
+    half of them do.
+
+    A week apart, most of a quiet customer's model inputs have not moved: half the
+    bytes. ``parts`` (:attr:`CustomerState.snapshot_parts`) holds each snapshot's
+    encoding from the previous call, by identity: only new ones are compared.
+
+    >>> snapshot_changes([[7.0, [1, 2.5, None]], [14.0, [1, 3.0, None]], [21.0, [1, 3.0, None]]])
+    [[7.0, [1, 2.5, None]], [14.0, {'1': 3.0}], [21.0, {}]]
+    >>> snapshots_from_changes(snapshot_changes([[7.0, [0]], [14.0, [0.0]]]))
+    [[7.0, [0]], [14.0, [0.0]]]
+    """
+    out: list[list[Any]] = []
+    kept_parts: dict[int, SnapshotPart] = {}
+    before: list[Any] | None = None
+    for snapshot in snapshots:
+        taken_at, values = snapshot
+        part = parts.get(id(snapshot)) if parts is not None else None
+        if part is None or part.snapshot is not snapshot or part.before is not before:
+            kept: list[Any] | dict[str, Any] = values
+            # The first whole, and any whose inputs mostly moved (a busy customer's
+            # week: the changes would be longer) or are other inputs (the model changed).
+            if before is not None and len(values) == len(before):
+                changes = _changes(before, values)
+                if 2 * len(changes) < len(values):
+                    kept = changes
+            part = SnapshotPart(snapshot, before, [taken_at, kept])
+        kept_parts[id(snapshot)] = part
+        out.append(part.encoded)
+        before = values
+    if parts is not None:
+        parts.clear()
+        parts.update(kept_parts)
+    return out
+
+
+def _changes(before: list[Any], values: list[Any]) -> dict[str, Any]:
+    """The values that do not encode as those ``before`` do, by index (NaN, never
+    equal to itself, is one; so is ``-0.0`` after ``0.0``)."""
+    copysign = math.copysign
+    return {
+        str(i): value
+        for i, (value, was) in enumerate(zip(values, before, strict=True))
+        if value != was
+        or type(value) is not type(was)
+        or (value == 0 and type(value) is float and copysign(1.0, value) != copysign(1.0, was))
+    }
+
+
+def snapshots_from_changes(encoded: Any) -> list[list[Any]]:
+    """The snapshots that :func:`snapshot_changes` encoded (also whole ones, as version
+    3 and earlier kept them); raises ``ValueError`` for a malformed list."""
+    if not isinstance(encoded, list):
+        raise ValueError("snapshots must be a list")
+    snapshots: list[list[Any]] = []
+    before: list[Any] | None = None
+    for item in encoded:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ValueError(f"malformed snapshot {item!r}")
+        taken_at, values = item
+        if isinstance(values, dict):
+            if before is None:
+                raise ValueError("the first snapshot must be whole")
+            whole = list(before)
+            for key, value in values.items():
+                index = int(key)
+                if not 0 <= index < len(whole):
+                    raise ValueError(f"snapshot input {key!r} out of range")
+                whole[index] = value
+            values = whole
+        elif not isinstance(values, list):
+            raise ValueError(f"malformed snapshot {item!r}")
+        snapshots.append([taken_at, values])
+        before = values
+    return snapshots
 
 
 def _omitted(name: str, value: Any) -> bool:
@@ -206,7 +311,11 @@ def encode_after(state: CustomerState) -> bytes:
             run = {}
         part = parts.get(name) if name in unchanged else None
         if part is None:
-            part = orjson.dumps({name: list(value) if name == "seen" else value})[1:-1]
+            if name == "snapshots":
+                encodable: Any = snapshot_changes(value, state.snapshot_parts)
+            else:
+                encodable = _encodable(name, value)
+            part = orjson.dumps({name: encodable})[1:-1]
             parts[name] = part
         out.append(part)
     if run:
@@ -224,7 +333,7 @@ def _parse(raw: bytes | str) -> tuple[dict[str, Any], int]:
     if not isinstance(data, dict):
         raise ValueError("customer state must be a JSON object")
     version = data.pop("v", None)
-    if type(version) is not int or version not in (1, 2, STATE_VERSION):
+    if type(version) is not int or version not in (1, 2, 3, STATE_VERSION):
         raise ValueError(f"unsupported customer state version {version!r}")
     return data, version
 
@@ -237,6 +346,8 @@ def decode(raw: bytes | str) -> CustomerState:
             data = _upgrade_v1(data)
         if version <= 2:
             data = _upgrade_v2(data)
+        if "snapshots" in data:
+            data["snapshots"] = snapshots_from_changes(data["snapshots"])
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"malformed version {version} customer state: {exc!r}") from None
     seen = data.pop("seen", [])

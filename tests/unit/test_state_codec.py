@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import math
 import pickle
 import sys
 import tokenize
@@ -269,11 +270,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 V2_FIXTURE = FIXTURES / "state-v2.json"
 V1_FIXTURE = FIXTURES / "state-v1.json"
 V3_FIXTURE = FIXTURES / "state-v3.json"
+V4_FIXTURE = FIXTURES / "state-v4.json"
 MIGRATION_CASES: dict[str, Any] = orjson.loads(MIGRATION_FIXTURE.read_bytes())
 
-#: The events behind fixtures/state-v2.json and state-v3.json. Each file was written once by
-#: its version's codec (``python tests/unit/test_state_codec.py --write-v3-fixture``) and
-#: is kept as it is: it is what later versions must go on reading.
+#: The events behind fixtures/state-v2.json, state-v3.json and state-v4.json. Each file was
+#: written once by its version's codec (``python tests/unit/test_state_codec.py
+#: --write-v4-fixture``) and is kept as it is: it is what later versions must go on reading.
 RICH_EVENTS = [
     customer(
         0,
@@ -379,7 +381,7 @@ def test_the_rich_state_fills_every_field() -> None:
     step(state, parse(payment(131.5, "p5", 1000.0, invoice_id="i3")), ctx)
     data = orjson.loads(encode(state))
     # What is kept to encode the state again, and what is derived from the book, is not part of it.
-    beside = {"encoded_parts", "unchanged", "invoice_ages", "ledger_totals"}
+    beside = {"encoded_parts", "unchanged", "snapshot_parts", "invoice_ages", "ledger_totals"}
     assert set(data) == {"v", *CustomerState.__slots__} - beside  # type: ignore[attr-defined]
     for name in ("journal", "ledger", "statements", "orders", "cancelled", "promises", "alerts"):
         assert data[name], name
@@ -409,15 +411,92 @@ def test_the_stored_v2_state_upgrades_to_what_version_3_keeps() -> None:
         assert upgraded[part] == current[part], part
 
 
-def test_the_stored_v3_state_re_encodes_to_identical_bytes() -> None:
-    """While the layout is version 3, decode then encode gives back the stored bytes. When
+def test_the_stored_v3_state_decodes_to_what_it_stored() -> None:
+    """Version 3 kept every snapshot whole: read as it was stored, re-encoded in the
+    version-4 layout, and read back the same."""
+    raw = V3_FIXTURE.read_bytes()
+    stored = orjson.loads(raw)
+    assert stored.pop("v") == 3
+    state = decode(raw)
+    assert state.snapshots == stored["snapshots"]
+    again = orjson.loads(encode(state))
+    assert again.pop("v") == STATE_VERSION == 4
+    assert again["snapshots"] != stored["snapshots"]  # now kept as changes
+    assert {k: v for k, v in again.items() if k != "snapshots"} == {
+        k: v for k, v in stored.items() if k != "snapshots"
+    }
+    assert decode(encode(state)).snapshots == stored["snapshots"]
+    _check_features(state, RICH_FEATURES)
+
+
+def test_the_stored_v4_state_re_encodes_to_identical_bytes() -> None:
+    """While the layout is version 4, decode then encode gives back the stored bytes. When
     STATE_VERSION is bumped, keep this file (the new version must still decode it) and add
     a fixture of the new version next to it."""
-    raw = V3_FIXTURE.read_bytes()
-    assert STATE_VERSION == 3, "new layout: add fixtures/state-v4.json and its tests"
-    assert orjson.loads(raw)["v"] == 3
+    raw = V4_FIXTURE.read_bytes()
+    assert STATE_VERSION == 4, "new layout: add fixtures/state-v5.json and its tests"
+    stored = orjson.loads(raw)
+    assert stored["v"] == 4
+    # The first snapshot whole, the later ones as their changes.
+    kinds = [type(s[1]) for s in stored["snapshots"]]
+    assert len(kinds) >= 3 and kinds == [list] + [dict] * (len(kinds) - 1)
     assert encode(decode(raw)) == raw
     _check_features(decode(raw), RICH_FEATURES)
+
+
+#: Model inputs as snapshots hold them: numbers (ints and floats apart) or None.
+_MODEL_VALUES = st.one_of(
+    st.none(),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, 1.0, -0.0, 2.5]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 2e9, allow_nan=False),
+            st.integers(3, 5).flatmap(lambda n: st.lists(_MODEL_VALUES, min_size=n, max_size=n)),
+        ),
+        max_size=8,
+    )
+)
+def test_snapshots_read_back_exactly_from_their_changes(
+    snapshots: list[tuple[float, list[Any]]],
+) -> None:
+    """Every value comes back with its type (0 is not 0.0), also across a change in the
+    number of model inputs (a snapshot of another length is kept whole)."""
+    state = CustomerState("c1", snapshots=[[t, values] for t, values in snapshots])
+    raw = encode(state)
+    back = decode(raw).snapshots
+    assert back == state.snapshots
+    for got, want in zip(back, state.snapshots, strict=True):
+        assert [type(v) for v in got[1]] == [type(v) for v in want[1]]
+        # -0.0 == 0.0: the sign is a value's too.
+        assert [math.copysign(1, v) for v in got[1] if isinstance(v, float)] == [
+            math.copysign(1, v) for v in want[1] if isinstance(v, float)
+        ]
+    assert encode(decode(raw)) == raw
+
+
+@pytest.mark.parametrize(
+    "snapshots",
+    [
+        [[1.0, {"0": 1}]],  # the first one must be whole
+        [[1.0, [1, 2]], [2.0, {"2": 1}]],  # no such input
+        [[1.0, [1, 2]], [2.0, {"x": 1}]],
+        [[1.0, [1, 2]], [2.0, 5]],
+        [[1.0, [1, 2], 3]],
+        [5],
+        {"0": [1.0, [1]]},
+    ],
+    ids=lambda s: orjson.dumps(s).decode(),
+)
+def test_malformed_snapshots_are_rejected_with_value_error(snapshots: Any) -> None:
+    with pytest.raises(ValueError):
+        decode(orjson.dumps({"v": 4, "customer_id": "c1", "snapshots": snapshots}))
 
 
 #: What reads ``partial_payment_share_90d`` differs on purpose: a payment is now partial
@@ -573,13 +652,13 @@ def test_malformed_v1_state_is_rejected_with_value_error(data: dict[str, Any]) -
         decode(orjson.dumps({"v": 1, "customer_id": "c1", **data}))
 
 
-def _write_v3_fixture() -> None:
-    V3_FIXTURE.write_bytes(encode(rich_state()))
-    print(f"wrote {V3_FIXTURE}")
+def _write_v4_fixture() -> None:
+    V4_FIXTURE.write_bytes(encode(rich_state()))
+    print(f"wrote {V4_FIXTURE}")
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--write-v3-fixture"]:
-    _write_v3_fixture()
+if __name__ == "__main__" and sys.argv[1:] == ["--write-v4-fixture"]:
+    _write_v4_fixture()
 
 
 @settings(max_examples=200, deadline=None)
@@ -596,7 +675,9 @@ def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
         assert encode_after(state) == encode(state)
 
 
-@pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE], ids=["v1", "v2", "v3"])
+@pytest.mark.parametrize(
+    "fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, V4_FIXTURE], ids=["v1", "v2", "v3", "v4"]
+)
 def test_timer_fields_are_the_decoded_states(fixture: Path) -> None:
     """Timers rebuilt from the three fields alone are those of the whole decoded state."""
     raw = fixture.read_bytes()
