@@ -322,6 +322,9 @@ def measure_group(
                 STREAM_RISK_APP_ID=settings.app_id,
                 STREAM_RISK_GROUP_INSTANCE_ID=f"{prefix}-worker-{n}",
                 STREAM_RISK_DATA_DIR=str(data),
+                # Each on a port of its own: the run's port is one, and a second
+                # worker on it would not start.
+                STREAM_RISK_WEB_PORT="0",
             )
             procs.append(start_worker(worker_env, data / "worker.log"))
         # Every worker joined and its partitions assigned, before any event exists.

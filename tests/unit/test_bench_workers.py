@@ -82,3 +82,32 @@ def test_every_group_is_sent_the_same_encoded_events() -> None:
         event = json.loads(value)
         assert topic == topics[event["type"]]
         assert key == event["customer_id"].encode()
+
+
+def test_each_worker_of_a_group_gets_its_own_port_member_id_and_data_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The run's environment names one web port: the workers of a group must not all
+    bind it (a second one would fail to start)."""
+    started: list[dict[str, str]] = []
+
+    class Process:
+        pid = 0
+
+    def start(env: dict[str, str], log: Path) -> Process:
+        started.append(env)
+        return Process()
+
+    monkeypatch.setattr(bench, "start_worker", start)
+    monkeypatch.setattr(bench, "stop_process", lambda proc: None)
+    monkeypatch.setattr(bench, "encoded_events", lambda *a, **k: [])
+    monkeypatch.setattr("stream_risk.kafka_admin.ensure_topics", lambda settings: None)
+    # The group never settles: measuring stops there, after every worker started.
+    monkeypatch.setattr(bench, "_wait_stable", lambda *a, **k: False)
+    env = {"STREAM_RISK_KAFKA_BOOTSTRAP": "127.0.0.1:9", "STREAM_RISK_WEB_PORT": "40123"}
+    args = _parser().parse_args(["--workers", "3"])
+    assert bench.measure_group(env, "run-w3", 3, args, tmp_path) is None
+    assert len(started) == 3
+    assert {e["STREAM_RISK_WEB_PORT"] for e in started} == {"0"}
+    assert len({e["STREAM_RISK_GROUP_INSTANCE_ID"] for e in started}) == 3
+    assert len({e["STREAM_RISK_DATA_DIR"] for e in started}) == 3
