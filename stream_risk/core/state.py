@@ -31,7 +31,10 @@ PROMISE_MADE, PROMISE_DUE, PROMISE_AMOUNT = 0, 1, 2
 
 
 class SnapshotPart(NamedTuple):
-    """How :func:`snapshot_changes` encoded one snapshot, and against which before it."""
+    """How :func:`snapshot_changes` encoded one snapshot, and against which before it.
+
+    It holds the snapshot, so the snapshot's ``id`` (its key) is not reused meanwhile.
+    """
 
     snapshot: list[Any]
     before: list[Any] | None
@@ -184,12 +187,12 @@ def encode(state: CustomerState) -> bytes:
     return orjson.dumps(data)
 
 
-def _encodable(name: str, value: Any) -> Any:
-    """Field ``name``'s value as the encoding holds it."""
+def _encodable(name: str, value: Any, parts: dict[int, SnapshotPart] | None = None) -> Any:
+    """Field ``name``'s value as the encoding holds it (``parts``: see :func:`snapshot_changes`)."""
     if name == "seen":
         return list(value)
     if name == "snapshots":
-        return snapshot_changes(value)
+        return snapshot_changes(value, parts)
     return value
 
 
@@ -216,7 +219,7 @@ def snapshot_changes(
     for snapshot in snapshots:
         taken_at, values = snapshot
         part = parts.get(id(snapshot)) if parts is not None else None
-        if part is None or part.snapshot is not snapshot or part.before is not before:
+        if part is None or part.before is not before:
             kept: list[Any] | dict[str, Any] = values
             # The first whole, and any whose inputs mostly moved (a busy customer's
             # week: the changes would be longer) or are other inputs (the model changed).
@@ -311,11 +314,7 @@ def encode_after(state: CustomerState) -> bytes:
             run = {}
         part = parts.get(name) if name in unchanged else None
         if part is None:
-            if name == "snapshots":
-                encodable: Any = snapshot_changes(value, state.snapshot_parts)
-            else:
-                encodable = _encodable(name, value)
-            part = orjson.dumps({name: encodable})[1:-1]
+            part = orjson.dumps({name: _encodable(name, value, state.snapshot_parts)})[1:-1]
             parts[name] = part
         out.append(part)
     if run:
