@@ -81,6 +81,41 @@ def test_days_late_shift_state_round_trips_through_json() -> None:
     assert again.to_dict() == detector.to_dict()
 
 
+def test_days_late_shift_detects_what_rivers_page_hinkley_detects() -> None:
+    from river.drift import PageHinkley
+
+    rng = random.Random(3)
+    ours = DaysLateShift()
+    river_ph = PageHinkley(min_instances=3, delta=5.0, threshold=45.0, mode="up")
+    for _ in range(400):  # long enough to detect shifts and restart after them
+        late = rng.choice([0.0, 0.0, 5.0, 30.0, 60.0, 120.0])
+        ours.learn_one(late)
+        river_ph.update(late)
+        assert ours._detector.drift_detected == river_ph.drift_detected
+        assert ours._detector._sum_increase == river_ph._sum_increase
+
+
+def test_a_dropped_days_late_shift_is_freed_without_the_cyclic_collector() -> None:
+    """One is rebuilt from the customer's state for every days-late observation: a
+    reference cycle in each would pile up until a collection walks them all."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        shift = DaysLateShift()
+        for late in (0.0, 0.0, 0.0, 90.0, 90.0, 90.0):  # detects, then restarts
+            assert shift.score_one(late) in (None, 0.0, 1.0)
+            shift.learn_one(late)
+        detector = weakref.ref(shift._detector)
+        del shift
+        assert detector() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _peers(n: int, seed: int) -> list[dict[str, float]]:
     rng = random.Random(seed)
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -12,11 +13,30 @@ from stream_risk.core.detectors.base import Explanation
 
 
 def _page_hinkley(**params: Any) -> Any:
-    """river's PageHinkley, imported when first needed: ``river.drift`` pulls in SciPy,
-    a second or more of start-up for every command that never scores days late."""
+    """river's PageHinkley for an upward shift, imported when first needed: ``river.drift``
+    pulls in SciPy, a second or more of start-up for every command that never scores
+    days late."""
+    return _upward_page_hinkley()(**params, mode="up")
+
+
+@functools.cache
+def _upward_page_hinkley() -> type:
     from river.drift import PageHinkley
 
-    return PageHinkley(**params)  # type: ignore[no-untyped-call]
+    class UpwardPageHinkley(PageHinkley):  # type: ignore[misc]
+        """river's PageHinkley keeps its test on the instance as a bound method: a
+        reference cycle, so every detector dropped (one per days-late observation,
+        rebuilt from the customer's state) would wait for the cyclic garbage
+        collector instead of going at once. The test is the class's here."""
+
+        def _reset(self) -> None:
+            super()._reset()  # type: ignore[no-untyped-call]
+            self.__dict__.pop("_test_drift", None)
+
+        def _test_drift(self, test_increase: float, test_decrease: float) -> bool:
+            return bool(test_increase > self.threshold)
+
+    return UpwardPageHinkley
 
 
 class DaysLateShift:
@@ -50,7 +70,7 @@ class DaysLateShift:
         self.delta = delta
         self.threshold = threshold
         self._detector = _page_hinkley(
-            min_instances=min_instances, delta=delta, threshold=threshold, mode="up"
+            min_instances=min_instances, delta=delta, threshold=threshold
         )
         if state:
             self._load(state)
