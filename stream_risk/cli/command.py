@@ -11,7 +11,7 @@ from stream_risk import __version__
 from stream_risk.cli.common import output, parse_rate, rules_or_exit
 from stream_risk.config import ConfigurationError, load_settings
 from stream_risk.core.units import DAY
-from stream_risk.runtime import tune_garbage_collection
+from stream_risk.runtime import stop_cyclic_collection, tune_garbage_collection
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print at most N bad lines (all are counted)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=cmd_replay, bounded_job=True)
 
     p = verbs.add_parser(
         "features",
@@ -233,10 +233,14 @@ def _add_lazy(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     cli_verbs.register(verbs)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_bounded_job: Callable[[], None] | None = None) -> int:
+    """Run the verb of ``argv``; ``on_bounded_job`` is called first when the verb is a
+    bounded job through the core (a replay, a backtest)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if on_bounded_job is not None and getattr(args, "bounded_job", False):
+        on_bounded_job()
     try:
         return func(args)
     except ConfigurationError as exc:
@@ -255,10 +259,11 @@ def run() -> None:
     """The installed ``stream-risk`` command: :func:`main` in a process tuned for long runs.
 
     Kept apart from :func:`main`, which tests and embedders call in their own
-    process, whose collector they may not want changed.
+    process, whose collector they may not want changed. A bounded job through the
+    core (``replay``, ``backtest``, ``costs``) runs without the cyclic collector.
     """
     tune_garbage_collection()
-    raise SystemExit(main())
+    raise SystemExit(main(on_bounded_job=stop_cyclic_collection))
 
 
 if __name__ == "__main__":
