@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print at most N bad lines (all are counted)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_replay, bounded_job=True)
+    p.set_defaults(func=cmd_replay)
 
     p = verbs.add_parser(
         "features",
@@ -233,13 +233,18 @@ def _add_lazy(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     cli_verbs.register(verbs)
 
 
+#: Verbs that run a bounded job through the core: the installed command stops the
+#: cyclic garbage collector for them (see :func:`run`).
+BOUNDED_JOBS = frozenset({"replay", "backtest", "costs"})
+
+
 def main(argv: list[str] | None = None, on_bounded_job: Callable[[], None] | None = None) -> int:
     """Run the verb of ``argv``; ``on_bounded_job`` is called first when the verb is a
     bounded job through the core (a replay, a backtest)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    if on_bounded_job is not None and getattr(args, "bounded_job", False):
+    if on_bounded_job is not None and args.verb in BOUNDED_JOBS:
         on_bounded_job()
     try:
         return func(args)

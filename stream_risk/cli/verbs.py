@@ -63,12 +63,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Module verbs that run a bounded job through the core, as ``replay`` does: the
-#: installed command stops the cyclic garbage collector for them (see
-#: :func:`stream_risk.cli.command.run`).
-BOUNDED_JOBS = ("backtest", "costs")
-
-
 def add_module_verb(
     verbs: argparse._SubParsersAction,  # type: ignore[type-arg]
     name: str,
@@ -84,7 +78,7 @@ def add_module_verb(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.configure_parser(p)
-    p.set_defaults(func=module.run, bounded_job=name in BOUNDED_JOBS)
+    p.set_defaults(func=module.run)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
