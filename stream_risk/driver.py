@@ -361,6 +361,11 @@ class MonitorDriver:
         self.ctx.detected_at = datetime.fromtimestamp(now, UTC)
         return now
 
+    def encoded_size(self, customer_id: str) -> int:
+        """Bytes of the customer's latest good encoding in this batch (0: not touched)."""
+        raw = self._encoded.get(customer_id)
+        return 0 if raw is None else len(raw)
+
     def _state(self, customer_id: str) -> CustomerState:
         """The customer's state, its encoding remembered as the snapshot to go back to."""
         state = self.cache.get(customer_id)

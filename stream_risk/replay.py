@@ -40,38 +40,29 @@ class BadLine:
 
 
 @dataclass(slots=True)
-class ReplayReport:
-    """Counts of one replay."""
+class Stretch:
+    """A stretch of a replay's events (a fifth of them, or all): how long it took and
+    what it cost.
 
+    A stream whose cost per event grows with history gets slower fifth by fifth; one
+    whose windows fill at its start gets slower until they are full, then holds.
+
+    >>> f = Stretch(1_000, 0.5, applied=1_000, wakeups=300, wakeups_looked=200, state_bytes=4_000)
+    >>> f.events_per_second, f.evaluations_per_event, f.wakeups_per_event, f.state_bytes_per_event
+    (2000.0, 1.1, 0.3, 4.0)
+    """
+
+    #: Input events, bad lines included.
     events: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    bad: int = 0
-    warnings: int = 0
-    tier_changes: int = 0
-    credit_actions: int = 0
-    customers: int = 0
-    #: Outcomes that became training examples, and the last model version loaded.
-    training_examples: int = 0
-    model_version: int = 0
     seconds: float = 0.0
-    bad_by_reason: dict[str, int] = field(default_factory=dict)
-    #: Encoded state bytes per customer at the end: median and 99th percentile.
-    state_bytes_median: int = 0
-    state_bytes_p99: int = 0
+    #: Events applied (not bad lines, not duplicates).
+    applied: int = 0
     #: Timer wake-ups (each applied event is one evaluation too), and those of them that
     #: only looked: nothing the rules, the tier or the credit policy see had changed.
     wakeups: int = 0
     wakeups_looked: int = 0
-    #: Seconds spent applying the first and the last fifth of the events (in event-time order).
-    first_fifth_seconds: float = 0.0
-    last_fifth_seconds: float = 0.0
-    #: Events in each of those fifths.
-    fifth_events: int = 0
-    #: CPU seconds of the whole replay (the honest measure on a shared machine).
-    cpu_seconds: float = 0.0
-    #: What evaluations redid and kept from the customer's previous evaluation.
-    reuse: list[str] = field(default_factory=list)
+    #: Encoded bytes of each applied event's customer state after the event, added up.
+    state_bytes: int = 0
 
     @property
     def events_per_second(self) -> float:
@@ -84,12 +75,47 @@ class ReplayReport:
         return evaluations / self.events if self.events else 0.0
 
     @property
+    def wakeups_per_event(self) -> float:
+        """Timer wake-ups per input event, those that only looked included."""
+        return self.wakeups / self.events if self.events else 0.0
+
+    @property
+    def state_bytes_per_event(self) -> float:
+        return self.state_bytes / self.applied if self.applied else 0.0
+
+
+@dataclass(slots=True)
+class ReplayReport(Stretch):
+    """Counts of one replay."""
+
+    duplicates: int = 0
+    bad: int = 0
+    warnings: int = 0
+    tier_changes: int = 0
+    credit_actions: int = 0
+    customers: int = 0
+    #: Outcomes that became training examples, and the last model version loaded.
+    training_examples: int = 0
+    model_version: int = 0
+    bad_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Encoded state bytes per customer at the end: median and 99th percentile.
+    state_bytes_median: int = 0
+    state_bytes_p99: int = 0
+    #: The five fifths of the events applied in the loop, in event-time order (none
+    #: for fewer than five); wake-ups due after the last event fall in none.
+    fifths: list[Stretch] = field(default_factory=list)
+    #: CPU seconds of the whole replay (the honest measure on a shared machine).
+    cpu_seconds: float = 0.0
+    #: What evaluations redid and kept from the customer's previous evaluation.
+    reuse: list[str] = field(default_factory=list)
+
+    @property
     def first_fifth_rate(self) -> float:
-        return self.fifth_events / self.first_fifth_seconds if self.first_fifth_seconds else 0.0
+        return self.fifths[0].events_per_second if self.fifths else 0.0
 
     @property
     def last_fifth_rate(self) -> float:
-        return self.fifth_events / self.last_fifth_seconds if self.last_fifth_seconds else 0.0
+        return self.fifths[-1].events_per_second if self.fifths else 0.0
 
     def speed_lines(self) -> list[str]:
         """How fast the replay went, overall and at its start and end, and what it kept."""
@@ -106,6 +132,20 @@ class ReplayReport:
             f"encoded state per customer: median {self.state_bytes_median} bytes, "
             f"p99 {self.state_bytes_p99} bytes",
         ]
+        if self.fifths:
+            # Decay from growing history shows as fifths getting slower to the end;
+            # windows filling up, as the first fifths getting slower, then holding.
+            lines.append(
+                "by fifth: "
+                + ", ".join(f"{f.events_per_second:,.0f}" for f in self.fifths)
+                + " events/s; "
+                + ", ".join(f"{f.evaluations_per_event:.2f}" for f in self.fifths)
+                + " evaluations and "
+                + ", ".join(f"{f.wakeups_per_event:.2f}" for f in self.fifths)
+                + " wake-ups per event; state of the event's customer "
+                + ", ".join(f"{f.state_bytes_per_event:,.0f}" for f in self.fifths)
+                + " bytes on average"
+            )
         lines += [f"evaluated: {line}" for line in self.reuse]
         return lines
 
@@ -267,6 +307,7 @@ class Replayer:
             self.report.duplicates += 1
             return
         self.report.applied += 1
+        self.report.state_bytes += driver.encoded_size(event.customer_id)
         self._learn(result.training_examples)
         self._publish(result)
 
@@ -299,6 +340,39 @@ class Replayer:
         for customer_id in sorted(self.states):
             kept = self.ctx.memory.of(customer_id).groups
             yield profile_of(self.states[customer_id], kept)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """Where a replay's counters stood after its ``events`` first events."""
+
+    events: int
+    at: float
+    applied: int
+    wakeups: int
+    wakeups_looked: int
+    state_bytes: int
+
+    @classmethod
+    def of(cls, replayer: Replayer, events: int) -> _Tally:
+        return cls(
+            events,
+            time.monotonic(),
+            replayer.report.applied,
+            replayer.driver.counts["timer_wakeups"],
+            replayer.ctx.memory.counts.wakeups_looked,
+            replayer.report.state_bytes,
+        )
+
+    def since(self, start: _Tally) -> Stretch:
+        return Stretch(
+            events=self.events - start.events,
+            seconds=self.at - start.at,
+            applied=self.applied - start.applied,
+            wakeups=self.wakeups - start.wakeups,
+            wakeups_looked=self.wakeups_looked - start.wakeups_looked,
+            state_bytes=self.state_bytes - start.state_bytes,
+        )
 
 
 #: Replay runs every customer on one partition: one timer queue, one event-time order.
@@ -402,22 +476,19 @@ def replay(
     # would evict each one before its next event.
     customers = len({event.customer_id for _, _, _, event in events})
     ctx.memory.capacity = max(ctx.memory.capacity, customers)
-    fifth = len(events) // 5
-    report.fifth_events = fifth
-    last_from = len(events) - fifth
-    applying = last_started = time.monotonic()
+    # Where each fifth of the events ends (none for fewer than five events).
+    ends = {len(events) * i // 5 for i in range(1, 6)} if len(events) >= 5 else set()
+    since = _Tally.of(driver, 0)
     for n, (_, file_no, line_no, event) in enumerate(events, start=1):
         if n % 1024 == 0:
             ctx.detected_at = datetime.now(UTC)
             if meter is not None:
                 meter.update(n)
-        if n == fifth + 1:
-            report.first_fifth_seconds = time.monotonic() - applying
-        elif n == last_from + 1:
-            last_started = time.monotonic()
         driver.apply(event, names[file_no], line_no, count_bad)
-    if fifth:
-        report.last_fifth_seconds = time.monotonic() - last_started
+        if n in ends:
+            until = _Tally.of(driver, n)
+            report.fifths.append(until.since(since))
+            since = until
     if events:
         driver.advance_to(events[-1][0])
     if meter is not None:

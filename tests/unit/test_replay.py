@@ -15,6 +15,8 @@ import pytest
 from risk_factory import customer, invoice, order, payment, statement
 
 from stream_risk import cli
+from stream_risk.core import Context
+from stream_risk.replay import REPLAY_LIMITS, replay
 from stream_risk.schemas.outputs import RiskProfile, RiskWarning
 
 #: A 2,000-customer subset of the UCI table and its converter, carried with the tests.
@@ -184,6 +186,46 @@ def test_replay_reports_bad_lines_and_carries_on(
     assert 0 < looked < woken
     assert per_event == pytest.approx((applied + woken - looked) / 15, abs=0.01)
     assert re.search(r"encoded state per customer: median \d+ bytes, p99 \d+ bytes", err)
+    assert re.search(
+        r"by fifth: (?:[\d,]+, ){4}[\d,]+ events/s; (?:[\d.]+, ){4}[\d.]+ evaluations and "
+        r"(?:[\d.]+, ){4}[\d.]+ wake-ups per event; state of the event's customer "
+        r"(?:[\d,]+, ){4}[\d,]+ bytes on average",
+        err,
+    ), err
+
+
+def test_replay_reports_each_fifth_of_the_stream(tmp_path: Path) -> None:
+    """The fifths split the events, the applied ones, the wake-ups and the states' bytes;
+    a customer whose orders fill its windows shows a growing state from fifth to fifth."""
+    events = [customer(0, 50_000.0, cid="f")]
+    events += [order(day, f"o{day}", 100 + day, cid="f") for day in range(1, 50)]
+    events += [invoice(1, "due-soon", 300, 20, cid="f")]  # falls due: wake-ups
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(dumps(e) + "\n" for e in events))
+    bad: list[Any] = []
+    report = replay([path], None, None, Context(), bad.append, progress=False, limits=REPLAY_LIMITS)
+    assert not bad and report.applied == len(events) == 51
+    fifths = report.fifths
+    assert [f.events for f in fifths] == [10, 10, 10, 10, 11]
+    assert sum(f.applied for f in fifths) == report.applied
+    # Wake-ups after the last event fire at the end of the replay, outside any fifth.
+    assert 0 < sum(f.wakeups for f in fifths) <= report.wakeups
+    assert fifths[-1].wakeups_per_event == fifths[-1].wakeups / 11
+    assert sum(f.wakeups_looked for f in fifths) <= report.wakeups_looked
+    per_event = [f.state_bytes_per_event for f in fifths]
+    assert all(b > 0 for b in per_event)
+    assert per_event == sorted(per_event) and per_event[-1] > 1.5 * per_event[0]
+    assert report.first_fifth_rate == fifths[0].events_per_second > 0
+    assert report.last_fifth_rate == fifths[-1].events_per_second > 0
+
+
+def test_replay_of_fewer_than_five_events_has_no_fifths(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(dumps(customer(0, 1_000.0, cid="g")) + "\n")
+    report = replay([path], None, None, Context(), [].append, progress=False, limits=REPLAY_LIMITS)
+    assert report.applied == 1 and report.fifths == []
+    assert report.first_fifth_rate == report.last_fifth_rate == 0.0
+    assert not any(line.startswith("by fifth") for line in report.speed_lines())
 
 
 def test_replay_missing_file_is_an_error(
