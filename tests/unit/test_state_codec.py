@@ -173,6 +173,9 @@ def test_missing_version_is_rejected() -> None:
         b'{"v": 2, "customer_id": "c1", "password": "x"}',
         b'{"v": 2}',
         b'{"v": 2, "customer_id": "c1", "seen": 5}',
+        b'{"v": 5, "customer_id": "c1", "seen": "not base64!"}',
+        b'{"v": 5, "customer_id": "c1", "seen": "AAAA"}',
+        b'{"v": 5, "customer_id": "c1", "seen": {"a": null}}',
         b'{"v": 1}',
     ],
 )
@@ -271,11 +274,12 @@ V2_FIXTURE = FIXTURES / "state-v2.json"
 V1_FIXTURE = FIXTURES / "state-v1.json"
 V3_FIXTURE = FIXTURES / "state-v3.json"
 V4_FIXTURE = FIXTURES / "state-v4.json"
+V5_FIXTURE = FIXTURES / "state-v5.json"
 MIGRATION_CASES: dict[str, Any] = orjson.loads(MIGRATION_FIXTURE.read_bytes())
 
-#: The events behind fixtures/state-v2.json, state-v3.json and state-v4.json. Each file was
-#: written once by its version's codec (``python tests/unit/test_state_codec.py
-#: --write-v4-fixture``) and is kept as it is: it is what later versions must go on reading.
+#: The events behind fixtures/state-v2.json to state-v5.json. Each file was written once by
+#: its version's codec (``python tests/unit/test_state_codec.py --write-v5-fixture``) and is
+#: kept as it is: it is what later versions must go on reading.
 RICH_EVENTS = [
     customer(
         0,
@@ -420,28 +424,78 @@ def test_the_stored_v3_state_decodes_to_what_it_stored() -> None:
     state = decode(raw)
     assert state.snapshots == stored["snapshots"]
     again = orjson.loads(encode(state))
-    assert again.pop("v") == STATE_VERSION == 4
+    assert again.pop("v") == STATE_VERSION == 5
     assert again["snapshots"] != stored["snapshots"]  # now kept as changes
-    assert {k: v for k, v in again.items() if k != "snapshots"} == {
-        k: v for k, v in stored.items() if k != "snapshots"
+    assert again["seen"] != stored["seen"]  # now packed
+    assert {k: v for k, v in again.items() if k not in ("snapshots", "seen")} == {
+        k: v for k, v in stored.items() if k not in ("snapshots", "seen")
     }
     assert decode(encode(state)).snapshots == stored["snapshots"]
+    assert list(decode(encode(state)).seen) == stored["seen"]
     _check_features(state, RICH_FEATURES)
 
 
-def test_the_stored_v4_state_re_encodes_to_identical_bytes() -> None:
-    """While the layout is version 4, decode then encode gives back the stored bytes. When
-    STATE_VERSION is bumped, keep this file (the new version must still decode it) and add
-    a fixture of the new version next to it."""
+def test_the_stored_v4_state_decodes_to_what_it_stored() -> None:
+    """Version 4 kept the de-duplication digests as a list of strings: read as they were
+    stored, re-encoded as one packed string, and read back the same."""
     raw = V4_FIXTURE.read_bytes()
-    assert STATE_VERSION == 4, "new layout: add fixtures/state-v5.json and its tests"
     stored = orjson.loads(raw)
-    assert stored["v"] == 4
+    assert stored.pop("v") == 4
     # The first snapshot whole, the later ones as their changes.
     kinds = [type(s[1]) for s in stored["snapshots"]]
     assert len(kinds) >= 3 and kinds == [list] + [dict] * (len(kinds) - 1)
+    state = decode(raw)
+    assert list(state.seen) == stored["seen"] and len(stored["seen"]) >= 10
+    again = orjson.loads(encode(state))
+    assert again.pop("v") == STATE_VERSION
+    assert isinstance(again.pop("seen"), str)
+    assert again == {k: v for k, v in stored.items() if k != "seen"}
+    assert list(decode(encode(state)).seen) == stored["seen"]
+    _check_features(state, RICH_FEATURES)
+
+
+def test_the_stored_v5_state_re_encodes_to_identical_bytes() -> None:
+    """While the layout is version 5, decode then encode gives back the stored bytes. When
+    STATE_VERSION is bumped, keep this file (the new version must still decode it) and add
+    a fixture of the new version next to it."""
+    raw = V5_FIXTURE.read_bytes()
+    assert STATE_VERSION == 5, "new layout: add fixtures/state-v6.json and its tests"
+    stored = orjson.loads(raw)
+    assert stored["v"] == 5
+    assert isinstance(stored["seen"], str)
     assert encode(decode(raw)) == raw
+    # The same state as version 4 stored, in fewer bytes.
+    assert decode(raw) == decode(V4_FIXTURE.read_bytes())
+    assert len(raw) < len(V4_FIXTURE.read_bytes())
     _check_features(decode(raw), RICH_FEATURES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(min_size=8, max_size=8).map(bytes.hex),
+            st.text(max_size=20),
+            st.sampled_from(["0123456789ABCDEF", "0123456789abcdeg", "01 3456789abcdef"]),
+        ),
+        max_size=12,
+        unique=True,
+    )
+)
+def test_seen_digests_read_back_exactly(digests: list[str]) -> None:
+    """Digests (and anything else kept there) come back as they went in, in order: packed
+    only when they are all lower-case 16-hex digests."""
+    state = CustomerState("c1")
+    state.seen = dict.fromkeys(digests)
+    raw = encode(state)
+    assert list(decode(raw).seen) == digests
+    packed = orjson.loads(raw).get("seen")
+    if not digests:
+        assert packed is None  # an empty default is left out
+    elif all(len(d) == 16 and set(d) <= set("0123456789abcdef") for d in digests):
+        assert isinstance(packed, str)
+    else:
+        assert packed == digests
 
 
 #: Model inputs as snapshots hold them: numbers (ints and floats apart) or None.
@@ -652,13 +706,13 @@ def test_malformed_v1_state_is_rejected_with_value_error(data: dict[str, Any]) -
         decode(orjson.dumps({"v": 1, "customer_id": "c1", **data}))
 
 
-def _write_v4_fixture() -> None:
-    V4_FIXTURE.write_bytes(encode(rich_state()))
-    print(f"wrote {V4_FIXTURE}")
+def _write_v5_fixture() -> None:
+    V5_FIXTURE.write_bytes(encode(rich_state()))
+    print(f"wrote {V5_FIXTURE}")
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--write-v4-fixture"]:
-    _write_v4_fixture()
+if __name__ == "__main__" and sys.argv[1:] == ["--write-v5-fixture"]:
+    _write_v5_fixture()
 
 
 @settings(max_examples=200, deadline=None)
@@ -676,7 +730,9 @@ def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
 
 
 @pytest.mark.parametrize(
-    "fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, V4_FIXTURE], ids=["v1", "v2", "v3", "v4"]
+    "fixture",
+    [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, V4_FIXTURE, V5_FIXTURE],
+    ids=["v1", "v2", "v3", "v4", "v5"],
 )
 def test_timer_fields_are_the_decoded_states(fixture: Path) -> None:
     """Timers rebuilt from the three fields alone are those of the whole decoded state."""
