@@ -52,7 +52,7 @@ class Stretch:
     (2000.0, 1.1, 0.3, 4.0)
     """
 
-    #: Input events, bad lines included.
+    #: Input events, bad ones included (the lines that do not parse are in no fifth).
     events: int = 0
     seconds: float = 0.0
     #: Events applied (not bad lines, not duplicates).
