@@ -185,7 +185,8 @@ def test_redis_outage_does_not_stop_the_worker_and_the_sink_catches_up(
         assert {e[1]["warning_id"] for e in entries} == {r["value"]["warning_id"] for r in on_kafka}
         profile = client.hgetall(f"{prefix}:profile:zed")
         assert json.loads(profile["features"])["days_past_due"] == 95
-        assert "Redis is back" in worker.log()
+        # The sink logs the recovery once its write has returned: just after the data landed.
+        wait_for(lambda: "Redis is back" in worker.log(), what="the recovery in the log")
     finally:
         worker.stop()
         server.terminate()
