@@ -64,6 +64,21 @@ class Stretch:
     #: Encoded bytes of each applied event's customer state after the event, added up.
     state_bytes: int = 0
 
+    def since(self, start: Stretch) -> Stretch:
+        """The stretch from ``start`` to this one, both from the same beginning.
+
+        >>> Stretch(10, 4.0, applied=9, wakeups=5).since(Stretch(4, 1.5, applied=4, wakeups=2))
+        Stretch(events=6, seconds=2.5, applied=5, wakeups=3, wakeups_looked=0, state_bytes=0)
+        """
+        return Stretch(
+            self.events - start.events,
+            self.seconds - start.seconds,
+            self.applied - start.applied,
+            self.wakeups - start.wakeups,
+            self.wakeups_looked - start.wakeups_looked,
+            self.state_bytes - start.state_bytes,
+        )
+
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
@@ -336,43 +351,22 @@ class Replayer:
                 for _, record in records:
                     callback(record)
 
+    def so_far(self, events: int, started: float) -> Stretch:
+        """The stretch of the first ``events`` events, applied since ``started``
+        (``time.monotonic``)."""
+        return Stretch(
+            events,
+            time.monotonic() - started,
+            self.report.applied,
+            self.driver.counts["timer_wakeups"],
+            self.ctx.memory.counts.wakeups_looked,
+            self.report.state_bytes,
+        )
+
     def profiles(self) -> Iterator[dict[str, Any]]:
         for customer_id in sorted(self.states):
             kept = self.ctx.memory.of(customer_id).groups
             yield profile_of(self.states[customer_id], kept)
-
-
-@dataclass(frozen=True, slots=True)
-class _Tally:
-    """Where a replay's counters stood after its ``events`` first events."""
-
-    events: int
-    at: float
-    applied: int
-    wakeups: int
-    wakeups_looked: int
-    state_bytes: int
-
-    @classmethod
-    def of(cls, replayer: Replayer, events: int) -> _Tally:
-        return cls(
-            events,
-            time.monotonic(),
-            replayer.report.applied,
-            replayer.driver.counts["timer_wakeups"],
-            replayer.ctx.memory.counts.wakeups_looked,
-            replayer.report.state_bytes,
-        )
-
-    def since(self, start: _Tally) -> Stretch:
-        return Stretch(
-            events=self.events - start.events,
-            seconds=self.at - start.at,
-            applied=self.applied - start.applied,
-            wakeups=self.wakeups - start.wakeups,
-            wakeups_looked=self.wakeups_looked - start.wakeups_looked,
-            state_bytes=self.state_bytes - start.state_bytes,
-        )
 
 
 #: Replay runs every customer on one partition: one timer queue, one event-time order.
@@ -478,7 +472,8 @@ def replay(
     ctx.memory.capacity = max(ctx.memory.capacity, customers)
     # Where each fifth of the events ends (none for fewer than five events).
     ends = {len(events) * i // 5 for i in range(1, 6)} if len(events) >= 5 else set()
-    since = _Tally.of(driver, 0)
+    applying = time.monotonic()
+    since = driver.so_far(0, applying)
     for n, (_, file_no, line_no, event) in enumerate(events, start=1):
         if n % 1024 == 0:
             ctx.detected_at = datetime.now(UTC)
@@ -486,7 +481,7 @@ def replay(
                 meter.update(n)
         driver.apply(event, names[file_no], line_no, count_bad)
         if n in ends:
-            until = _Tally.of(driver, n)
+            until = driver.so_far(n, applying)
             report.fifths.append(until.since(since))
             since = until
     if events:
