@@ -63,6 +63,32 @@ def caught_up_with(
     return caught_up
 
 
+def settled_profiles(
+    env: Env,
+    expected_profiles: dict[str, Any],
+    timeout: float,
+    same: Callable[[dict[str, Any], dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """Each customer's latest profile, read once every customer's latest event time is
+    the expected one (within ``timeout``) and then, for up to :data:`SETTLE_SECONDS`
+    more, until ``same(got, want)`` holds for every customer.
+
+    A customer's profile at its latest event time can be followed by one of a timer
+    (an order leaving a window) that another customer's later event fired: profiles
+    of different customers are on different partitions, read in any order. What still
+    differs after the wait is left to the caller's assertions.
+    """
+    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=timeout)
+
+    def agreed(records: list[dict[str, Any]]) -> bool:
+        latest = {r["value"]["customer_id"]: r["value"] for r in records}
+        return all(same(latest[cid], p) for cid, p in expected_profiles.items())
+
+    with contextlib.suppress(AssertionError):
+        profiles = env.consume("profiles", agreed, timeout=SETTLE_SECONDS)
+    return {r["value"]["customer_id"]: r["value"] for r in profiles}
+
+
 def assert_as_replay(
     env: Env,
     expected_profiles: dict[str, Any],
@@ -72,23 +98,11 @@ def assert_as_replay(
     """Read profiles until every customer's latest is the expected one; assert that no
     record was dead-lettered and that ``features`` equal replay's. Returns the latest
     profile of each customer."""
-    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=timeout)
 
-    def agreed(records: list[dict[str, Any]]) -> bool:
-        latest = {r["value"]["customer_id"]: r["value"] for r in records}
-        return all(
-            latest[cid]["features"].get(name) == p["features"].get(name)
-            for cid, p in expected_profiles.items()
-            for name in features
-        )
+    def same(got: dict[str, Any], want: dict[str, Any]) -> bool:
+        return all(got["features"].get(n) == want["features"].get(n) for n in features)
 
-    # A customer's profile at its latest event time can be followed by one of a timer
-    # (an order leaving a window) that another customer's later event fired: profiles
-    # of different customers are on different partitions, read in any order.
-    # A timeout leaves what still differs to the assertions below, customer by customer.
-    with contextlib.suppress(AssertionError):
-        profiles = env.consume("profiles", agreed, timeout=SETTLE_SECONDS)
-    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
+    latest = settled_profiles(env, expected_profiles, timeout, same)
     assert [r["value"]["reason"] for r in read_all(env, "dead-letters")] == []
     for customer_id, profile in expected_profiles.items():
         got, want = latest[customer_id]["features"], profile["features"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from stream_risk.tools.simulate import generate
 
 from .conftest import Env, deployment_env
-from .replaying import assert_as_replay, caught_up_with, replay_of
+from .replaying import assert_as_replay, replay_of, settled_profiles
 from .topics import create_topics, read_all
 
 CUSTOMERS = 60
@@ -49,8 +50,7 @@ def test_one_topic_produced_first_gives_what_replay_gives(one_partition: Env) ->
     worker = env.worker()
     worker.start()
 
-    profiles = env.consume("profiles", caught_up_with(expected_profiles), timeout=300)
-    latest = {r["value"]["customer_id"]: r["value"] for r in profiles}
+    latest = settled_profiles(env, expected_profiles, 300, operator.eq)
     # Profiles are published with the warnings of the same batch: all are on the topic.
     warnings = read_all(env, "warnings")
     dead = read_all(env, "dead-letters")
