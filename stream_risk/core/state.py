@@ -215,10 +215,13 @@ def pack_seen(seen: Iterable[str]) -> str | list[str]:
     ['0123456789abcdef', 'fedcba9876543210']
     >>> pack_seen(["not-a-digest"])
     ['not-a-digest']
+    >>> pack_seen(["0123456789abcde", "f0123456789abcdef"])
+    ['0123456789abcde', 'f0123456789abcdef']
     """
     digests = list(seen)
-    joined = "".join(digests)
-    if len(joined) == SEEN_DIGEST_CHARS * len(digests):
+    # Each one 16 long, not only all of them together: "0123", "4567..." would split anew.
+    if set(map(len, digests)) <= {SEEN_DIGEST_CHARS}:
+        joined = "".join(digests)
         try:
             packed = bytes.fromhex(joined)
         except ValueError:

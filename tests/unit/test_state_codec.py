@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from migration import FIXTURE as MIGRATION_FIXTURE
 from migration import continue_from, migration_rules
@@ -482,6 +482,9 @@ def test_the_stored_v5_state_re_encodes_to_identical_bytes() -> None:
         unique=True,
     )
 )
+# Hex of other lengths that make whole digests together: each must stay what it was.
+@example(["0123456789abcde", "f0123456789abcdef"])
+@example(["0123", "456789abcdef0123456789abcdef"])
 def test_seen_digests_read_back_exactly(digests: list[str]) -> None:
     """Digests (and anything else kept there) come back as they went in, in order: packed
     only when they are all lower-case 16-hex digests."""
