@@ -21,6 +21,7 @@ from typing import Any
 
 from stream_risk.core import windows
 from stream_risk.core.receivables import Book
+from stream_risk.core.running_totals import RunningTotals
 from stream_risk.core.state import (
     ORD_AMOUNT,
     ORD_TS,
@@ -287,7 +288,7 @@ def aging(state: CustomerState, now: float, out: Features) -> None:
         weight += closed[2]
         late += closed[2] * closed[3]
     out["avg_days_late_90d"] = late / weight if weight > 0 else None
-    sales = windows.window_sum(state.orders, now, 90 * DAY, ORD_AMOUNT)
+    sales = order_totals(state).total(*windows.bounds(state.orders, now, 90 * DAY))
     out["dso"] = out["open_balance"] / sales * 90 if sales > 0 and "open_balance" in out else None
 
 
@@ -487,14 +488,18 @@ def _days_late_observations(state: CustomerState, now: float) -> list[tuple[floa
 )
 def orders(state: CustomerState, now: float, out: Features) -> None:
     recs = state.orders
-    counts, sums = windows.counts_and_sums(recs, now, (7 * DAY, 30 * DAY, 90 * DAY), ORD_AMOUNT)
-    out["order_count_7d"], out["order_count_30d"], out["order_count_90d"] = counts
-    out["order_amount_7d"], out["order_amount_30d"], out["order_amount_90d"] = sums
-    amounts = [o[ORD_AMOUNT] for o in windows.in_window(recs, now, 90 * DAY)]
-    mean, std = _mean_std(amounts)
+    totals = order_totals(state)
+    ranges = windows.age_bounds(recs, now, (7 * DAY, 30 * DAY, 90 * DAY))
+    out["order_count_7d"], out["order_count_30d"], out["order_count_90d"] = (
+        hi - lo for lo, hi in ranges
+    )
+    out["order_amount_7d"], out["order_amount_30d"], out["order_amount_90d"] = (
+        totals.total(lo, hi) for lo, hi in ranges
+    )
+    mean, std = totals.mean_std(*windows.bounds(recs, now, 90 * DAY))
     out["order_amount_mean_90d"] = mean
     out["order_amount_std_90d"] = std
-    out["order_amount_zscore_90d"] = _latest_zscore(recs, now)
+    out["order_amount_zscore_90d"] = _latest_zscore(recs, now, totals)
     earlier = windows.window_count(recs, now - 30 * DAY, 90 * DAY)
     out["order_frequency_change"] = (
         out["order_count_30d"] / (earlier / 3.0) - 1.0 if earlier else None
@@ -503,6 +508,15 @@ def orders(state: CustomerState, now: float, out: Features) -> None:
     cancelled = windows.window_count(state.cancelled, now, 90 * DAY)
     total = out["order_count_90d"] + cancelled
     out["cancellation_share_90d"] = cancelled / total if total else None
+
+
+def order_totals(state: CustomerState) -> RunningTotals:
+    """The running totals of the order amounts (:attr:`CustomerState.order_totals`)."""
+    totals = state.order_totals
+    if totals is None or len(totals) != len(state.orders):
+        totals = RunningTotals(o[ORD_AMOUNT] for o in state.orders)
+        state.order_totals = totals
+    return totals
 
 
 def _days_since_last_order(state: CustomerState, now: float, out: Features) -> None:
@@ -540,18 +554,7 @@ def _orders_until(state: CustomerState, now: float) -> float:
     return min(_next_change(recs, now, _ORDER_AGES), _next_change(cancelled, now, (90 * DAY,)))
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    n = len(values)
-    if n == 0:
-        return None, None
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var)
-
-
-def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
+def _latest_zscore(recs: list[list[Any]], now: float, totals: RunningTotals) -> float | None:
     current = len(recs)
     if current and recs[-1][ORD_TS] > now:
         current = bisect.bisect_right(recs, now, key=windows.time_of)
@@ -563,10 +566,9 @@ def _latest_zscore(recs: list[list[Any]], now: float) -> float | None:
     first = bisect.bisect_right(
         recs, latest[ORD_TS] - 90 * DAY, 0, current - 1, key=windows.time_of
     )
-    baseline = [recs[i][ORD_AMOUNT] for i in range(first, current - 1)]
-    if len(baseline) < 3:
+    if current - 1 - first < 3:
         return None
-    mean, std = _mean_std(baseline)
+    mean, std = totals.mean_std(first, current - 1)
     if mean is None or not std:
         return None
     return float((latest[ORD_AMOUNT] - mean) / std)

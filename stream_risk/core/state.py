@@ -12,13 +12,14 @@ import base64
 import binascii
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import orjson
 
 from stream_risk.core import receivables
 from stream_risk.core.receivables import Book, new_book
+from stream_risk.core.running_totals import RunningTotals
 
 #: Bumped whenever the encoded layout changes; :func:`decode` upgrades older ones.
 #: Version 3 keeps, per recent receivables entry, the changes that undo it instead
@@ -138,14 +139,14 @@ class CustomerState:
     #: :func:`stream_risk.core.features.exposures_at`): derived from ``ledger``,
     #: dropped whenever ``step`` or expiry changes it. Not encoded.
     ledger_totals: list[float] | None = field(default=None, compare=False, repr=False)
+    #: The order amounts' running totals (see :func:`stream_risk.core.features.order_totals`):
+    #: derived from ``orders``, kept in step by ``step`` and expiry. Not encoded.
+    order_totals: RunningTotals | None = field(default=None, compare=False, repr=False)
 
 
-#: Fields in the encoding: all but the encoded parts kept beside the state.
-_FIELDS = tuple(
-    name
-    for name in CustomerState.__slots__  # type: ignore[attr-defined]
-    if name not in ("encoded_parts", "unchanged", "snapshot_parts", "invoice_ages", "ledger_totals")
-)
+#: Fields in the encoding: those a state's equality compares. What is kept beside a
+#: state (encoded parts, what is derived from its fields) is neither.
+_FIELDS = tuple(f.name for f in fields(CustomerState) if f.compare)
 #: The large fields that only some events and expiry change: their encoded parts are
 #: kept between encodings (see :func:`encode_after`).
 KEPT_ENCODED = frozenset(

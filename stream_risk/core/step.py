@@ -7,6 +7,7 @@ return what should be published. No I/O, no clock.
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -568,9 +569,13 @@ def _order(
         if any(c[1] == order_id and c[0] >= ts - lateness for c in state.cancelled):
             return
         _order_detectors(state, amount, ts)
-        windows.insert(state.orders, [ts, amount, order_id])
+        at = windows.insert(state.orders, [ts, amount, order_id])
+        totals = state.order_totals
+        if totals is not None:
+            totals.insert(at, amount)
         return
     state.orders = [o for o in state.orders if o[ORD_ID] != order_id]
+    state.order_totals = None  # derived from the orders
     windows.insert(state.cancelled, [ts, order_id])
 
 
@@ -691,10 +696,13 @@ def _expire(state: CustomerState, now: float, ctx: Context) -> None:
     # arrival order.
     horizon = anchor - feats.ORDER_RETENTION - ctx.allowed_lateness
     orders = state.orders
-    if orders and orders[0][0] <= horizon:
-        expired = max(o[0] for o in orders if o[0] <= horizon)
+    cut = bisect.bisect_right(orders, horizon, key=windows.time_of)
+    if cut:
+        expired = orders[cut - 1][ORD_TS]
         state.last_order_at = max(state.last_order_at or expired, expired)
-    windows.expire(orders, horizon)
+        del orders[:cut]
+        if state.order_totals is not None:
+            state.order_totals.drop_front(cut)
     windows.expire(state.cancelled, anchor - feats.ORDER_HISTORY - ctx.allowed_lateness)
     statements = state.statements
     if len(statements) > STATEMENTS_ALWAYS_KEPT:

@@ -7,11 +7,12 @@ counts are over the half-open interval ``(now - width, now]``: a record
 leaves a 30-day window exactly 30 days after it happened.
 
 >>> records: list[list[float]] = []
->>> insert(records, [20.0, 5.0]); insert(records, [10.0, 3.0])
+>>> insert(records, [20.0, 5.0]), insert(records, [10.0, 3.0])
+(0, 0)
 >>> records
 [[10.0, 3.0], [20.0, 5.0]]
->>> window_sum(records, now=25.0, width=10.0, field=1)
-5.0
+>>> bounds(records, now=25.0, width=10.0)
+(1, 2)
 >>> window_count(records, now=25.0, width=20.0)
 2
 >>> expire(records, horizon=10.0); records
@@ -29,13 +30,18 @@ from typing import Any
 time_of = operator.itemgetter(0)
 
 
-def insert(records: list[list[Any]], record: list[Any]) -> None:
-    """Insert ``record`` keeping ``records`` sorted by time; ties keep arrival order."""
+def insert(records: list[list[Any]], record: list[Any]) -> int:
+    """Insert ``record`` keeping ``records`` sorted by time; ties keep arrival order.
+
+    Returns the index it was inserted at.
+    """
     ts = record[0]
     if not records or records[-1][0] <= ts:
         records.append(record)
-        return
-    records.insert(bisect.bisect_right(records, ts, key=time_of), record)
+        return len(records) - 1
+    at = bisect.bisect_right(records, ts, key=time_of)
+    records.insert(at, record)
+    return at
 
 
 def expire(records: list[list[Any]], horizon: float) -> None:
@@ -45,8 +51,11 @@ def expire(records: list[list[Any]], horizon: float) -> None:
         del records[:cut]
 
 
-def _bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:
-    """Index range of the records with ``now - width < time <= now`` (by bisection)."""
+def bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:
+    """Index range of the records with ``now - width < time <= now`` (by bisection).
+
+    Sums over it come from :class:`stream_risk.core.running_totals.RunningTotals`.
+    """
     hi = len(records)
     if hi and records[-1][0] > now:
         hi = bisect.bisect_right(records, now, key=time_of)
@@ -56,19 +65,13 @@ def _bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, in
 
 def in_window(records: list[list[Any]], now: float, width: float) -> list[list[Any]]:
     """Records with ``now - width < time <= now``, oldest first."""
-    lo, hi = _bounds(records, now, width)
+    lo, hi = bounds(records, now, width)
     return records[lo:hi]
 
 
 def window_count(records: list[list[Any]], now: float, width: float) -> int:
-    lo, hi = _bounds(records, now, width)
+    lo, hi = bounds(records, now, width)
     return hi - lo
-
-
-def window_sum(records: list[list[Any]], now: float, width: float, field: int) -> float:
-    lo, hi = _bounds(records, now, width)
-    # Left to right from 0, as a plain loop adds (``sum`` of floats compensates from 3.12).
-    return float(functools.reduce(operator.add, map(operator.itemgetter(field), records[lo:hi]), 0))
 
 
 def counts_and_sums(
@@ -76,19 +79,37 @@ def counts_and_sums(
 ) -> tuple[list[int], list[float]]:
     """Count and sum of ``field`` in each window ``(now - width, now]``, newest first.
 
-    A record is in a window when its age ``now - time`` is below the width; records
-    at or before ``now`` less the longest width are in none (whatever the rounding
-    of the age). The windows are found by bisection, at the cost of the sums only.
+    The windows are those of :func:`age_bounds`.
 
     >>> counts_and_sums([[1.0, 2.0], [5.0, 3.0], [9.0, 4.0]], 9.0, (5.0, 10.0), 1)
     ([2, 3], [7.0, 9.0])
+    """
+    counts: list[int] = []
+    sums: list[float] = []
+    for lo, hi in age_bounds(records, now, widths):
+        counts.append(hi - lo)
+        values = map(operator.itemgetter(field), reversed(records[lo:hi]))
+        sums.append(functools.reduce(operator.add, values, 0.0))
+    return counts, sums
+
+
+def age_bounds(
+    records: list[list[Any]], now: float, widths: tuple[float, ...]
+) -> list[tuple[int, int]]:
+    """Index range of each window ``(now - width, now]``, by the records' ages.
+
+    A record is in a window when its age ``now - time`` is below the width; records
+    at or before ``now`` less the longest width are in none (whatever the rounding
+    of the age). The ranges are found by bisection.
+
+    >>> age_bounds([[1.0], [5.0], [9.0], [12.0]], 9.0, (5.0, 10.0))
+    [(1, 3), (0, 3)]
     """
     hi = len(records)
     if hi and records[-1][0] > now:
         hi = bisect.bisect_right(records, now, key=time_of)
     first = bisect.bisect_right(records, now - max(widths), 0, hi, key=time_of)
-    counts: list[int] = []
-    sums: list[float] = []
+    ranges: list[tuple[int, int]] = []
     for width in widths:
         # The age only grows towards older records: the window is a suffix.
         lo = bisect.bisect_right(records, now - width, first, hi, key=time_of)
@@ -96,10 +117,8 @@ def counts_and_sums(
             lo -= 1
         while lo < hi and not now - records[lo][0] < width:
             lo += 1
-        counts.append(hi - lo)
-        values = map(operator.itemgetter(field), reversed(records[lo:hi]))
-        sums.append(functools.reduce(operator.add, values, 0.0))
-    return counts, sums
+        ranges.append((lo, hi))
+    return ranges
 
 
 def slope_per(points: list[tuple[float, float]], unit: float) -> float | None:

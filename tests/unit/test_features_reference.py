@@ -30,7 +30,8 @@ import pytest
 from risk_factory import T0S, iso_ts, late_arrival_order, parse, same_value
 
 from stream_risk.core import Context, CustomerState, advance, step
-from stream_risk.core.features import REGISTRY, compute
+from stream_risk.core.features import REGISTRY, compute, order_totals
+from stream_risk.core.running_totals import RunningTotals
 
 DAY = 86_400.0
 MONTH = 30 * DAY
@@ -762,6 +763,31 @@ def test_reused_groups_give_what_is_computed_afresh() -> None:
         if not same_value(o.reused.get(name), o.engine.get(name))
     ]
     assert not mismatches, f"{len(mismatches)} differ; first:\n" + "\n".join(mismatches[:6])
+
+
+def test_order_totals_kept_through_steps_and_expiry_are_those_of_the_orders() -> None:
+    """The running totals ``step`` and expiry keep in step (orders arriving late, cancelled,
+    expiring) total what totals built afresh from the orders do."""
+    ctx = Context()
+    checked = 0
+    for seed in SEEDS:
+        events = script(seed)
+        state = CustomerState("c1")
+        for i in arrival(seed, events):
+            before = state.order_totals
+            step(state, parse(events[i]), ctx)
+            n = len(state.orders)
+            # Kept in step, not built afresh (a cancellation drops them: they are built
+            # afresh when next read).
+            if before is not None and events[i].get("status") != "cancelled":
+                assert state.order_totals is before
+            kept = order_totals(state)
+            fresh = RunningTotals(o[1] for o in state.orders)
+            assert [kept.mean_std(lo, n) for lo in range(n)] == [
+                fresh.mean_std(lo, n) for lo in range(n)
+            ]
+            checked += n
+    assert checked > 1000
 
 
 # --------------------------------------------------------------- exact window edges

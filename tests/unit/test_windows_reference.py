@@ -4,6 +4,7 @@ record sequences arriving out of order within the allowed lateness, with expiry.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,10 +14,10 @@ from stream_risk.core import windows
 from stream_risk.core.features import (
     DAY,
     _latest_zscore,
-    _mean_std,
     exposure_at,
     exposures_at,
 )
+from stream_risk.core.running_totals import RunningTotals
 from stream_risk.core.state import CustomerState
 
 LATENESS = 7.0
@@ -71,12 +72,8 @@ def test_windows_match_a_direct_computation_on_every_prefix(
                 want = direct(applied, now, width)
                 assert windows.in_window(kept, now, width) == want
                 assert windows.window_count(kept, now, width) == len(want)
-                assert math.isclose(
-                    windows.window_sum(kept, now, width, 1),
-                    sum(r[1] for r in want),
-                    rel_tol=1e-9,
-                    abs_tol=1e-9,
-                )
+                lo, hi = windows.bounds(kept, now, width)
+                assert kept[lo:hi] == want
             counts, sums = windows.counts_and_sums(kept, now, WIDTHS, 1)
             if now - max(WIDTHS) >= horizon:
                 assert counts == [len(direct(applied, now, w)) for w in WIDTHS]
@@ -96,10 +93,18 @@ def reference_zscore(orders: list[list[Any]], now: float) -> float | None:
     baseline = [o[1] for o in current[:-1] if o[0] > latest[0] - 90 * DAY]
     if len(baseline) < 3:
         return None
-    mean, std = _mean_std(baseline)
-    if mean is None or not std:
+    mean, std = exact_mean_std(baseline)
+    if not std:
         return None
     return float((latest[1] - mean) / std)
+
+
+def exact_mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample deviation from the exactly rounded mean and variance, by fractions."""
+    exact = [Fraction(v) for v in values]
+    mean = sum(exact, Fraction(0)) / len(exact)
+    variance = sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1)
+    return float(mean), math.sqrt(float(variance))
 
 
 @settings(max_examples=150, deadline=None)
@@ -109,7 +114,8 @@ def test_latest_order_zscore_matches_the_definition(items: list[tuple[float, flo
     for t, amount in items:
         windows.insert(orders, [t * DAY, amount, "o"])
         for now in (orders[-1][0], t * DAY, t * DAY + 45 * DAY, t * DAY + 100 * DAY):
-            assert _latest_zscore(orders, now) == reference_zscore(orders, now)
+            totals = RunningTotals(o[1] for o in orders)
+            assert _latest_zscore(orders, now, totals) == reference_zscore(orders, now)
 
 
 @settings(max_examples=150, deadline=None)
@@ -193,3 +199,55 @@ def test_counts_and_sums_by_bisection_are_the_record_by_record_ones_exactly(
             windows.insert(recs, [t, amount])
     got = windows.counts_and_sums(recs, now, widths, 1)
     assert got == loop_counts_and_sums(recs, now, widths)
+
+
+#: Amounts of money, and values that need finer units than any before them.
+amounts = (
+    st.floats(min_value=-1e6, max_value=1e6)
+    | st.floats(min_value=-1e-300, max_value=1e-300)
+    | st.integers(min_value=-(10**9), max_value=10**9).map(lambda c: c / 100)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["append", "insert", "drop"]), amounts, st.integers(0, 40)),
+        max_size=60,
+    )
+)
+def test_running_totals_are_the_exactly_rounded_totals_of_every_range(
+    changes: list[tuple[str, float, int]],
+) -> None:
+    """Appends, inserts anywhere and drops from the front; after each, every range's sum,
+    mean and deviation are the exactly rounded ones (by fractions), whatever the order
+    and scale of the values."""
+    totals = RunningTotals()
+    values: list[float] = []
+    for change, value, at in changes:
+        if change == "append":
+            totals.append(value)
+            values.append(value)
+        elif change == "insert":
+            at = min(at, len(values))
+            totals.insert(at, value)
+            values.insert(at, value)
+        else:
+            at = min(at, len(values))
+            totals.drop_front(at)
+            del values[:at]
+        assert len(totals) == len(values)
+        for lo in range(len(values) + 1):
+            for hi in range(lo, min(len(values), lo + 6) + 1):
+                part = values[lo:hi]
+                assert totals.total(lo, hi) == float(sum(map(Fraction, part), Fraction(0)))
+                if len(part) >= 2:
+                    assert totals.mean_std(lo, hi) == exact_mean_std(part)
+                    assert RunningTotals(part).mean_std(0, len(part)) == exact_mean_std(part)
+
+
+def test_equal_values_deviate_by_nothing() -> None:
+    """The deviation of equal amounts is 0, so a repeat order has no z-score; a float sum
+    of 0.1 three times is not 0.3, and a two-pass deviation of it is not 0."""
+    assert RunningTotals([0.1, 0.1, 0.1]).mean_std(0, 3) == (0.1, 0.0)
+    assert RunningTotals([7.35] * 50).mean_std(10, 50) == (7.35, 0.0)
