@@ -142,6 +142,9 @@ class CustomerState:
     #: The order amounts' running totals (see :func:`stream_risk.core.features.order_totals`):
     #: derived from ``orders``, kept in step by ``step`` and expiry. Not encoded.
     order_totals: RunningTotals | None = field(default=None, compare=False, repr=False)
+    #: The encoding of each of ``orders``, in order (see :func:`encode_after`): a new
+    #: order re-encodes itself, not the whole list. Kept in step like ``order_totals``.
+    orders_encoded: list[bytes] | None = field(default=None, compare=False, repr=False)
 
 
 #: Fields in the encoding: those a state's equality compares. What is kept beside a
@@ -368,13 +371,47 @@ def encode_after(state: CustomerState) -> bytes:
             run = {}
         part = parts.get(name) if name in unchanged else None
         if part is None:
-            part = orjson.dumps({name: _encodable(name, value, state.snapshot_parts)})[1:-1]
+            if name == "orders":
+                part = b'"orders":[%s]' % b",".join(_orders_encoded(state))
+            else:
+                part = orjson.dumps({name: _encodable(name, value, state.snapshot_parts)})[1:-1]
             parts[name] = part
         out.append(part)
     if run:
         out.append(orjson.dumps(run)[1:-1])
     state.unchanged = KEPT_ENCODED
     return b",".join(out) + b"}"
+
+
+def _orders_encoded(state: CustomerState) -> list[bytes]:
+    encoded = state.orders_encoded
+    if encoded is None or len(encoded) != len(state.orders):
+        encoded = state.orders_encoded = list(map(orjson.dumps, state.orders))
+    return encoded
+
+
+def orders_inserted(state: CustomerState, at: int) -> None:
+    """Keep what is derived from ``state.orders`` in step with the order inserted at ``at``."""
+    order = state.orders[at]
+    if state.order_totals is not None:
+        state.order_totals.insert(at, order[ORD_AMOUNT])
+    if state.orders_encoded is not None:
+        state.orders_encoded.insert(at, orjson.dumps(order))
+
+
+def orders_expired(state: CustomerState, count: int) -> None:
+    """Keep what is derived from ``state.orders`` in step with its first ``count`` expiring."""
+    if state.order_totals is not None:
+        state.order_totals.drop_front(count)
+    if state.orders_encoded is not None:
+        del state.orders_encoded[:count]
+
+
+def orders_replaced(state: CustomerState, orders: list[list[Any]]) -> None:
+    """Replace ``state.orders``; what is derived from them is built afresh when next read."""
+    state.orders = orders
+    state.order_totals = None
+    state.orders_encoded = None
 
 
 def _parse(raw: bytes | str) -> tuple[dict[str, Any], int]:

@@ -29,6 +29,9 @@ from stream_risk.core.state import (
     STMT_ID,
     STMT_TS,
     CustomerState,
+    orders_expired,
+    orders_inserted,
+    orders_replaced,
 )
 from stream_risk.core.trainer import ADVERSE_OUTCOMES, MODEL_FEATURES
 from stream_risk.schemas.events import (
@@ -569,13 +572,9 @@ def _order(
         if any(c[1] == order_id and c[0] >= ts - lateness for c in state.cancelled):
             return
         _order_detectors(state, amount, ts)
-        at = windows.insert(state.orders, [ts, amount, order_id])
-        totals = state.order_totals
-        if totals is not None:
-            totals.insert(at, amount)
+        orders_inserted(state, windows.insert(state.orders, [ts, amount, order_id]))
         return
-    state.orders = [o for o in state.orders if o[ORD_ID] != order_id]
-    state.order_totals = None  # derived from the orders
+    orders_replaced(state, [o for o in state.orders if o[ORD_ID] != order_id])
     windows.insert(state.cancelled, [ts, order_id])
 
 
@@ -701,8 +700,7 @@ def _expire(state: CustomerState, now: float, ctx: Context) -> None:
         expired = orders[cut - 1][ORD_TS]
         state.last_order_at = max(state.last_order_at or expired, expired)
         del orders[:cut]
-        if state.order_totals is not None:
-            state.order_totals.drop_front(cut)
+        orders_expired(state, cut)
     windows.expire(state.cancelled, anchor - feats.ORDER_HISTORY - ctx.allowed_lateness)
     statements = state.statements
     if len(statements) > STATEMENTS_ALWAYS_KEPT:

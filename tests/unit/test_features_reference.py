@@ -26,12 +26,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from risk_factory import T0S, iso_ts, late_arrival_order, parse, same_value
 
 from stream_risk.core import Context, CustomerState, advance, step
 from stream_risk.core.features import REGISTRY, compute, order_totals
 from stream_risk.core.running_totals import RunningTotals
+from stream_risk.core.state import encode, encode_after
 
 DAY = 86_400.0
 MONTH = 30 * DAY
@@ -765,27 +767,32 @@ def test_reused_groups_give_what_is_computed_afresh() -> None:
     assert not mismatches, f"{len(mismatches)} differ; first:\n" + "\n".join(mismatches[:6])
 
 
-def test_order_totals_kept_through_steps_and_expiry_are_those_of_the_orders() -> None:
-    """The running totals ``step`` and expiry keep in step (orders arriving late, cancelled,
-    expiring) total what totals built afresh from the orders do."""
+def test_what_is_derived_from_the_orders_is_kept_in_step_through_steps_and_expiry() -> None:
+    """The running totals and the encoded orders that ``step`` and expiry keep in step
+    (orders arriving late, cancelled, expiring) are what is built afresh from the orders."""
     ctx = Context()
     checked = 0
     for seed in SEEDS:
         events = script(seed)
         state = CustomerState("c1")
         for i in arrival(seed, events):
-            before = state.order_totals
+            totals, encoded = state.order_totals, state.orders_encoded
             step(state, parse(events[i]), ctx)
             n = len(state.orders)
             # Kept in step, not built afresh (a cancellation drops them: they are built
             # afresh when next read).
-            if before is not None and events[i].get("status") != "cancelled":
-                assert state.order_totals is before
+            if events[i].get("status") != "cancelled":
+                assert totals is None or state.order_totals is totals
+                assert encoded is None or state.orders_encoded is encoded
+            assert state.orders_encoded is None or len(state.orders_encoded) == n
             kept = order_totals(state)
             fresh = RunningTotals(o[1] for o in state.orders)
             assert [kept.mean_std(lo, n) for lo in range(n)] == [
                 fresh.mean_std(lo, n) for lo in range(n)
             ]
+            assert encode_after(state) == encode(state)
+            if state.orders:  # (no orders: none encoded)
+                assert state.orders_encoded == [orjson.dumps(o) for o in state.orders]
             checked += n
     assert checked > 1000
 
