@@ -33,6 +33,7 @@ from stream_risk.core.state import (
     STMT_STATUS,
     STMT_TS,
     CustomerState,
+    order_totals,
 )
 from stream_risk.core.units import DAY as DAY
 
@@ -508,15 +509,6 @@ def orders(state: CustomerState, now: float, out: Features) -> None:
     cancelled = windows.window_count(state.cancelled, now, 90 * DAY)
     total = out["order_count_90d"] + cancelled
     out["cancellation_share_90d"] = cancelled / total if total else None
-
-
-def order_totals(state: CustomerState) -> RunningTotals:
-    """The running totals of the order amounts (:attr:`CustomerState.order_totals`)."""
-    totals = state.order_totals
-    if totals is None or len(totals) != len(state.orders):
-        totals = RunningTotals(o[ORD_AMOUNT] for o in state.orders)
-        state.order_totals = totals
-    return totals
 
 
 def _days_since_last_order(state: CustomerState, now: float, out: Features) -> None:

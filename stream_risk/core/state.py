@@ -139,8 +139,8 @@ class CustomerState:
     #: :func:`stream_risk.core.features.exposures_at`): derived from ``ledger``,
     #: dropped whenever ``step`` or expiry changes it. Not encoded.
     ledger_totals: list[float] | None = field(default=None, compare=False, repr=False)
-    #: The order amounts' running totals (see :func:`stream_risk.core.features.order_totals`):
-    #: derived from ``orders``, kept in step by ``step`` and expiry. Not encoded.
+    #: The order amounts' running totals (see :func:`order_totals`): derived from
+    #: ``orders``, kept in step by ``step`` and expiry. Not encoded.
     order_totals: RunningTotals | None = field(default=None, compare=False, repr=False)
     #: The encoding of each of ``orders``, in order (see :func:`encode_after`): a new
     #: order re-encodes itself, not the whole list. Kept in step like ``order_totals``.
@@ -381,6 +381,14 @@ def encode_after(state: CustomerState) -> bytes:
         out.append(orjson.dumps(run)[1:-1])
     state.unchanged = KEPT_ENCODED
     return b",".join(out) + b"}"
+
+
+def order_totals(state: CustomerState) -> RunningTotals:
+    """The running totals of the order amounts (:attr:`CustomerState.order_totals`)."""
+    totals = state.order_totals
+    if totals is None or len(totals) != len(state.orders):
+        totals = state.order_totals = RunningTotals(o[ORD_AMOUNT] for o in state.orders)
+    return totals
 
 
 def _orders_encoded(state: CustomerState) -> list[bytes]:

@@ -7,7 +7,6 @@ return what should be published. No I/O, no clock.
 
 from __future__ import annotations
 
-import bisect
 import math
 from typing import Any
 
@@ -694,13 +693,11 @@ def _expire(state: CustomerState, now: float, ctx: Context) -> None:
     # A pure function of the latest event time, so what is kept never depends on
     # arrival order.
     horizon = anchor - feats.ORDER_RETENTION - ctx.allowed_lateness
-    orders = state.orders
-    cut = bisect.bisect_right(orders, horizon, key=windows.time_of)
-    if cut:
-        expired = orders[cut - 1][ORD_TS]
-        state.last_order_at = max(state.last_order_at or expired, expired)
-        del orders[:cut]
-        orders_expired(state, cut)
+    expired = windows.expire(state.orders, horizon)
+    if expired:
+        latest = expired[-1][ORD_TS]
+        state.last_order_at = max(state.last_order_at or latest, latest)
+        orders_expired(state, len(expired))
     windows.expire(state.cancelled, anchor - feats.ORDER_HISTORY - ctx.allowed_lateness)
     statements = state.statements
     if len(statements) > STATEMENTS_ALWAYS_KEPT:

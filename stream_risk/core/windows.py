@@ -15,8 +15,8 @@ leaves a 30-day window exactly 30 days after it happened.
 (1, 2)
 >>> window_count(records, now=25.0, width=20.0)
 2
->>> expire(records, horizon=10.0); records
-[[20.0, 5.0]]
+>>> expire(records, horizon=10.0), records
+([[10.0, 3.0]], [[20.0, 5.0]])
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ def insert(records: list[list[Any]], record: list[Any]) -> int:
     return at
 
 
-def expire(records: list[list[Any]], horizon: float) -> None:
-    """Drop every record at or before ``horizon``."""
-    if records and records[0][0] <= horizon:
-        cut = bisect.bisect_right(records, horizon, key=time_of)
-        del records[:cut]
+def expire(records: list[list[Any]], horizon: float) -> list[list[Any]]:
+    """Drop every record at or before ``horizon``; returns them, oldest first."""
+    if not records or records[0][0] > horizon:
+        return []
+    cut = bisect.bisect_right(records, horizon, key=time_of)
+    dropped = records[:cut]
+    del records[:cut]
+    return dropped
 
 
 def bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:

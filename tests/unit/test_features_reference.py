@@ -31,9 +31,9 @@ import pytest
 from risk_factory import T0S, iso_ts, late_arrival_order, parse, same_value
 
 from stream_risk.core import Context, CustomerState, advance, step
-from stream_risk.core.features import REGISTRY, compute, order_totals
+from stream_risk.core.features import REGISTRY, compute
 from stream_risk.core.running_totals import RunningTotals
-from stream_risk.core.state import encode, encode_after
+from stream_risk.core.state import encode, encode_after, order_totals
 
 DAY = 86_400.0
 MONTH = 30 * DAY
