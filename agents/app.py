@@ -14,6 +14,7 @@ import orjson
 from kafka.partitioner.default import murmur2
 
 from stream_risk.agents.alignment import Aligner, CaughtUp, event_time, lag_seen
+from stream_risk.agents.intake import Deliver, can_drain_in_batches, drain_in_batches
 from stream_risk.agents.model_feed import CompactedFeed, model_loader
 from stream_risk.agents.monitor import Limits, Message, MonitorDriver
 from stream_risk.agents.offsets import read_from_earliest
@@ -210,22 +211,43 @@ class Topology:
 
 
 class WorkerApp(faust.App):  # type: ignore[misc]
-    """A Faust app that lets the worker give up held-back records before a rebalance.
+    """A Faust app whose input records reach the monitor in batches, and that lets the
+    worker give up held-back records before a rebalance.
 
+    With :meth:`take_inputs`, the consumer's fetch loop hands the input topics'
+    records to the monitor a fetched batch at a time (:mod:`stream_risk.agents.intake`).
     Faust waits, before it commits on revocation and when it stops, until every
-    message handed to a stream is acknowledged; records the alignment still holds
-    back are never applied by this owner, so they are released unacknowledged first
-    (their offsets stay uncommitted and the next owner reads them again).
+    tracked message is acknowledged; records the alignment still holds back are never
+    applied by this owner, so they are released unacknowledged first (their offsets
+    stay uncommitted and the next owner reads them again).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_revoke: list[Callable[[set[Any]], None]] = []
+        self._inputs: tuple[frozenset[str], Deliver] | None = None
+
+    def take_inputs(self, topics: Iterable[str], deliver: Deliver) -> None:
+        """Hand the records of ``topics`` to ``deliver`` in fetched batches (before start)."""
+        self._inputs = (frozenset(topics), deliver)
 
     def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
+        consumer: Any = super()._new_consumer()
         # Partitions without a committed offset are read from the earliest one.
         read_from_earliest(consumer)
+        if self._inputs is not None:
+            if can_drain_in_batches(consumer):
+                inputs, deliver = self._inputs
+
+                async def drain(fetcher: Any) -> None:
+                    await drain_in_batches(consumer, fetcher, inputs, deliver, MONITOR_BATCH)
+
+                consumer._drain_messages = drain
+            else:
+                log.warning(
+                    "this Faust version's consumer lacks what the batch intake uses: "
+                    "input records go through Faust's streams"
+                )
         return consumer
 
     async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
@@ -271,12 +293,14 @@ def partition_for(customer_id: str, partitions: int) -> int:
 class AlignedInput:
     """Event-time alignment in front of the monitor.
 
-    Each partition number's input records wait until they are the earliest of
-    their group; held records stay unacknowledged, so no offset is committed
-    past one not yet applied. A partition far ahead of its group is paused until
-    the others catch up. ``apply`` applies one released batch; if it raises, the
-    infrastructure failed (bad events are dead letters, never exceptions), and
-    ``stop`` ends the worker before any offset of the batch is committed.
+    It takes the input topics' records (Faust messages) as fetched. Each partition
+    number's records wait until they are the earliest of their group; held records
+    stay unacknowledged, so no offset is committed past one not yet applied. A
+    partition far ahead of its group is paused until the others catch up. ``apply``
+    applies one released batch; if it raises, the infrastructure failed (bad events
+    are dead letters, never exceptions), and ``stop`` ends the worker before any
+    offset of the batch is committed. Applied records are acknowledged to the
+    consumer, whose commits count acknowledgements.
     """
 
     def __init__(
@@ -301,14 +325,13 @@ class AlignedInput:
         #: Between a revocation and the next assignment: every record is given up.
         self.revoked = False
 
-    async def add(self, events: list[Any]) -> None:
+    async def add(self, messages: list[Any]) -> None:
         """Hold one fetched batch for alignment, then apply what it releases."""
         arrived = time.time()
         generation = self.app.consumer_generation_id
         # Per input partition: when the fetch that brought its records was answered.
         fetched: dict[tuple[str, int], float] = {}
-        for event in events:
-            message = event.message
+        for message in messages:
             if message.generation_id != generation or self.revoked:
                 # Fetched before a rebalance: whoever owns the partition now reads
                 # it again from the last commit; never acknowledged here. Until the
@@ -316,8 +339,6 @@ class AlignedInput:
                 # the held ones given up, it would make them look already applied.
                 message.acked = True
                 continue
-            # Held until applied: the batch's own acknowledgement must not be the last.
-            message.incref()
             when = event_time(message.value)
             limits = self.limits
             if when is not None and limits and limits.too_early(when, message.timestamp, arrived):
@@ -334,7 +355,7 @@ class AlignedInput:
                 message.partition,
                 message.offset,
                 when,
-                event,
+                message,
                 answered,
             )
         for topic_name, partition in self.aligner.over_limit():
@@ -344,20 +365,31 @@ class AlignedInput:
                 self.app.consumer.pause_partitions([tp])
         await self.apply_released()
 
+    async def take(self, messages: list[Any]) -> None:
+        """:meth:`add` a fetched batch, then apply what is released until what stays
+        held is under one batch: the fetch loop reads on only then (backpressure)."""
+        await self.add(messages)
+        while self.aligner.buffered() > MONITOR_BATCH:
+            # Sends need not suspend: the loop runs (heartbeats, commits, the API) here.
+            await asyncio.sleep(0)
+            if not await self.apply_released():
+                break
+
     async def tick(self) -> None:
         """Move on groups waiting on an input with nothing fetched, without new records."""
         if time.monotonic() - self.last_apply >= ALIGN_TICK and self.aligner.buffered():
             await self.apply_released()
 
-    async def apply_released(self) -> None:
-        """Apply one bounded batch of released records; resume partitions back under limit."""
+    async def apply_released(self) -> int:
+        """Apply one bounded batch of released records; resume partitions back under limit.
+        Returns how many it applied."""
         async with self.applying:
             self.last_apply = time.monotonic()
             # Bounded batches: a group released after a long wait never stalls the loop.
-            events = self.aligner.release(self.last_apply, self.caught_up(), limit=MONITOR_BATCH)
-            if events:
+            messages = self.aligner.release(self.last_apply, self.caught_up(), limit=MONITOR_BATCH)
+            if messages:
                 try:
-                    await self.apply(events)
+                    await self.apply(messages)
                 except Exception:
                     log.critical(
                         "the monitor failed on a batch; stopping the worker so that its "
@@ -365,9 +397,10 @@ class AlignedInput:
                         exc_info=True,
                     )
                     self.stop()
-                    return
-                for event in events:
-                    event.ack()
+                    return 0
+                ack = self.app.consumer.ack
+                for message in messages:
+                    ack(message)
             under = [tp for tp in self.paused if self.aligner.under_limit(tp.topic, tp.partition)]
             for tp in under:
                 self.paused.discard(tp)
@@ -379,6 +412,7 @@ class AlignedInput:
                 start = self.aligner.next_offset(tp.topic, tp.partition)
                 if start is not None:
                     await self.app.consumer.seek(tp, start)
+            return len(messages)
 
     def caught_up(self) -> CaughtUp:
         """Whether an input partition has nothing more to fetch (``None``: not known),
@@ -428,10 +462,10 @@ class AlignedInput:
         # A flag, not the generation number: the consumer may already carry the new
         # generation when this hook runs, and its records must not be given up.
         self.revoked = True
-        for event in self.aligner.clear():
+        for message in self.aligner.clear():
             # Marked done without an ack: the offset is never committed by this
             # owner, and Faust's wait for unacknowledged messages ends.
-            event.message.acked = True
+            message.acked = True
         self.paused.clear()
 
     def reassigned(self) -> None:
@@ -554,29 +588,20 @@ def build(settings: Settings) -> Topology:
     trainer = TrainerRole(settings=settings, security=security, sender=sender)
     publisher_of_batches = MonitorPublisher(sender, settings, states)
 
-    async def apply_batch(events: list[Any]) -> None:
+    async def apply_batch(messages: list[Any]) -> None:
         await gate.pass_through()
-        while events:
+        while messages:
             # In slices of at most MONITOR_SLICE seconds, each published before the
             # next: a large batch under a backlog must not block the loop throughout.
             started = time.perf_counter()
             handed = [0]
             result = driver.process(
-                Message(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                    e.message.timestamp,
-                )
-                for e in within(events, MONITOR_SLICE, handed)
+                Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                for m in within(messages, MONITOR_SLICE, handed)
             )
             await publisher_of_batches.publish(result)
-            done, events = events[: handed[0]], events[handed[0] :]
-            metrics.observe_batch(
-                [e.message for e in done], time.perf_counter() - started, time.time()
-            )
+            done, messages = messages[: handed[0]], messages[handed[0] :]
+            metrics.observe_batch(done, time.perf_counter() - started, time.time())
 
     aligned = AlignedInput(
         app=app,
@@ -590,6 +615,7 @@ def build(settings: Settings) -> Topology:
         limits=driver.limits,
     )
     app.before_revoke.append(aligned.abandon_held)
+    app.take_inputs(input_topics.values(), aligned.take)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -613,8 +639,13 @@ def build(settings: Settings) -> Topology:
 
     @app.agent(topics["inputs"], name="monitor")
     async def monitor(stream: Any) -> None:
+        # With the batch intake, input records never come this way: this stream only
+        # subscribes the input topics, with acknowledgements on (what commits count).
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
-            await aligned.add(events)
+            messages = [event.message for event in events]
+            for message in messages:
+                message.incref()  # acknowledged once applied, not as the stream moves on
+            await aligned.add(messages)
 
     @app.timer(ALIGN_TICK)  # type: ignore[untyped-decorator]
     async def _align_idle() -> None:

@@ -37,22 +37,18 @@ class _Message:
         self.generation_id = generation
         self.acked = False
 
-    def incref(self) -> None:
-        pass
-
-
-class _Event:
-    def __init__(self, message: _Message) -> None:
-        self.message = message
-
-    def ack(self) -> None:
-        self.message.acked = True
-
 
 class _Consumer:
     def __init__(self) -> None:
         self.paused: set[Any] = set()
         self.sought: list[tuple[Any, int]] = []
+        #: (topic, offset) of each acknowledgement: what the commits count.
+        self.acks: list[tuple[str, int]] = []
+
+    def ack(self, message: _Message) -> None:
+        assert not message.acked, "acknowledged twice"
+        message.acked = True
+        self.acks.append((message.topic, message.offset))
 
     def highwater(self, tp: Any) -> int:
         raise KeyError(tp)  # position not known: a group with an empty input waits
@@ -89,8 +85,7 @@ class _Worker:
             limits=self.driver.limits,
         )
 
-    async def apply(self, events: list[Any]) -> None:
-        messages = [e.message for e in events]
+    async def apply(self, messages: list[Any]) -> None:
         self.applied += [(m.topic, m.offset) for m in messages]
         result = self.driver.process(
             Message(m.topic, m.partition, m.offset, m.key, m.value) for m in messages
@@ -100,7 +95,7 @@ class _Worker:
 
     def events(self, *records: tuple[str, int, dict[str, Any]]) -> list[Any]:
         generation = self.app.consumer_generation_id
-        return [_Event(_Message(t, off, e, generation)) for t, off, e in records]
+        return [_Message(t, off, e, generation) for t, off, e in records]
 
 
 LOG = [
@@ -128,7 +123,7 @@ def test_records_fetched_before_a_revocation_are_not_applied_after_it() -> None:
         # Handed to the agent while the revocation runs: still the old generation.
         stale = w.events(LOG[1], LOG[2])
         await w.input.add(stale)
-        assert w.applied == [] and all(e.message.acked for e in stale)  # given up
+        assert w.applied == [] and all(m.acked for m in stale)  # given up
         # The partitions come back in a new generation, read from the committed
         # offset (none: the earliest).
         w.app.consumer_generation_id = 2
@@ -161,6 +156,8 @@ def _both_orders_applied_in_offset_order(w: _Worker) -> None:
     next order or ``max_idle``."""
     assert w.applied == [("in.order", 0), ("in.order", 1)]
     assert w.driver.counts["events.order"] == 2, dict(w.driver.counts)
+    # Only what was applied is acknowledged: the held payment's offset is not committed.
+    assert w.app.consumer.acks == w.applied
 
 
 def test_an_event_from_the_future_holds_back_no_partition() -> None:
