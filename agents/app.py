@@ -211,43 +211,43 @@ class Topology:
 
 
 class WorkerApp(faust.App):  # type: ignore[misc]
-    """A Faust app whose input records reach the monitor in batches, and that lets the
-    worker give up held-back records before a rebalance.
+    """A Faust app whose input records reach the monitor in fetched batches, and that
+    lets the worker give up held-back records before a rebalance.
 
-    With :meth:`take_inputs`, the consumer's fetch loop hands the input topics'
-    records to the monitor a fetched batch at a time (:mod:`stream_risk.agents.intake`).
-    Faust waits, before it commits on revocation and when it stops, until every
-    tracked message is acknowledged; records the alignment still holds back are never
-    applied by this owner, so they are released unacknowledged first (their offsets
-    stay uncommitted and the next owner reads them again).
+    Topics given to :meth:`route` are handed on by the consumer's fetch loop a fetched
+    batch at a time (:mod:`stream_risk.agents.intake`); each still has an agent, whose
+    stream subscribes it with acknowledgements on. Faust waits, before it commits on
+    revocation and when it stops, until every tracked message is acknowledged; records
+    the alignment still holds back are never applied by this owner, so they are
+    released unacknowledged first (their offsets stay uncommitted and the next owner
+    reads them again).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_revoke: list[Callable[[set[Any]], None]] = []
-        self._inputs: tuple[frozenset[str], Deliver] | None = None
+        self.routes: dict[str, Deliver] = {}
 
-    def take_inputs(self, topics: Iterable[str], deliver: Deliver) -> None:
+    def route(self, topics: Iterable[str], deliver: Deliver) -> None:
         """Hand the records of ``topics`` to ``deliver`` in fetched batches (before start)."""
-        self._inputs = (frozenset(topics), deliver)
+        self.routes.update(dict.fromkeys(topics, deliver))
 
     def _new_consumer(self) -> Any:
         consumer: Any = super()._new_consumer()
         # Partitions without a committed offset are read from the earliest one.
         read_from_earliest(consumer)
-        if self._inputs is not None:
-            if can_drain_in_batches(consumer):
-                inputs, deliver = self._inputs
+        if not can_drain_in_batches(consumer):
+            log.warning(
+                "this Faust version's consumer lacks what the batch intake uses: "
+                "records go through Faust's streams"
+            )
+            return consumer
+        routes = self.routes  # read as records come: routes may be added after this
 
-                async def drain(fetcher: Any) -> None:
-                    await drain_in_batches(consumer, fetcher, inputs, deliver, MONITOR_BATCH)
+        async def drain(fetcher: Any) -> None:
+            await drain_in_batches(consumer, fetcher, routes, MONITOR_BATCH)
 
-                consumer._drain_messages = drain
-            else:
-                log.warning(
-                    "this Faust version's consumer lacks what the batch intake uses: "
-                    "input records go through Faust's streams"
-                )
+        consumer._drain_messages = drain
         return consumer
 
     async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
@@ -615,7 +615,7 @@ def build(settings: Settings) -> Topology:
         limits=driver.limits,
     )
     app.before_revoke.append(aligned.abandon_held)
-    app.take_inputs(input_topics.values(), aligned.take)
+    app.route(input_topics.values(), aligned.take)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -639,8 +639,8 @@ def build(settings: Settings) -> Topology:
 
     @app.agent(topics["inputs"], name="monitor")
     async def monitor(stream: Any) -> None:
-        # With the batch intake, input records never come this way: this stream only
-        # subscribes the input topics, with acknowledgements on (what commits count).
+        # Routed past Faust's streams, input records never come this way: this stream
+        # only subscribes the input topics, with acknowledgements on (what commits count).
         async for events in stream.take_events(MONITOR_BATCH, within=MONITOR_WITHIN):
             messages = [event.message for event in events]
             for message in messages:

@@ -9,24 +9,25 @@ for the agent's stream, which hands it on. On a 2-core machine that costs about
 The worker keeps Faust's consumer: its group membership, fetching thread, read
 offsets, gaps, commits, tables and recovery. Only the fetch loop is its own
 (:func:`drain_in_batches`, installed by :class:`stream_risk.agents.app.WorkerApp`):
-records of the input topics skip the streams and are handed to the monitor a
-fetched batch at a time. They are tracked as Faust's streams track them (a stopping
-worker waits for them) and the monitor acknowledges each once applied: Faust commits
-only acknowledged offsets, so nothing is committed before it is applied. Records of
-every other topic (the trainer's, the publisher's) take Faust's own way.
+records of the routed topics (the monitor's inputs) skip the streams and are
+handed on a fetched batch at a time. They are tracked as Faust's streams track them
+(a stopping worker waits for them) and their reader acknowledges each once done
+with it: Faust commits only acknowledged offsets, so nothing is committed before it
+is applied. Records of other topics (the trainer's, the publisher's) take Faust's
+own way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: ``deliver(messages)``: apply a fetched batch of input records (Faust messages, in
-#: fetch order) and acknowledge each one applied.
+#: ``deliver(messages)``: take a fetched batch of one route's records (Faust messages,
+#: in fetch order); each is acknowledged to the consumer once done with.
 Deliver = Callable[[list[Any]], Awaitable[None]]
 
 #: What the fetch loop uses of Faust's consumer (faust-streaming 0.15): without any
@@ -55,18 +56,18 @@ def can_drain_in_batches(consumer: Any) -> bool:
 async def drain_in_batches(
     consumer: Any,
     fetcher: Any,
-    inputs: Collection[str],
-    deliver: Deliver,
+    routes: Mapping[str, Deliver],
     batch_size: int = 1000,
 ) -> None:
-    """Faust's fetch loop (``Consumer._drain_messages``), the input topics in batches.
+    """Faust's fetch loop (``Consumer._drain_messages``), the ``routes``' topics in batches.
 
     Each ``getmany`` answer is walked as Faust walks it (records at or after the
     partition's read offset, gaps noted for the commit, a commit every
-    ``commit_every`` acknowledgements); records of ``inputs`` are tracked and kept
-    aside, others go through Faust's callback. The kept ones are delivered at most
-    ``batch_size`` at a time (an answer after a pause holds thousands: handing them
-    on at once would keep the event loop from running), and at the answer's end.
+    ``commit_every`` acknowledgements); records of a topic of ``routes`` are tracked
+    and kept aside for its ``deliver``, others go through Faust's callback. The kept
+    ones go on at most ``batch_size`` at a time (an answer after a pause holds
+    thousands: handing them on at once would keep the event loop from running), and
+    at the answer's end.
     """
     callback = consumer.callback
     read_offset = consumer._read_offset
@@ -76,7 +77,7 @@ async def drain_in_batches(
     fetcher_stopped = fetcher._stopped.is_set
     try:
         while not (consumer_stopped() or fetcher_stopped()):
-            batch: list[Any] = []
+            batches: dict[Deliver, list[Any]] = {}
             records = consumer.getmany(timeout=1.0)
             # getmany may answer at once again and again: let the loop run between.
             await asyncio.sleep(0)
@@ -94,16 +95,19 @@ async def drain_in_batches(
                 if commit_every is not None and consumer._n_acked >= commit_every:
                     consumer._n_acked = 0
                     await consumer.commit()
-                if message.topic in inputs:
-                    consumer.track_message(message)
-                    batch.append(message)
-                else:
+                deliver = routes.get(message.topic)
+                if deliver is None:
                     await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
+                    read_offset[tp] = offset
+                    continue
+                consumer.track_message(message)
                 read_offset[tp] = offset
+                batch = batches.setdefault(deliver, [])
+                batch.append(message)
                 if len(batch) >= batch_size:
+                    del batches[deliver]
                     await deliver(batch)
-                    batch = []
-            if batch:
+            for deliver, batch in batches.items():
                 await deliver(batch)
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:

@@ -117,7 +117,8 @@ def _drain(
         delivered.append([(m.topic, m.offset) for m in batch])
         consumer._n_acked += len(batch)  # the monitor acknowledges what it applied
 
-    asyncio.run(drain_in_batches(consumer, fetcher, {"orders", "payments"}, deliver, batch_size))
+    routes = dict.fromkeys(["orders", "payments"], deliver)
+    asyncio.run(drain_in_batches(consumer, fetcher, routes, batch_size))
     return consumer, delivered
 
 
@@ -137,6 +138,34 @@ def test_input_records_go_on_together_and_others_one_by_one_through_faust() -> N
     # Tracked as Faust's streams track them: a stopping worker waits for their acks.
     assert consumer.tracked == [("orders", 0), ("payments", 0), ("orders", 1), ("orders", 2)]
     assert consumer._read_offset[TP("orders", 0)] == 2
+
+
+def test_each_route_gets_its_own_topics_records_in_fetch_order() -> None:
+    fetcher = _Fetcher()
+    answer = [
+        _Message("orders", 0, 0),
+        _Message("profiles", 1, 5),
+        _Message("orders", 1, 0),
+        _Message("warnings", 0, 2),
+        _Message("training", 0, 0),
+    ]
+    consumer = _Consumer([answer], fetcher, 1000)
+    got: dict[str, list[Any]] = {"monitor": [], "publisher": []}
+
+    def reader(name: str) -> Any:
+        async def deliver(batch: list[Any]) -> None:
+            got[name].append([(m.topic, m.offset) for m in batch])
+
+        return deliver
+
+    routes = dict.fromkeys(["orders"], reader("monitor"))
+    routes.update(dict.fromkeys(["profiles", "warnings"], reader("publisher")))
+    asyncio.run(drain_in_batches(consumer, fetcher, routes))
+    assert got == {
+        "monitor": [[("orders", 0), ("orders", 0)]],
+        "publisher": [[("profiles", 5), ("warnings", 2)]],
+    }
+    assert consumer.called == [("training", 0)]
 
 
 def test_a_large_answer_goes_on_in_batches_of_at_most_batch_size() -> None:
