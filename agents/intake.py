@@ -3,8 +3,8 @@
 Faust hands a consumer's fetched records to its streams one at a time: for each, its
 fetch loop waits on the record's callback together with the flow-control event and
 its own stop events (four futures), and the callback builds an event and queues it
-for the agent's stream, which hands it on. On a 2-core machine that costs about
-100 us per record, as much as the monitor spends on a light event.
+for the agent's stream, which hands it on: a bare Faust agent that only decodes
+reads about 9,000 to 11,000 records a second on a 2-core machine.
 
 The worker keeps Faust's consumer: its group membership, fetching thread, read
 offsets, gaps, commits, tables and recovery. Only the fetch loop is its own

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 import pytest
 
+from stream_risk.agents.app import WorkerApp
 from stream_risk.agents.intake import _CONSUMER_PARTS as _PARTS
 from stream_risk.agents.intake import can_drain_in_batches, drain_in_batches
 
@@ -209,3 +210,24 @@ def test_faust_s_consumer_has_what_the_loop_uses() -> None:
     """The installed Faust's consumer class, as the worker's app creates it."""
     app = faust.App("intake-probe", broker="kafka://localhost:1")
     assert can_drain_in_batches(app.consumer)
+
+
+def test_the_worker_app_s_consumer_fetches_with_the_batch_loop() -> None:
+    """Routed topics go to their reader: the worker's consumer runs the batch loop."""
+    app = WorkerApp("intake-probe", broker="kafka://localhost:1")
+    delivered: list[Any] = []
+
+    async def deliver(batch: list[Any]) -> None:
+        delivered.append(batch)
+
+    app.route(["orders"], deliver)
+    consumer = app.consumer
+    fetcher = _Fetcher()
+    stand_in = _Consumer([[_Message("orders", 0, 0), _Message("orders", 0, 1)]], fetcher, 1000)
+    # The installed loop drains the real consumer; run it on a stand-in's answers.
+    for name in ("getmany", "track_message", "_read_offset", "_stopped"):
+        setattr(consumer, name, getattr(stand_in, name))
+    asyncio.run(consumer._drain_messages(fetcher))
+    assert [[(m.topic, m.offset) for m in batch] for batch in delivered] == [
+        [("orders", 0), ("orders", 1)]
+    ]
