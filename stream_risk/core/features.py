@@ -547,9 +547,7 @@ def _orders_until(state: CustomerState, now: float) -> float:
 
 
 def _latest_zscore(recs: list[list[Any]], now: float, totals: RunningTotals) -> float | None:
-    current = len(recs)
-    if current and recs[-1][ORD_TS] > now:
-        current = bisect.bisect_right(recs, now, key=windows.time_of)
+    current = windows.until(recs, now)
     if current < 4:
         return None
     latest = recs[current - 1]

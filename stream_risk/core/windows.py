@@ -54,14 +54,24 @@ def expire(records: list[list[Any]], horizon: float) -> list[list[Any]]:
     return dropped
 
 
+def until(records: list[list[Any]], now: float) -> int:
+    """How many records are at or before ``now`` (all, unless some are ahead of it).
+
+    >>> until([[1.0], [5.0], [9.0]], 5.0), until([[1.0], [5.0]], 9.0)
+    (2, 2)
+    """
+    hi = len(records)
+    if hi and records[-1][0] > now:
+        hi = bisect.bisect_right(records, now, key=time_of)
+    return hi
+
+
 def bounds(records: list[list[Any]], now: float, width: float) -> tuple[int, int]:
     """Index range of the records with ``now - width < time <= now`` (by bisection).
 
     Sums over it come from :class:`stream_risk.core.running_totals.RunningTotals`.
     """
-    hi = len(records)
-    if hi and records[-1][0] > now:
-        hi = bisect.bisect_right(records, now, key=time_of)
+    hi = until(records, now)
     lo = bisect.bisect_right(records, now - width, 0, hi, key=time_of)
     return lo, hi
 
@@ -108,9 +118,7 @@ def age_bounds(
     >>> age_bounds([[1.0], [5.0], [9.0], [12.0]], 9.0, (5.0, 10.0))
     [(1, 3), (0, 3)]
     """
-    hi = len(records)
-    if hi and records[-1][0] > now:
-        hi = bisect.bisect_right(records, now, key=time_of)
+    hi = until(records, now)
     first = bisect.bisect_right(records, now - max(widths), 0, hi, key=time_of)
     ranges: list[tuple[int, int]] = []
     for width in widths:
