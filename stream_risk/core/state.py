@@ -128,6 +128,10 @@ class CustomerState:
     #: changed since. Not encoded.
     encoded_parts: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     unchanged: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: The bytes of the latest :func:`encode_after`, while ``step`` and ``advance``
+    #: have not changed the state since (a customer touched again in a later batch
+    #: needs them as the state to go back to). Not encoded.
+    encoding: bytes | None = field(default=None, compare=False, repr=False)
     #: The encoding of each snapshot (see :func:`snapshot_changes`) from the latest
     #: :func:`encode_after`: a snapshot, once taken, never changes. Not encoded.
     snapshot_parts: dict[int, SnapshotPart] = field(default_factory=dict, compare=False, repr=False)
@@ -352,6 +356,8 @@ def encode_after(state: CustomerState) -> bytes:
     evaluation decided. Only for states that change through ``step`` and ``advance``
     alone (a driver's), since any other change is not noted.
     """
+    if state.encoding is not None:
+        return state.encoding
     parts = state.encoded_parts
     unchanged = state.unchanged
     out = [b'{"v":%d' % STATE_VERSION]
@@ -380,7 +386,8 @@ def encode_after(state: CustomerState) -> bytes:
     if run:
         out.append(orjson.dumps(run)[1:-1])
     state.unchanged = KEPT_ENCODED
-    return b",".join(out) + b"}"
+    state.encoding = b",".join(out) + b"}"
+    return state.encoding
 
 
 def order_totals(state: CustomerState) -> RunningTotals:

@@ -79,6 +79,7 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
             f"event is {lag:.1f} days older than the customer's latest event time "
             f"{iso(latest)}; the allowed lateness is {ctx.allowed_lateness / feats.DAY:g} days"
         )
+    state.encoding = None
     taken = len(state.snapshots)
     took = _take_snapshots(state, ts, ctx)
     example = _training_example(state, event, ts, ctx) if isinstance(event, OutcomeEvent) else None
@@ -114,6 +115,7 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
 
 def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerState, Outputs]:
     """Move the customer's clock to event time ``now`` and re-evaluate (timers)."""
+    state.encoding = None
     if state.clock is not None and now <= state.clock:
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
         return state, Outputs()
