@@ -12,6 +12,9 @@ encoding the state and every output. When any of it fails, the customer's
 state goes back to its encoding from before the message (the last good
 encoding doubles as the snapshot, so a message costs one encode), the
 message's outputs are dropped, and a bounded dead letter is written instead.
+A timer wake-up that evaluated nothing (most do) is not encoded: the state to
+go back to is then the last encoding with the wake-up's clock marks on it
+(:class:`~stream_risk.core.ClockMarks`), and the batch's end encodes it.
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
 
-from stream_risk.core import BadEvent, Context, CustomerState, Outputs, advance, profile_of, step
+from stream_risk.core import (
+    BadEvent,
+    ClockMarks,
+    Context,
+    CustomerState,
+    Outputs,
+    advance,
+    profile_of,
+    step,
+)
 from stream_risk.core.state import decode, encode, encode_after, timer_fields
 from stream_risk.core.timers import TimerQueue
 from stream_risk.core.units import DAY
@@ -179,6 +191,14 @@ class BatchResult:
         del self.training_examples[marks[3] :]
 
 
+class Saved(NamedTuple):
+    """A customer's state to go back to: its latest good encoding, and the clock marks
+    of the wake-ups since that changed nothing else (``None``: there were none)."""
+
+    raw: bytes
+    marks: ClockMarks | None
+
+
 class Rejected(Exception):
     """A message that cannot be applied; its text is the dead letter's reason."""
 
@@ -271,6 +291,9 @@ class MonitorDriver:
         self.counts: Counter[str] = Counter()
         #: customer_id -> the latest good encoding of a state touched in this batch.
         self._encoded: dict[str, bytes] = {}
+        #: customer_id -> the clock marks of the wake-ups since that encoding, when
+        #: they changed nothing else (see :class:`Saved`).
+        self._marks: dict[str, ClockMarks] = {}
         self._fires_left = 0
         #: Partitions whose timers were left behind their watermark by the per-batch bound.
         self._behind: set[int] = set()
@@ -331,6 +354,7 @@ class MonitorDriver:
                 log.exception("failed to handle %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 self.counts["internal_errors"] += 1
                 self._dead(msg, f"internal error: {type(exc).__name__}: {exc}", result)
+        self.encode_woken()
         limit = self.limits.max_message_bytes - RECORD_OVERHEAD
         for customer_id, (partition, _) in result.states.items():
             result.states[customer_id] = (partition, self._encoded[customer_id])
@@ -351,20 +375,43 @@ class MonitorDriver:
         self._encoded = {}
         return result
 
+    def encode_woken(self) -> None:
+        """Encode the states whose latest wake-ups were not encoded (see :class:`Saved`).
+
+        Their size is not checked again: since the encoding checked last, only the
+        few numbers of their clock marks changed, well within the room kept for a
+        record's framing (:data:`RECORD_OVERHEAD`).
+        """
+        for customer_id in self._marks:
+            self._encoded[customer_id] = encode_after(self.cache[customer_id])
+        self._marks.clear()
+
     def begin(self) -> float:
         """Start a batch: reset the per-batch bounds; return the wall clock it runs at."""
         if len(self.cache) > self.max_cached:
             self.cache.clear()
         self._encoded = {}
+        self._marks = {}
         self._fires_left = self.limits.max_timer_fires
         now = self.clock()
         self.ctx.detected_at = datetime.fromtimestamp(now, UTC)
         return now
 
     def encoded_size(self, customer_id: str) -> int:
-        """Bytes of the customer's latest good encoding in this batch (0: not touched)."""
+        """Bytes of the customer's latest good encoding in this batch (0: not touched);
+        after wake-ups that were not encoded, the encoding from before them."""
         raw = self._encoded.get(customer_id)
         return 0 if raw is None else len(raw)
+
+    def _saved(self, customer_id: str) -> Saved:
+        return Saved(self._encoded[customer_id], self._marks.get(customer_id))
+
+    def _save(self, customer_id: str, saved: Saved) -> None:
+        self._encoded[customer_id] = saved.raw
+        if saved.marks is None:
+            self._marks.pop(customer_id, None)
+        else:
+            self._marks[customer_id] = saved.marks
 
     def _state(self, customer_id: str) -> CustomerState:
         """The customer's state, its encoding remembered as the snapshot to go back to."""
@@ -389,6 +436,9 @@ class MonitorDriver:
     def _restore(self, customer_id: str, partition: int) -> None:
         """Put the customer's state back as it was before the failed message or timer."""
         state = decode(self._encoded[customer_id])
+        marks = self._marks.get(customer_id)
+        if marks is not None:
+            marks.restore(state)
         self.cache[customer_id] = state
         self._queue(partition).schedule(customer_id, state.next_wakeup)
 
@@ -443,7 +493,7 @@ class MonitorDriver:
         self._check_clock(ts, record_time, now)
         # Timers fire up to the event before it applies (as in replay); when the event
         # is then rejected, they are undone with it: a rejected event moves no time.
-        fired: list[tuple[str, bytes, bool]] = []
+        fired: list[tuple[str, Saved, bool]] = []
         marks = result._marks()
         try:
             self._fire_timers(partition, ts, result, fired)
@@ -477,6 +527,7 @@ class MonitorDriver:
             self._undo(customer_id, partition, result, marks, fired)
             raise Rejected(f"internal error: {type(exc).__name__}: {exc}") from None
         self._encoded[customer_id] = raw
+        self._marks.pop(customer_id, None)
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (partition, b"")
@@ -500,14 +551,14 @@ class MonitorDriver:
         partition: int,
         result: BatchResult,
         marks: tuple[int, int, int, int],
-        fired: list[tuple[str, bytes, bool]],
+        fired: list[tuple[str, Saved, bool]],
     ) -> None:
         """Drop the message's outputs; restore its customer, then what its timers changed."""
         result._drop_since(marks)
         if customer_id in self._encoded:
             self._restore(customer_id, partition)
         for fired_id, before, woke in reversed(fired):
-            self._encoded[fired_id] = before
+            self._save(fired_id, before)
             self._restore(fired_id, partition)
             self.counts["timer_wakeups"] -= woke
         self._fires_left += len(fired)
@@ -529,7 +580,7 @@ class MonitorDriver:
         partition: int,
         ts: float,
         result: BatchResult,
-        fired: list[tuple[str, bytes, bool]],
+        fired: list[tuple[str, Saved, bool]],
     ) -> None:
         queue = self.timers.get(partition)
         watermark = self.watermarks.get(partition, float("-inf"))
@@ -554,25 +605,29 @@ class MonitorDriver:
         customer_id: str,
         wake: float,
         result: BatchResult,
-        fired: list[tuple[str, bytes, bool]],
+        fired: list[tuple[str, Saved, bool]],
     ) -> None:
         """Fire one timer under its own guard: a failure leaves the state as it was.
 
-        ``fired`` gets the customer, its encoding from before and whether the timer
+        ``fired`` gets the customer, its state to go back to and whether the timer
         moved its clock, to undo it with the event that moved the time, should that
-        event be rejected.
+        event be rejected. A wake-up that evaluated nothing is not encoded: its clock
+        marks go on the state to go back to instead.
         """
         marks = result._marks()
         try:
             state = self._state(customer_id)
-            before = self._encoded[customer_id]
+            before = self._saved(customer_id)
             # A wake-up re-evaluates the customer unless an event already brought it there.
             woke = state.clock is None or wake > state.clock
             state, out = advance(state, wake, self.ctx)
             self._collect(partition, state, out, result)
-            raw = encode_after(state)
-            if len(raw) > self.limits.max_message_bytes - RECORD_OVERHEAD:
-                raise Rejected(f"state of {len(raw)} bytes")
+            if out.clock_only:
+                raw = None
+            else:
+                raw = encode_after(state)
+                if len(raw) > self.limits.max_message_bytes - RECORD_OVERHEAD:
+                    raise Rejected(f"state of {len(raw)} bytes")
         except Exception:
             log.exception("timer of customer %s at %s failed", customer_id, wake)
             self.counts["timer_errors"] += 1
@@ -584,7 +639,11 @@ class MonitorDriver:
             return
         fired.append((customer_id, before, woke))
         self.counts["timer_wakeups"] += woke
-        self._encoded[customer_id] = raw
+        if raw is None:
+            self._marks[customer_id] = ClockMarks.of(state)
+        else:
+            self._encoded[customer_id] = raw
+            self._marks.pop(customer_id, None)
         result.states[customer_id] = (partition, b"")
 
     def _collect(

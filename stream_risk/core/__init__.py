@@ -8,10 +8,11 @@ agents and ``stream-risk replay`` both drive these two functions.
 from stream_risk.core.context import BadEvent, Context
 from stream_risk.core.outputs import Outputs
 from stream_risk.core.state import CustomerState
-from stream_risk.core.step import advance, profile_of, step
+from stream_risk.core.step import ClockMarks, advance, profile_of, step
 
 __all__ = [
     "BadEvent",
+    "ClockMarks",
     "Context",
     "CustomerState",
     "Outputs",

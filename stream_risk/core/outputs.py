@@ -22,6 +22,10 @@ class Outputs:
     training_examples: list[dict[str, Any]] = field(default_factory=list)
     #: True when the event was already applied (redelivery): nothing changed.
     duplicate: bool = False
+    #: True when a wake-up evaluated nothing and changed only what
+    #: :class:`~stream_risk.core.step.ClockMarks` holds (the clock, the score, the
+    #: next wake-up): putting those back undoes it.
+    clock_only: bool = False
 
 
 def iso(ts: float) -> str:

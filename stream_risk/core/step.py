@@ -8,6 +8,7 @@ return what should be published. No I/O, no clock.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from stream_risk.core import alerting, creditpolicy, creditreport, receivables, review, windows
@@ -114,18 +115,57 @@ def step(state: CustomerState, event: AnyEvent, ctx: Context) -> tuple[CustomerS
 
 
 def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerState, Outputs]:
-    """Move the customer's clock to event time ``now`` and re-evaluate (timers)."""
+    """Move the customer's clock to event time ``now`` and re-evaluate (timers).
+
+    The outputs say ``clock_only`` when the wake-up evaluated nothing and neither
+    expiry nor the model's snapshots changed anything: :class:`ClockMarks` then
+    hold all it changed.
+    """
     state.encoding = None
     if state.clock is not None and now <= state.clock:
         state.next_wakeup = _next_wakeup(state, state.clock, ctx)
-        return state, Outputs()
+        return state, Outputs(clock_only=True)
     took = _take_snapshots(state, now, ctx)
     since = _evaluated_as_of(state)
     state.clock = now
-    state.unchanged = state.unchanged - _forget(state, now, ctx)
+    forgot = _forget(state, now, ctx)
+    state.unchanged = state.unchanged - forgot
     if _prune_snapshots(state, now, ctx) or took:
+        took = True
         state.unchanged -= _SNAPSHOTS
-    return state, _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
+    out = _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
+    if out.clock_only and (took or forgot):
+        out.clock_only = False
+    return state, out
+
+
+@dataclass(frozen=True, slots=True)
+class ClockMarks:
+    """What a wake-up that evaluated nothing changes (``Outputs.clock_only``).
+
+    Taken after such a wake-up, they bring the state as it was before it (its
+    encoding from before, decoded) to the state after it: a driver need not encode
+    the state after every such wake-up to be able to go back to it.
+    """
+
+    clock: float | None
+    risk_score: float
+    score: Any
+    next_wakeup: float | None
+
+    @classmethod
+    def of(cls, state: CustomerState) -> ClockMarks:
+        return cls(state.clock, state.risk_score, state.detectors.get("score"), state.next_wakeup)
+
+    def restore(self, state: CustomerState) -> None:
+        """Put the marks back on ``state`` (decoded from before the wake-ups they end)."""
+        state.clock = self.clock
+        state.risk_score = self.risk_score
+        if self.score is None:
+            state.detectors.pop("score", None)
+        else:
+            state.detectors["score"] = self.score
+        state.next_wakeup = self.next_wakeup
 
 
 def profile_of(state: CustomerState, kept: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -169,7 +209,7 @@ def _evaluate(
         assert last is not None
         previous.view = (last[0], last[1], _evaluated_as_of(state))
         state.next_wakeup = _next_wakeup(state, now, ctx)
-        return Outputs()
+        return Outputs(clock_only=True)
     previous.seq += 1
     changed = previous.changed(features)
     detectors = state.detectors

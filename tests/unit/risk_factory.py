@@ -341,6 +341,19 @@ def steps_and_wake_ups(
     """One customer's state after each of ``events`` the core accepts (rejected ones are
     skipped), and after each of the wake-ups that follow it, ``gaps`` days apart (as
     many of them as the events applied so far pick)."""
+    for state in accepted_steps(events, ctx):
+        yield state
+        assert state.clock is not None
+        now = state.clock
+        for gap in gaps[: 1 + len(state.seen) % len(gaps)]:
+            now += gap * DAY
+            advance(state, now, ctx)  # in place
+            yield state
+
+
+def accepted_steps(events: Iterable[dict[str, Any]], ctx: Context) -> Iterator[CustomerState]:
+    """One customer's state (one object, changed in place) after each of ``events`` the
+    core accepts; rejected ones are skipped."""
     state = CustomerState("c1")
     for raw in events:
         try:
@@ -348,12 +361,6 @@ def steps_and_wake_ups(
         except BadEvent:
             continue
         yield state
-        assert state.clock is not None
-        now = state.clock
-        for gap in gaps[: 1 + len(state.seen) % len(gaps)]:
-            now += gap * DAY
-            state, _ = advance(state, now, ctx)
-            yield state
 
 
 def _number(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -272,6 +272,41 @@ def test_a_crash_on_a_cached_state_first_touched_in_a_batch_restores_the_stored_
     assert list(state.book["inv"]) == ["i1"]
 
 
+def test_a_crash_after_wake_ups_that_were_not_encoded_keeps_those_wake_ups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Daily checks of an overdue invoice mostly move only the clock and the score; the
+    driver does not encode those. A crash of the customer's next event still puts the
+    state back to just after them, as a batch without the crashed event leaves it."""
+
+    def batches(h: Harness, crash: bool) -> None:
+        h.process(h.msg(customer(0, 10_000.0, cid="a")), h.msg(invoice(0, "i1", 100.0, 5, cid="a")))
+        h.process(h.msg(order(0, "o0", 1.0, cid="b")))
+        later = [h.msg(order(day, f"o{day}", 1.0, cid="b")) for day in range(8, 20)]
+        boom = [h.msg(order(19, "oa", 5.0, cid="a", eid="boom"))] if crash else []
+        h.process(*later, *boom, h.msg(order(20, "o20", 1.0, cid="b")))
+
+    clean = Harness()
+    batches(clean, crash=False)
+    real_step = monitor.step
+
+    def crashing(state: Any, event: Any, ctx: Context) -> Any:
+        if event.event_id == "boom":
+            state.orders.append([0.0, 1.0, "half"])
+            state.clock = 0.0
+            raise KeyError("half way")
+        return real_step(state, event, ctx)
+
+    monkeypatch.setattr(monitor, "step", crashing)
+    h = Harness()
+    batches(h, crash=True)
+    [dead] = h.dead
+    assert dead["reason"].startswith("internal error: KeyError")
+    assert h.driver.counts["timer_wakeups"] == clean.driver.counts["timer_wakeups"] >= 10
+    assert h.table["a"] == clean.table["a"]
+    assert encode(h.driver.cache["a"]) == clean.table["a"]
+
+
 def test_a_crash_drops_the_outputs_of_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(ctx=utilisation_context())
     h.process(h.msg(customer(0, 1000.0)))

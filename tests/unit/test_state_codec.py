@@ -22,6 +22,7 @@ from migration import continue_from, migration_rules
 from risk_factory import (
     DAY,
     T0S,
+    accepted_steps,
     apply_all,
     at,
     collection,
@@ -44,7 +45,7 @@ from risk_factory import (
 import stream_risk
 import stream_risk.agents
 import stream_risk.schemas
-from stream_risk.core import Context, CustomerState, advance, step
+from stream_risk.core import ClockMarks, Context, CustomerState, advance, step
 from stream_risk.core.features import compute
 from stream_risk.core.state import STATE_VERSION, decode, encode, encode_after, timer_fields
 
@@ -735,6 +736,43 @@ def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
         raw = encode_after(state)
         assert raw == encode(state)
         assert encode_after(state) is raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    event_lists(max_size=40),
+    st.lists(st.floats(min_value=0, max_value=40, allow_nan=False), min_size=1, max_size=6),
+)
+def test_a_wake_up_that_changed_only_the_clock_is_undone_by_its_marks(
+    events: list[dict[str, Any]], gaps: list[float]
+) -> None:
+    """After a wake-up whose outputs say ``clock_only``, the encoding from before it,
+    decoded, with the wake-up's clock marks put back, is the state after it: a driver
+    need not encode such wake-ups to go back to them."""
+    ctx = strategy_context()
+    for state in accepted_steps(events, ctx):
+        assert state.clock is not None
+        now = state.clock
+        for gap in gaps:
+            before = encode(state)
+            now += gap * DAY
+            state, out = advance(state, now, ctx)
+            if out.clock_only:
+                assert not (out.warnings or out.tier_changes or out.credit_actions)
+                back = decode(before)
+                ClockMarks.of(state).restore(back)
+                assert encode(back) == encode(state)
+
+
+def test_most_daily_checks_of_an_overdue_invoice_change_only_the_clock() -> None:
+    ctx = strategy_context()
+    state, _ = run([customer(0, 10_000.0), invoice(0, "i1", 100.0, 10)], ctx)
+    outs = []
+    for day in range(11, 40):
+        state, out = advance(state, ts(day) + 3600, ctx)
+        outs.append(out.clock_only)
+    # Days past due move the score each day; the rules see 15 and 30 days.
+    assert outs.count(True) >= 20 and outs.count(False) >= 2
 
 
 @pytest.mark.parametrize(
