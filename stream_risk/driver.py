@@ -293,7 +293,7 @@ class MonitorDriver:
         self._encoded: dict[str, bytes] = {}
         #: customer_id -> the clock marks of the wake-ups since that encoding, when
         #: they changed nothing else (see :class:`Saved`).
-        self._marks: dict[str, ClockMarks] = {}
+        self._clock_marks: dict[str, ClockMarks] = {}
         self._fires_left = 0
         #: Partitions whose timers were left behind their watermark by the per-batch bound.
         self._behind: set[int] = set()
@@ -382,16 +382,16 @@ class MonitorDriver:
         few numbers of their clock marks changed, well within the room kept for a
         record's framing (:data:`RECORD_OVERHEAD`).
         """
-        for customer_id in self._marks:
+        for customer_id in self._clock_marks:
             self._encoded[customer_id] = encode_after(self.cache[customer_id])
-        self._marks.clear()
+        self._clock_marks.clear()
 
     def begin(self) -> float:
         """Start a batch: reset the per-batch bounds; return the wall clock it runs at."""
         if len(self.cache) > self.max_cached:
             self.cache.clear()
         self._encoded = {}
-        self._marks = {}
+        self._clock_marks = {}
         self._fires_left = self.limits.max_timer_fires
         now = self.clock()
         self.ctx.detected_at = datetime.fromtimestamp(now, UTC)
@@ -404,14 +404,14 @@ class MonitorDriver:
         return 0 if raw is None else len(raw)
 
     def _saved(self, customer_id: str) -> Saved:
-        return Saved(self._encoded[customer_id], self._marks.get(customer_id))
+        return Saved(self._encoded[customer_id], self._clock_marks.get(customer_id))
 
     def _save(self, customer_id: str, saved: Saved) -> None:
         self._encoded[customer_id] = saved.raw
         if saved.marks is None:
-            self._marks.pop(customer_id, None)
+            self._clock_marks.pop(customer_id, None)
         else:
-            self._marks[customer_id] = saved.marks
+            self._clock_marks[customer_id] = saved.marks
 
     def _state(self, customer_id: str) -> CustomerState:
         """The customer's state, its encoding remembered as the snapshot to go back to."""
@@ -436,7 +436,7 @@ class MonitorDriver:
     def _restore(self, customer_id: str, partition: int) -> None:
         """Put the customer's state back as it was before the failed message or timer."""
         state = decode(self._encoded[customer_id])
-        marks = self._marks.get(customer_id)
+        marks = self._clock_marks.get(customer_id)
         if marks is not None:
             marks.restore(state)
         self.cache[customer_id] = state
@@ -527,7 +527,7 @@ class MonitorDriver:
             self._undo(customer_id, partition, result, marks, fired)
             raise Rejected(f"internal error: {type(exc).__name__}: {exc}") from None
         self._encoded[customer_id] = raw
-        self._marks.pop(customer_id, None)
+        self._clock_marks.pop(customer_id, None)
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (partition, b"")
@@ -640,10 +640,10 @@ class MonitorDriver:
         fired.append((customer_id, before, woke))
         self.counts["timer_wakeups"] += woke
         if raw is None:
-            self._marks[customer_id] = ClockMarks.of(state)
+            self._clock_marks[customer_id] = ClockMarks.of(state)
         else:
             self._encoded[customer_id] = raw
-            self._marks.pop(customer_id, None)
+            self._clock_marks.pop(customer_id, None)
         result.states[customer_id] = (partition, b"")
 
     def _collect(
