@@ -19,9 +19,13 @@ import gc
 from typing import Any
 
 #: Collector thresholds of a running command (Python's: 700, 10, 10). Young
-#: collections every 10,000 new objects instead of 700: the objects of one event
-#: or batch die before they are promoted, so the full collections are rare.
-GC_THRESHOLDS = (10_000, 20, 50)
+#: collections every 5,000 new objects instead of 700: most objects of one event die
+#: before they are promoted. The middle generation every 5 young collections: its
+#: survivors are frozen after it (:func:`_freeze_survivors`), so it only ever walks
+#: what 5 young collections promoted; every 20 (as before) it walked up to 300,000
+#: objects, and the one full collection of a 100,000-event bench 350 ms, against 70
+#: and 90 ms at most now (one run each, the same total time collecting).
+GC_THRESHOLDS = (5_000, 5, 50)
 
 
 def tune_garbage_collection() -> None:
