@@ -23,8 +23,8 @@ from typing import Any
 #: before they are promoted. The middle generation every 5 young collections: its
 #: survivors are frozen after it (:func:`_freeze_survivors`), so it only ever walks
 #: what 5 young collections promoted; every 20 (as before) it walked up to 300,000
-#: objects, and the one full collection of a 100,000-event bench 350 ms, against 70
-#: and 90 ms at most now (one run each, the same total time collecting).
+#: objects, and the one full collection of a 100,000-event bench 350 ms, against 73
+#: and 91 ms at most now (one run each, the same total time collecting).
 GC_THRESHOLDS = (5_000, 5, 50)
 
 

@@ -130,11 +130,11 @@ def advance(state: CustomerState, now: float, ctx: Context) -> tuple[CustomerSta
     state.clock = now
     forgot = _forget(state, now, ctx)
     state.unchanged = state.unchanged - forgot
-    if _prune_snapshots(state, now, ctx) or took:
-        took = True
+    snapshots_changed = _prune_snapshots(state, now, ctx) or took
+    if snapshots_changed:
         state.unchanged -= _SNAPSHOTS
     out = _evaluate(state, now, f"{_WAKE}{now:.0f}", now, ctx, learn=False, since=since)
-    if out.clock_only and (took or forgot):
+    if out.clock_only and (snapshots_changed or forgot):
         out.clock_only = False
     return state, out
 
@@ -150,7 +150,8 @@ class ClockMarks:
 
     clock: float | None
     risk_score: float
-    score: Any
+    #: The detectors' ``score`` (the previous evaluation's, for the score's change).
+    score: float | None
     next_wakeup: float | None
 
     @classmethod
