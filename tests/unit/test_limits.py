@@ -210,5 +210,6 @@ def test_costs_times_the_guard_and_the_driver(
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
     assert cli.main(["costs", str(path), "--sample", "4", "--driver-events", "20"]) == 0
     out = capsys.readouterr().out
-    assert "monitor guard: state snapshot (encode)" in out
+    assert "monitor guard: state snapshot (encode), decoded copy" in out
+    assert "monitor guard: state snapshot (encode), as replayed" in out
     assert "monitor driver on the first 20 events" in out
