@@ -435,10 +435,10 @@ class MonitorDriver:
 
     def _restore(self, customer_id: str, partition: int) -> None:
         """Put the customer's state back as it was before the failed message or timer."""
-        state = decode(self._encoded[customer_id])
-        marks = self._clock_marks.get(customer_id)
-        if marks is not None:
-            marks.restore(state)
+        saved = self._saved(customer_id)
+        state = decode(saved.raw)
+        if saved.marks is not None:
+            saved.marks.restore(state)
         self.cache[customer_id] = state
         self._queue(partition).schedule(customer_id, state.next_wakeup)
 
@@ -526,8 +526,7 @@ class MonitorDriver:
             self.counts["internal_errors"] += 1
             self._undo(customer_id, partition, result, marks, fired)
             raise Rejected(f"internal error: {type(exc).__name__}: {exc}") from None
-        self._encoded[customer_id] = raw
-        self._clock_marks.pop(customer_id, None)
+        self._save(customer_id, Saved(raw, None))
         # A duplicate still refreshes the profile: after a crash its first
         # publication may not have happened.
         result.states[customer_id] = (partition, b"")
@@ -640,10 +639,9 @@ class MonitorDriver:
         fired.append((customer_id, before, woke))
         self.counts["timer_wakeups"] += woke
         if raw is None:
-            self._clock_marks[customer_id] = ClockMarks.of(state)
+            self._save(customer_id, Saved(self._encoded[customer_id], ClockMarks.of(state)))
         else:
-            self._encoded[customer_id] = raw
-            self._clock_marks.pop(customer_id, None)
+            self._save(customer_id, Saved(raw, None))
         result.states[customer_id] = (partition, b"")
 
     def _collect(
