@@ -395,6 +395,13 @@ def event_lists(
     )
 
 
+def gap_lists(most: float, max_size: int = 4) -> st.SearchStrategy[list[float]]:
+    """One to ``max_size`` gaps of 0 to ``most`` (in the caller's unit) between wake-ups."""
+    return st.lists(
+        st.floats(min_value=0, max_value=most, allow_nan=False), min_size=1, max_size=max_size
+    )
+
+
 # --------------------------------------------------------------------------- features, lateness
 
 

@@ -10,7 +10,7 @@ import orjson
 from golden import FIXTURES, golden_rules
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from risk_factory import event_lists, steps_and_wake_ups, strategy_context
+from risk_factory import event_lists, gap_lists, steps_and_wake_ups, strategy_context
 
 from stream_risk.core import Context, CustomerState
 from stream_risk.core import features as feats
@@ -94,7 +94,7 @@ def test_an_evicted_customer_is_evaluated_in_full() -> None:
         min_size=1,
         max_size=40,
     ),
-    st.lists(st.floats(min_value=0, max_value=3, allow_nan=False), min_size=1, max_size=4),
+    gap_lists(3),
 )
 def test_a_reused_orders_group_is_the_group_computed_afresh(
     events: list[tuple[float, str, int, float]], gaps: list[float]
@@ -116,7 +116,7 @@ def test_a_reused_orders_group_is_the_group_computed_afresh(
 @settings(max_examples=200, deadline=None)
 @given(
     event_lists(max_size=40),
-    st.lists(st.floats(min_value=0, max_value=120, allow_nan=False), min_size=1, max_size=4),
+    gap_lists(120),
 )
 def test_reused_groups_are_the_groups_computed_afresh_for_any_events(
     events: list[dict[str, Any]], gaps: list[float]

@@ -29,6 +29,7 @@ from risk_factory import (
     customer,
     event_lists,
     feature_differences,
+    gap_lists,
     invoice,
     open_invoices,
     order,
@@ -724,7 +725,7 @@ if __name__ == "__main__" and sys.argv[1:] == ["--write-v5-fixture"]:
 @settings(max_examples=200, deadline=None)
 @given(
     event_lists(max_size=40),
-    st.lists(st.floats(min_value=0, max_value=200, allow_nan=False), min_size=1, max_size=4),
+    gap_lists(200),
 )
 def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
     events: list[dict[str, Any]], gaps: list[float]
@@ -741,7 +742,7 @@ def test_encoding_after_a_step_or_a_wake_up_is_the_full_encoding(
 @settings(max_examples=200, deadline=None)
 @given(
     event_lists(max_size=40),
-    st.lists(st.floats(min_value=0, max_value=40, allow_nan=False), min_size=1, max_size=6),
+    gap_lists(40, max_size=6),
 )
 def test_a_wake_up_that_changed_only_the_clock_is_undone_by_its_marks(
     events: list[dict[str, Any]], gaps: list[float]
